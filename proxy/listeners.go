@@ -1,0 +1,246 @@
+// Package proxy owns the listening sockets shared by the HTTP and stream
+// proxies: they are kept by address across reloads (the same socket, so no
+// connection is refused while a reload happens), bound with IP_FREEBIND so a
+// listener on a VIP works on a node that does not hold the VIP yet, and each
+// accepted connection goes to the handler of the configuration generation
+// current at accept time.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// Handler serves one accepted client connection on its own goroutine; it
+// owns c and must close it.
+type Handler interface {
+	ServeConn(c net.Conn)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(c net.Conn)
+
+// ServeConn calls f(c).
+func (f HandlerFunc) ServeConn(c net.Conn) { f(c) }
+
+// Listeners is the set of listening sockets of the process.
+type Listeners struct {
+	log *zap.Logger
+
+	mu     sync.Mutex
+	byAddr map[string]*Listener
+	closed bool
+}
+
+// NewListeners returns an empty set.
+func NewListeners(log *zap.Logger) *Listeners {
+	return &Listeners{log: log, byAddr: map[string]*Listener{}}
+}
+
+// Apply makes the set listen on exactly the addresses of handlers (keys in
+// config.ParseListen's canonical form) and hands each new connection to its
+// handler. Kept addresses keep their socket; new ones are bound first, and a
+// bind failure closes them again and leaves the old set untouched. Removed
+// listeners are closed; connections they accepted stay with their handler.
+func (ls *Listeners) Apply(handlers map[string]Handler) error {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if ls.closed {
+		return errors.New("listeners: already closed")
+	}
+	opened := map[string]*Listener{}
+	for addr := range handlers {
+		if _, ok := ls.byAddr[addr]; ok {
+			continue
+		}
+		l, err := listen(addr)
+		if err != nil {
+			for _, o := range opened {
+				_ = o.ln.Close()
+			}
+			return err
+		}
+		opened[addr] = &Listener{addr: addr, ln: l, log: ls.log.With(zap.String("listen", addr)), done: make(chan struct{})}
+	}
+	for addr, l := range ls.byAddr {
+		if _, keep := handlers[addr]; !keep {
+			l.close()
+			delete(ls.byAddr, addr)
+			ls.log.Info("listener closed", zap.String("listen", addr))
+		}
+	}
+	for addr, h := range handlers {
+		l, ok := ls.byAddr[addr]
+		if !ok {
+			l = opened[addr]
+			ls.byAddr[addr] = l
+			l.handler.Store(&h)
+			go l.acceptLoop()
+			ls.log.Info("listening", zap.String("listen", addr))
+			continue
+		}
+		l.handler.Store(&h)
+	}
+	return nil
+}
+
+// Close closes every listener and waits for their accept loops to end.
+func (ls *Listeners) Close() {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	ls.closed = true
+	for addr, l := range ls.byAddr {
+		l.close()
+		delete(ls.byAddr, addr)
+	}
+}
+
+// Status reports each listener's accept health, sorted by address.
+func (ls *Listeners) Status() []ListenerStatus {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	out := make([]ListenerStatus, 0, len(ls.byAddr))
+	for _, l := range ls.byAddr {
+		out = append(out, l.Status())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Address < out[j].Address })
+	return out
+}
+
+// Get returns the listener on addr, or nil.
+func (ls *Listeners) Get(addr string) *Listener {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return ls.byAddr[addr]
+}
+
+// Listener is one listening socket and its accept loop.
+type Listener struct {
+	addr    string
+	ln      net.Listener
+	log     *zap.Logger
+	handler atomic.Pointer[Handler]
+	done    chan struct{}
+
+	accepted      atomic.Uint64
+	acceptErrors  atomic.Uint64
+	failingSince  atomic.Int64 // unix nanos of the first of the current run of accept errors; 0 = accepting fine
+	lastErr       atomic.Pointer[string]
+	loopRunning   atomic.Bool
+	closeOnce     sync.Once
+	closedByOwner atomic.Bool
+}
+
+// ListenerStatus is what the node self-check and the admin API see.
+type ListenerStatus struct {
+	Address      string
+	Serving      bool   // the accept loop runs and is not failing
+	Accepted     uint64 // connections accepted since start
+	AcceptErrors uint64
+	LastError    string
+	FailingFor   time.Duration // how long accept has been failing without a success
+}
+
+// Status reports the listener's accept health.
+func (l *Listener) Status() ListenerStatus {
+	st := ListenerStatus{
+		Address:      l.addr,
+		Accepted:     l.accepted.Load(),
+		AcceptErrors: l.acceptErrors.Load(),
+	}
+	if e := l.lastErr.Load(); e != nil {
+		st.LastError = *e
+	}
+	since := l.failingSince.Load()
+	if since != 0 {
+		st.FailingFor = time.Since(time.Unix(0, since))
+	}
+	st.Serving = l.loopRunning.Load() && since == 0
+	return st
+}
+
+// Addr is the socket's bound address (useful when listening on port 0 in tests).
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+func (l *Listener) close() {
+	l.closeOnce.Do(func() {
+		l.closedByOwner.Store(true)
+		_ = l.ln.Close()
+	})
+	<-l.done
+}
+
+func (l *Listener) acceptLoop() {
+	l.loopRunning.Store(true)
+	defer func() {
+		l.loopRunning.Store(false)
+		close(l.done)
+	}()
+	backoff := 5 * time.Millisecond
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			if l.closedByOwner.Load() {
+				return
+			}
+			l.acceptErrors.Add(1)
+			msg := err.Error()
+			l.lastErr.Store(&msg)
+			l.failingSince.CompareAndSwap(0, time.Now().UnixNano())
+			if errors.Is(err, net.ErrClosed) {
+				// The socket is gone without us closing it: nothing left to retry.
+				l.log.Error("listener socket closed unexpectedly", zap.Error(err))
+				return
+			}
+			// EMFILE/ENFILE and friends: back off (as net/http does) and keep
+			// trying; the node self-check sees the failing state meanwhile.
+			l.log.Warn("accept failed", zap.Error(err), zap.Duration("retry_in", backoff))
+			time.Sleep(backoff)
+			if backoff < time.Second {
+				backoff *= 2
+			}
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		l.failingSince.Store(0)
+		l.accepted.Add(1)
+		h := *l.handler.Load()
+		go h.ServeConn(c)
+	}
+}
+
+// listen binds addr with SO_REUSEADDR and IP_FREEBIND / IPV6_FREEBIND.
+func listen(addr string) (net.Listener, error) {
+	lc := net.ListenConfig{Control: func(network, address string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
+				return
+			}
+			if network == "tcp6" {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
+				return
+			}
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	l, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	return l, nil
+}
