@@ -10,7 +10,7 @@ import (
 )
 
 var (
-	a4  = netip.MustParseAddr
+	a4   = netip.MustParseAddr
 	src4 = a4("192.0.2.1")
 	src6 = a4("fe80::1")
 )

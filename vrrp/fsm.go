@@ -1,0 +1,422 @@
+package vrrp
+
+import (
+	"net/netip"
+	"time"
+)
+
+// State is a VRRP instance's state (RFC 5798 section 6.4, plus FAULT as in
+// keepalived).
+type State int
+
+// The states. INIT is both "not started yet" and "stopped".
+const (
+	StateInit State = iota
+	StateBackup
+	StateMaster
+	StateFault
+)
+
+func (s State) String() string {
+	switch s {
+	case StateInit:
+		return "INIT"
+	case StateBackup:
+		return "BACKUP"
+	case StateMaster:
+		return "MASTER"
+	case StateFault:
+		return "FAULT"
+	}
+	return "UNKNOWN"
+}
+
+// ActionKind names what the state machine asks its runner to do.
+type ActionKind int
+
+// The actions, executed by the runner in the order they are returned.
+const (
+	ActSendAdvert  ActionKind = iota // send one advert with Action.Priority
+	ActAddVIPs                       // configure every VIP
+	ActRemoveVIPs                    // remove every VIP
+	ActRenewVIPs                     // re-add the VIPs to renew their finite lifetime
+	ActGARP                          // send one burst of gratuitous ARP / unsolicited NA
+	ActNotify                        // run the notify scripts for Action.To with Action.Priority
+	ActTransition                    // the state changed From -> To for Reason
+	ActResigned                      // a Resign has finished (another master heard, or timed out)
+)
+
+// Action is one step the runner performs.
+type Action struct {
+	Kind     ActionKind
+	Priority uint8
+	From, To State
+	Reason   string
+}
+
+// fsmConfig is the part of Config the state machine decides with.
+type fsmConfig struct {
+	Version       int
+	Priority      uint8 // configured, 1..254
+	Interval      time.Duration
+	Preempt       bool
+	PreemptDelay  time.Duration
+	StartAsMaster bool
+	Primary       netip.Addr    // our address, for the equal-priority tie-break
+	GARPDelay     time.Duration // second GARP burst; 0 = none
+	GARPRefresh   time.Duration // periodic GARP while MASTER; 0 = off
+	VIPRenew      time.Duration // period of VIP lifetime renewal; 0 = VIPs are permanent
+}
+
+type trackState struct {
+	fault  bool
+	weight int
+}
+
+// fsm is the VRRP state machine: pure logic, no I/O, no goroutines. Every
+// input carries the current time; timers are deadlines the runner reads
+// with nextDeadline and reports back with timer.
+type fsm struct {
+	cfg            fsmConfig
+	state          State
+	masterInterval time.Duration // Master_Adver_Interval: learned from the master in v3
+	masterAddr     netip.Addr    // the current master's address, ours when MASTER
+	tracks         map[string]trackState
+	backupSince    time.Time
+	resigning      bool
+	lastAnswer     time.Time
+
+	// Deadlines; zero means disarmed.
+	advertAt, downAt, garpAt, refreshAt, renewAt, resignAt time.Time
+}
+
+func newFSM(cfg fsmConfig) *fsm {
+	return &fsm{cfg: cfg, masterInterval: cfg.Interval, tracks: map[string]trackState{}}
+}
+
+// effectivePriority is the configured priority plus every tracking weight,
+// clamped to 1..254: 0 is reserved for "master is leaving" and 255 for the
+// address owner, which we never are.
+func (f *fsm) effectivePriority() uint8 {
+	p := int(f.cfg.Priority)
+	for _, t := range f.tracks {
+		p += t.weight
+	}
+	return uint8(min(max(p, 1), 254))
+}
+
+func (f *fsm) faulted() (string, bool) {
+	for name, t := range f.tracks {
+		if t.fault {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// skewTime is ((256 - Priority) * Master_Adver_Interval) / 256.
+func (f *fsm) skewTime() time.Duration {
+	return time.Duration(256-int(f.effectivePriority())) * f.masterInterval / 256
+}
+
+// masterDownInterval is 3 * Master_Adver_Interval + Skew_Time.
+func (f *fsm) masterDownInterval() time.Duration {
+	return 3*f.masterInterval + f.skewTime()
+}
+
+func (f *fsm) nextDeadline() time.Time {
+	var next time.Time
+	for _, d := range []time.Time{f.advertAt, f.downAt, f.garpAt, f.refreshAt, f.renewAt, f.resignAt} {
+		if !d.IsZero() && (next.IsZero() || d.Before(next)) {
+			next = d
+		}
+	}
+	return next
+}
+
+func due(d, now time.Time) bool { return !d.IsZero() && !now.Before(d) }
+
+func (f *fsm) disarm() {
+	f.advertAt, f.downAt, f.garpAt, f.refreshAt, f.renewAt, f.resignAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
+}
+
+func (f *fsm) transition(to State, reason string, acts []Action) []Action {
+	from := f.state
+	f.state = to
+	return append(acts,
+		Action{Kind: ActTransition, From: from, To: to, Reason: reason},
+		Action{Kind: ActNotify, To: to, Priority: f.effectivePriority()})
+}
+
+func (f *fsm) toBackup(now time.Time, reason string) []Action {
+	var acts []Action
+	if f.state == StateMaster || f.state == StateInit {
+		// From INIT too: a VIP left behind by a crash goes before the election.
+		acts = append(acts, Action{Kind: ActRemoveVIPs})
+	}
+	f.disarm()
+	if f.state != StateMaster {
+		f.masterAddr = netip.Addr{}
+	}
+	f.backupSince = now
+	f.downAt = now.Add(f.masterDownInterval())
+	return f.transition(StateBackup, reason, acts)
+}
+
+func (f *fsm) toMaster(now time.Time, reason string) []Action {
+	f.disarm()
+	f.masterInterval = f.cfg.Interval
+	f.masterAddr = f.cfg.Primary
+	acts := []Action{
+		{Kind: ActSendAdvert, Priority: f.effectivePriority()},
+		{Kind: ActAddVIPs},
+		{Kind: ActGARP},
+	}
+	f.advertAt = now.Add(f.cfg.Interval)
+	if f.cfg.GARPDelay > 0 {
+		f.garpAt = now.Add(f.cfg.GARPDelay)
+	}
+	if f.cfg.GARPRefresh > 0 {
+		f.refreshAt = now.Add(f.cfg.GARPRefresh)
+	}
+	if f.cfg.VIPRenew > 0 {
+		f.renewAt = now.Add(f.cfg.VIPRenew)
+	}
+	return f.transition(StateMaster, reason, acts)
+}
+
+func (f *fsm) toFault(reason string) []Action {
+	var acts []Action
+	switch f.state {
+	case StateMaster:
+		// Priority 0 lets the backup take over after Skew_Time instead of
+		// the whole Master_Down_Interval.
+		acts = append(acts, Action{Kind: ActSendAdvert, Priority: 0}, Action{Kind: ActRemoveVIPs})
+	case StateInit:
+		acts = append(acts, Action{Kind: ActRemoveVIPs})
+	}
+	f.disarm()
+	f.masterAddr = netip.Addr{}
+	return f.transition(StateFault, reason, acts)
+}
+
+// start leaves INIT: BACKUP waiting Master_Down_Interval, or one advert
+// interval with the MASTER start-up hint, or FAULT when tracking says so.
+func (f *fsm) start(now time.Time) []Action {
+	if f.state != StateInit {
+		return nil
+	}
+	if src, bad := f.faulted(); bad {
+		return f.toFault("start-up: " + src + " is down")
+	}
+	if !f.cfg.StartAsMaster {
+		return f.toBackup(now, "start-up")
+	}
+	acts := f.toBackup(now, "start-up as MASTER: waiting one advert interval for a better master")
+	f.downAt = now.Add(f.cfg.Interval)
+	return acts
+}
+
+// advert handles a received advert that passed the receive checks.
+func (f *fsm) advert(now time.Time, src netip.Addr, prio uint8, interval time.Duration) []Action {
+	switch f.state {
+	case StateBackup:
+		if prio == 0 {
+			f.downAt = now.Add(f.skewTime())
+			return nil
+		}
+		f.masterAddr = src
+		local := f.effectivePriority()
+		if !f.cfg.Preempt || prio >= local || now.Before(f.backupSince.Add(f.cfg.PreemptDelay)) {
+			if f.cfg.Version == 3 {
+				f.masterInterval = interval
+			}
+			f.downAt = now.Add(f.masterDownInterval())
+			return nil
+		}
+		// Preemption of a lower-priority master. RFC 5798 waits out the
+		// whole Master_Down_Interval; we take over after Skew_Time (the
+		// best backup first), so a master whose priority dropped through
+		// tracking is replaced within Skew_Time plus one advert.
+		if skew := now.Add(f.skewTime()); f.downAt.After(skew) {
+			f.downAt = skew
+		}
+		return nil
+	case StateMaster:
+		if f.resigning {
+			if prio > 0 {
+				f.resigning = false
+				f.disarm()
+				f.masterAddr = src
+				acts := f.transition(StateInit, "resigned: new master "+src.String()+" heard", nil)
+				return append(acts, Action{Kind: ActResigned})
+			}
+			return nil
+		}
+		local := f.effectivePriority()
+		if prio == 0 {
+			f.advertAt = now.Add(f.cfg.Interval)
+			return []Action{{Kind: ActSendAdvert, Priority: local}}
+		}
+		if prio > local || (prio == local && src.Compare(f.cfg.Primary) > 0) {
+			acts := f.toBackup(now, "advert from "+src.String()+" with higher priority or address")
+			f.masterAddr = src
+			if f.cfg.Version == 3 {
+				f.masterInterval = interval
+				f.downAt = now.Add(f.masterDownInterval())
+			}
+			return acts
+		}
+		// A lower-priority master: answer at once (at most twice per
+		// interval) so it hears us and steps down quickly.
+		if now.Sub(f.lastAnswer) >= f.cfg.Interval/2 {
+			f.lastAnswer = now
+			return []Action{{Kind: ActSendAdvert, Priority: local}}
+		}
+	}
+	return nil
+}
+
+// timer handles every deadline that is due at now.
+func (f *fsm) timer(now time.Time) []Action {
+	var acts []Action
+	switch f.state {
+	case StateBackup:
+		if due(f.downAt, now) {
+			return f.toMaster(now, "master down timer expired")
+		}
+	case StateMaster:
+		if due(f.resignAt, now) {
+			f.resigning = false
+			f.disarm()
+			acts = f.transition(StateInit, "resigned: no new master heard within Master_Down_Interval", nil)
+			return append(acts, Action{Kind: ActResigned})
+		}
+		if due(f.advertAt, now) {
+			prio := f.effectivePriority()
+			if f.resigning {
+				prio = 0
+			}
+			acts = append(acts, Action{Kind: ActSendAdvert, Priority: prio})
+			f.advertAt = now.Add(f.cfg.Interval)
+		}
+		if due(f.renewAt, now) {
+			acts = append(acts, Action{Kind: ActRenewVIPs})
+			f.renewAt = now.Add(f.cfg.VIPRenew)
+		}
+		if f.resigning {
+			break
+		}
+		if due(f.garpAt, now) {
+			acts = append(acts, Action{Kind: ActGARP})
+			f.garpAt = time.Time{}
+		}
+		if due(f.refreshAt, now) {
+			acts = append(acts, Action{Kind: ActGARP})
+			f.refreshAt = now.Add(f.cfg.GARPRefresh)
+		}
+	}
+	return acts
+}
+
+// setTrack records a tracking source's fault flag and priority weight.
+func (f *fsm) setTrack(now time.Time, source string, fault bool, weight int) []Action {
+	before := f.effectivePriority()
+	if !fault && weight == 0 {
+		delete(f.tracks, source)
+	} else {
+		f.tracks[source] = trackState{fault: fault, weight: weight}
+	}
+	if f.resigning {
+		return nil
+	}
+	_, bad := f.faulted()
+	switch {
+	case bad && (f.state == StateBackup || f.state == StateMaster):
+		reason := source + " is down"
+		if !fault {
+			reason = "tracking still faulty"
+		}
+		return f.toFault(reason)
+	case !bad && f.state == StateFault:
+		return f.toBackup(now, source+" recovered: leaving FAULT")
+	case f.state == StateMaster && f.effectivePriority() != before:
+		// Tell the backups at once: with preemption, the best one takes
+		// over within Skew_Time of hearing a lower priority.
+		f.advertAt = now.Add(f.cfg.Interval)
+		return []Action{{Kind: ActSendAdvert, Priority: f.effectivePriority()}}
+	}
+	return nil
+}
+
+// resign makes a MASTER advertise priority 0 while keeping its VIPs until
+// another master is heard or Master_Down_Interval passes. Other states
+// stop at once (they hold nothing and send nothing).
+func (f *fsm) resign(now time.Time) []Action {
+	switch f.state {
+	case StateMaster:
+		if f.resigning {
+			return nil
+		}
+		f.resigning = true
+		f.garpAt, f.refreshAt = time.Time{}, time.Time{}
+		f.advertAt = now.Add(f.cfg.Interval)
+		f.resignAt = now.Add(f.masterDownInterval())
+		return []Action{{Kind: ActSendAdvert, Priority: 0}}
+	case StateInit:
+		return []Action{{Kind: ActResigned}}
+	}
+	f.disarm()
+	acts := f.transition(StateInit, "resigned", nil)
+	return append(acts, Action{Kind: ActResigned})
+}
+
+// shutdown stops the instance: a MASTER sends priority 0 (unless it has
+// already resigned) and every VIP goes.
+func (f *fsm) shutdown() []Action {
+	var acts []Action
+	if f.state == StateMaster && !f.resigning {
+		acts = append(acts, Action{Kind: ActSendAdvert, Priority: 0})
+	}
+	acts = append(acts, Action{Kind: ActRemoveVIPs})
+	f.resigning = false
+	f.disarm()
+	if f.state == StateInit {
+		return acts
+	}
+	return f.transition(StateInit, "stopped", acts)
+}
+
+// reconfigure applies a reload in place: the state is kept.
+func (f *fsm) reconfigure(now time.Time, cfg fsmConfig) []Action {
+	before := f.effectivePriority()
+	old := f.cfg
+	f.cfg = cfg
+	if cfg.Version == 2 || f.state == StateMaster {
+		f.masterInterval = cfg.Interval
+	}
+	if f.state != StateMaster || f.resigning {
+		return nil
+	}
+	f.masterAddr = cfg.Primary
+	if cfg.Interval != old.Interval {
+		f.advertAt = now.Add(cfg.Interval)
+	}
+	if cfg.GARPRefresh != old.GARPRefresh {
+		f.refreshAt = time.Time{}
+		if cfg.GARPRefresh > 0 {
+			f.refreshAt = now.Add(cfg.GARPRefresh)
+		}
+	}
+	if cfg.VIPRenew != old.VIPRenew {
+		f.renewAt = time.Time{}
+		if cfg.VIPRenew > 0 {
+			f.renewAt = now.Add(cfg.VIPRenew)
+		}
+	}
+	if f.effectivePriority() != before || cfg.Interval != old.Interval {
+		f.advertAt = now.Add(cfg.Interval)
+		return []Action{{Kind: ActSendAdvert, Priority: f.effectivePriority()}}
+	}
+	return nil
+}

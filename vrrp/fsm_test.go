@@ -1,0 +1,419 @@
+package vrrp
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+)
+
+var (
+	t0      = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ourAddr = netip.MustParseAddr("192.0.2.10")
+	lowPeer = netip.MustParseAddr("192.0.2.5")
+	hiPeer  = netip.MustParseAddr("192.0.2.20")
+)
+
+// machine drives an fsm with a fake clock.
+type machine struct {
+	t   *testing.T
+	f   *fsm
+	now time.Time
+}
+
+func newMachine(t *testing.T, mod func(*fsmConfig)) *machine {
+	cfg := fsmConfig{Version: 3, Priority: 100, Interval: time.Second, Preempt: true, Primary: ourAddr}
+	if mod != nil {
+		mod(&cfg)
+	}
+	return &machine{t: t, f: newFSM(cfg), now: t0}
+}
+
+// advance moves the clock, firing every deadline on the way in order.
+func (m *machine) advance(d time.Duration) []Action {
+	end := m.now.Add(d)
+	var acts []Action
+	for {
+		next := m.f.nextDeadline()
+		if next.IsZero() || next.After(end) {
+			break
+		}
+		m.now = next
+		acts = append(acts, m.f.timer(m.now)...)
+	}
+	m.now = end
+	return acts
+}
+
+func (m *machine) advert(src netip.Addr, prio uint8) []Action {
+	return m.f.advert(m.now, src, prio, m.f.cfg.Interval)
+}
+
+func (m *machine) wantState(s State) {
+	m.t.Helper()
+	if m.f.state != s {
+		m.t.Fatalf("state %v, want %v", m.f.state, s)
+	}
+}
+
+func kinds(acts []Action) []ActionKind {
+	var k []ActionKind
+	for _, a := range acts {
+		k = append(k, a.Kind)
+	}
+	return k
+}
+
+func has(acts []Action, k ActionKind) bool { return slices.Contains(kinds(acts), k) }
+
+func sent(acts []Action) []uint8 {
+	var p []uint8
+	for _, a := range acts {
+		if a.Kind == ActSendAdvert {
+			p = append(p, a.Priority)
+		}
+	}
+	return p
+}
+
+func (m *machine) becomeMaster() {
+	m.t.Helper()
+	m.f.start(m.now)
+	m.advance(m.f.masterDownInterval())
+	m.wantState(StateMaster)
+}
+
+func TestTimersFromRFC(t *testing.T) {
+	m := newMachine(t, nil)
+	// Priority 100, 1s: Skew = 156/256 s, Master_Down = 3s + Skew.
+	if got, want := m.f.skewTime(), 609375*time.Microsecond; got != want {
+		t.Fatalf("skew %v, want %v", got, want)
+	}
+	if got, want := m.f.masterDownInterval(), 3609375*time.Microsecond; got != want {
+		t.Fatalf("master down %v, want %v", got, want)
+	}
+}
+
+func TestStartAsBackupTakesOverAfterMasterDownInterval(t *testing.T) {
+	m := newMachine(t, nil)
+	acts := m.f.start(m.now)
+	m.wantState(StateBackup)
+	if !has(acts, ActRemoveVIPs) || !has(acts, ActNotify) {
+		t.Fatalf("start actions %v: want stale VIPs removed and notify_backup", kinds(acts))
+	}
+	if acts := m.advance(3609 * time.Millisecond); len(acts) != 0 {
+		t.Fatalf("acted before Master_Down_Interval: %v", kinds(acts))
+	}
+	acts = m.advance(time.Millisecond)
+	m.wantState(StateMaster)
+	if !slices.Equal(sent(acts), []uint8{100}) || !has(acts, ActAddVIPs) || !has(acts, ActGARP) {
+		t.Fatalf("master entry actions %v", acts)
+	}
+}
+
+func TestStartAsMasterHint(t *testing.T) {
+	t.Run("takes over after one interval", func(t *testing.T) {
+		m := newMachine(t, func(c *fsmConfig) { c.StartAsMaster = true })
+		m.f.start(m.now)
+		m.advance(999 * time.Millisecond)
+		m.wantState(StateBackup)
+		m.advance(time.Millisecond)
+		m.wantState(StateMaster)
+	})
+	t.Run("yields to a higher priority", func(t *testing.T) {
+		m := newMachine(t, func(c *fsmConfig) { c.StartAsMaster = true })
+		m.f.start(m.now)
+		m.advance(500 * time.Millisecond)
+		m.advert(hiPeer, 200)
+		m.advance(2 * time.Second) // the master keeps silent for 2.5 of its 3.2s down interval
+		m.wantState(StateBackup)
+	})
+}
+
+func TestStartInFault(t *testing.T) {
+	m := newMachine(t, nil)
+	m.f.setTrack(m.now, "interface:eth0", true, 0)
+	acts := m.f.start(m.now)
+	m.wantState(StateFault)
+	if !has(acts, ActRemoveVIPs) {
+		t.Fatalf("stale VIPs not removed on start in FAULT: %v", kinds(acts))
+	}
+	if acts := m.advance(time.Minute); len(acts) != 0 {
+		t.Fatalf("FAULT acted: %v", kinds(acts))
+	}
+}
+
+func TestBackupAdverts(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		preempt    bool
+		prio       uint8
+		wantMaster time.Duration // when the backup becomes master after the advert; 0 = not within 10s
+	}{
+		{"higher priority resets the timer", true, 200, 0},
+		{"equal priority resets the timer", true, 100, 0},
+		{"lower priority with preempt: take over after Skew_Time", true, 50, 609375 * time.Microsecond},
+		{"lower priority without preempt resets the timer", false, 50, 0},
+		{"priority 0: take over after Skew_Time", true, 0, 609375 * time.Microsecond},
+		{"priority 0 without preempt: take over after Skew_Time", false, 0, 609375 * time.Microsecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newMachine(t, func(c *fsmConfig) { c.Preempt = tc.preempt })
+			m.f.start(m.now)
+			m.advance(2 * time.Second)
+			m.advert(lowPeer, tc.prio)
+			if tc.wantMaster == 0 {
+				// The master keeps advertising every second.
+				for range 10 {
+					m.advance(time.Second)
+					m.advert(lowPeer, tc.prio)
+				}
+				m.wantState(StateBackup)
+				return
+			}
+			m.advance(tc.wantMaster - time.Microsecond)
+			m.wantState(StateBackup)
+			m.advance(time.Microsecond)
+			m.wantState(StateMaster)
+		})
+	}
+}
+
+func TestPreemptDelay(t *testing.T) {
+	m := newMachine(t, func(c *fsmConfig) { c.PreemptDelay = 5 * time.Second })
+	m.f.start(m.now)
+	for range 4 { // 4s after entering BACKUP: still within the delay
+		m.advance(time.Second)
+		m.advert(lowPeer, 50)
+	}
+	m.wantState(StateBackup)
+	m.advance(time.Second)
+	m.advert(lowPeer, 50) // 5s: the delay is over
+	m.advance(m.f.skewTime())
+	m.wantState(StateMaster)
+}
+
+func TestMasterAdverts(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		src      netip.Addr
+		prio     uint8
+		wantStep bool
+		wantSent []uint8
+	}{
+		{"higher priority: step down", lowPeer, 101, true, nil},
+		{"equal priority, higher address: step down", hiPeer, 100, true, nil},
+		{"equal priority, lower address: stay and answer", lowPeer, 100, false, []uint8{100}},
+		{"lower priority: stay and answer", hiPeer, 99, false, []uint8{100}},
+		{"priority 0: answer at once", hiPeer, 0, false, []uint8{100}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newMachine(t, nil)
+			m.becomeMaster()
+			acts := m.advert(tc.src, tc.prio)
+			if tc.wantStep {
+				m.wantState(StateBackup)
+				if !has(acts, ActRemoveVIPs) || len(sent(acts)) != 0 {
+					t.Fatalf("step-down actions %v", acts)
+				}
+				if m.f.masterAddr != tc.src {
+					t.Fatalf("master address %v, want %v", m.f.masterAddr, tc.src)
+				}
+				return
+			}
+			m.wantState(StateMaster)
+			if !slices.Equal(sent(acts), tc.wantSent) || has(acts, ActRemoveVIPs) {
+				t.Fatalf("actions %v, want adverts %v", acts, tc.wantSent)
+			}
+		})
+	}
+}
+
+func TestMasterAnswersLowerPriorityAtMostTwicePerInterval(t *testing.T) {
+	m := newMachine(t, nil)
+	m.becomeMaster()
+	m.advance(100 * time.Millisecond)
+	n := 0
+	for range 10 { // a flood within 100ms
+		n += len(sent(m.advert(lowPeer, 50)))
+	}
+	if n != 1 {
+		t.Fatalf("answered a flood of 10 adverts with %d", n)
+	}
+}
+
+func TestMasterTimers(t *testing.T) {
+	m := newMachine(t, func(c *fsmConfig) {
+		c.GARPDelay = 5 * time.Second
+		c.GARPRefresh = 4 * time.Second
+		c.VIPRenew = 3 * time.Second
+	})
+	m.becomeMaster()
+	acts := m.advance(10*time.Second + time.Millisecond)
+	count := map[ActionKind]int{}
+	for _, a := range acts {
+		count[a.Kind]++
+	}
+	// Adverts every second; GARP second burst at 5s and refresh at 4s, 8s;
+	// VIP renewal at 3s, 6s, 9s.
+	if count[ActSendAdvert] != 10 || count[ActGARP] != 3 || count[ActRenewVIPs] != 3 {
+		t.Fatalf("in 10s of MASTER: %v", count)
+	}
+}
+
+func TestFault(t *testing.T) {
+	t.Run("master enters FAULT with a priority-0 advert and releases the VIPs", func(t *testing.T) {
+		m := newMachine(t, nil)
+		m.becomeMaster()
+		acts := m.f.setTrack(m.now, "interface:eth0", true, 0)
+		m.wantState(StateFault)
+		if !slices.Equal(sent(acts), []uint8{0}) || !has(acts, ActRemoveVIPs) {
+			t.Fatalf("fault entry %v", acts)
+		}
+		if acts := m.advance(time.Minute); len(acts) != 0 {
+			t.Fatalf("FAULT keeps acting: %v", acts)
+		}
+		m.advert(hiPeer, 50)
+		m.wantState(StateFault)
+	})
+	t.Run("backup enters FAULT and never takes over", func(t *testing.T) {
+		m := newMachine(t, nil)
+		m.f.start(m.now)
+		acts := m.f.setTrack(m.now, "script:chk", true, 0)
+		m.wantState(StateFault)
+		if len(sent(acts)) != 0 {
+			t.Fatalf("a backup entering FAULT sent %v", acts)
+		}
+		m.advance(time.Minute)
+		m.wantState(StateFault)
+	})
+	t.Run("leaves FAULT as BACKUP when every source recovered", func(t *testing.T) {
+		m := newMachine(t, nil)
+		m.f.start(m.now)
+		m.f.setTrack(m.now, "a", true, 0)
+		m.f.setTrack(m.now, "b", true, 0)
+		m.f.setTrack(m.now, "a", false, 0)
+		m.wantState(StateFault)
+		acts := m.f.setTrack(m.now, "b", false, 0)
+		m.wantState(StateBackup)
+		if !has(acts, ActNotify) {
+			t.Fatalf("no notify on leaving FAULT: %v", acts)
+		}
+		m.advance(m.f.masterDownInterval())
+		m.wantState(StateMaster)
+	})
+}
+
+func TestTrackWeights(t *testing.T) {
+	m := newMachine(t, nil)
+	m.becomeMaster()
+	acts := m.f.setTrack(m.now, "script:chk", false, -30)
+	if !slices.Equal(sent(acts), []uint8{70}) {
+		t.Fatalf("lowered priority not advertised at once: %v", acts)
+	}
+	m.f.setTrack(m.now, "script:other", false, -200)
+	if got := m.f.effectivePriority(); got != 1 {
+		t.Fatalf("priority %d, want clamped to 1", got)
+	}
+	m.f.setTrack(m.now, "script:other", false, 0)
+	m.f.setTrack(m.now, "script:chk", false, 250)
+	if got := m.f.effectivePriority(); got != 254 {
+		t.Fatalf("priority %d, want clamped to 254", got)
+	}
+	m.f.setTrack(m.now, "script:chk", false, 0)
+	if got := m.f.effectivePriority(); got != 100 {
+		t.Fatalf("priority %d after recovery, want 100", got)
+	}
+}
+
+func TestV3BackupAdoptsMasterInterval(t *testing.T) {
+	m := newMachine(t, nil)
+	m.f.start(m.now)
+	m.f.advert(m.now, hiPeer, 200, 100*time.Millisecond)
+	// 3 * 100ms + 156/256 * 100ms (our priority 100).
+	want := 300*time.Millisecond + 609375*time.Microsecond/10
+	if got := m.f.masterDownInterval(); got != want {
+		t.Fatalf("master down %v, want %v", got, want)
+	}
+	m.advance(want - time.Microsecond)
+	m.wantState(StateBackup)
+	m.advance(time.Microsecond)
+	m.wantState(StateMaster)
+	// As master it advertises at its own interval.
+	if acts := m.advance(time.Second); len(sent(acts)) != 1 {
+		t.Fatalf("master sent %d adverts in its 1s interval", len(sent(acts)))
+	}
+}
+
+func TestResign(t *testing.T) {
+	t.Run("master keeps VIPs until a new master is heard", func(t *testing.T) {
+		m := newMachine(t, nil)
+		m.becomeMaster()
+		acts := m.f.resign(m.now)
+		if !slices.Equal(sent(acts), []uint8{0}) || has(acts, ActRemoveVIPs) {
+			t.Fatalf("resign %v", acts)
+		}
+		acts = m.advance(time.Second)
+		if !slices.Equal(sent(acts), []uint8{0}) {
+			t.Fatalf("resigning master advertised %v", acts)
+		}
+		acts = m.advert(lowPeer, 50)
+		if !has(acts, ActResigned) || has(acts, ActRemoveVIPs) {
+			t.Fatalf("after the new master's advert: %v", acts)
+		}
+		m.wantState(StateInit)
+		if acts := m.advance(time.Minute); len(acts) != 0 {
+			t.Fatalf("resigned instance acts: %v", acts)
+		}
+	})
+	t.Run("gives up after Master_Down_Interval", func(t *testing.T) {
+		m := newMachine(t, nil)
+		m.becomeMaster()
+		m.f.resign(m.now)
+		acts := m.advance(m.f.masterDownInterval())
+		if !has(acts, ActResigned) {
+			t.Fatalf("no end of resign after Master_Down_Interval: %v", acts)
+		}
+	})
+	t.Run("backup stops at once", func(t *testing.T) {
+		m := newMachine(t, nil)
+		m.f.start(m.now)
+		acts := m.f.resign(m.now)
+		if !has(acts, ActResigned) || len(sent(acts)) != 0 {
+			t.Fatalf("backup resign %v", acts)
+		}
+		m.advance(time.Minute)
+		m.wantState(StateInit)
+	})
+}
+
+func TestShutdown(t *testing.T) {
+	m := newMachine(t, nil)
+	m.becomeMaster()
+	acts := m.f.shutdown()
+	if !slices.Equal(sent(acts), []uint8{0}) || !has(acts, ActRemoveVIPs) {
+		t.Fatalf("master shutdown %v", acts)
+	}
+	m = newMachine(t, nil)
+	m.f.start(m.now)
+	if acts := m.f.shutdown(); len(sent(acts)) != 0 {
+		t.Fatalf("backup shutdown sent %v", acts)
+	}
+}
+
+func TestReconfigureKeepsState(t *testing.T) {
+	m := newMachine(t, nil)
+	m.becomeMaster()
+	cfg := m.f.cfg
+	cfg.Priority = 150
+	acts := m.f.reconfigure(m.now, cfg)
+	m.wantState(StateMaster)
+	if !slices.Equal(sent(acts), []uint8{150}) || has(acts, ActRemoveVIPs) {
+		t.Fatalf("reconfigure %v", acts)
+	}
+	cfg.Interval = 100 * time.Millisecond
+	m.f.reconfigure(m.now, cfg)
+	if acts := m.advance(time.Second); len(sent(acts)) != 10 {
+		t.Fatalf("%d adverts in 1s at the new 100ms interval", len(sent(acts)))
+	}
+}
