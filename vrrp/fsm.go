@@ -36,14 +36,14 @@ type ActionKind int
 
 // The actions, executed by the runner in the order they are returned.
 const (
-	ActSendAdvert  ActionKind = iota // send one advert with Action.Priority
-	ActAddVIPs                       // configure every VIP
-	ActRemoveVIPs                    // remove every VIP
-	ActRenewVIPs                     // re-add the VIPs to renew their finite lifetime
-	ActGARP                          // send one burst of gratuitous ARP / unsolicited NA
-	ActNotify                        // run the notify scripts for Action.To with Action.Priority
-	ActTransition                    // the state changed From -> To for Reason
-	ActResigned                      // a Resign has finished (another master heard, or timed out)
+	ActSendAdvert ActionKind = iota // send one advert with Action.Priority
+	ActAddVIPs                      // configure every VIP
+	ActRemoveVIPs                   // remove every VIP
+	ActRenewVIPs                    // re-add the VIPs to renew their finite lifetime
+	ActGARP                         // send one burst of gratuitous ARP / unsolicited NA
+	ActNotify                       // run the notify scripts for Action.To with Action.Priority
+	ActTransition                   // the state changed From -> To for Reason
+	ActResigned                     // a Resign has finished (another master heard, or timed out)
 )
 
 // Action is one step the runner performs.
