@@ -3,8 +3,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"reflect"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,25 +32,135 @@ func Load(path string) (*Config, error) {
 // Parse is Load on bytes already read; path is used in messages only.
 func Parse(data []byte, path string) (*Config, error) {
 	cfg := &Config{Path: path}
+	pos := scanPositions(data)
 	md, err := toml.Decode(string(data), cfg)
 	if err != nil {
-		var perr toml.ParseError
-		if errors.As(err, &perr) {
-			return nil, problems(fmt.Errorf("%s:%d: %s", path, perr.Position.Line, perr.Message))
-		}
-		return nil, problems(fmt.Errorf("%s: %w", path, err))
+		return nil, &Problems{List: []error{decodeProblem(err, path)}}
 	}
 	var errs *multierror.Error
+	seen := map[string]int{}
 	for _, key := range md.Undecoded() {
-		errs = multierror.Append(errs, fmt.Errorf("%s: unknown key", key.String()))
+		bare := strings.Join(key, ".")
+		k := seen[bare]
+		seen[bare]++
+		p := &Problem{File: path, Key: key.String(), Message: "unknown key"}
+		if occ := pos.occurrences[bare]; k < len(occ) {
+			p.Key, p.Line = occ[k].path, occ[k].line
+		}
+		errs = multierror.Append(errs, p)
 	}
+	walkUnits(reflect.ValueOf(cfg).Elem(), "", func(key string, err error) {
+		errs = multierror.Append(errs, &Problem{File: path, Line: pos.line(key), Key: key, Message: err.Error()})
+	})
 	cfg.applyDefaults()
-	v := &validator{cfg: cfg, errs: errs}
+	v := &validator{cfg: cfg, errs: errs, pos: pos}
 	v.validate()
 	if err := v.errs.ErrorOrNil(); err != nil {
 		return nil, problems(err)
 	}
 	return cfg, nil
+}
+
+// Problem is one mistake in a file: where it is and what is wrong.
+type Problem struct {
+	File    string // the file's path as given to Load or Parse; may be ""
+	Line    int    // 1-based; 0 when unknown
+	Key     string // key path such as "upstream.myapp.server[2].weight"; "" for syntax errors
+	Message string
+}
+
+// Error reads "FILE:LINE: KEY: MESSAGE", leaving out what is unknown.
+func (p *Problem) Error() string {
+	var b strings.Builder
+	switch {
+	case p.File != "" && p.Line > 0:
+		fmt.Fprintf(&b, "%s:%d: ", p.File, p.Line)
+	case p.File != "":
+		b.WriteString(p.File + ": ")
+	case p.Line > 0:
+		fmt.Fprintf(&b, "line %d: ", p.Line)
+	}
+	if p.Key != "" {
+		b.WriteString(p.Key + ": ")
+	}
+	b.WriteString(p.Message)
+	return b.String()
+}
+
+// decodeTypeError matches the decoder's type mismatch message, which has
+// the line and the key but is not a toml.ParseError.
+var decodeTypeError = regexp.MustCompile(`^toml: line (\d+) \(last key "(.*?)"\): (.*)$`)
+
+// decodeProblem turns a decoder error (syntax or type mismatch; decoding
+// stops at the first) into a Problem with its line.
+func decodeProblem(err error, path string) *Problem {
+	var perr toml.ParseError
+	if errors.As(err, &perr) {
+		return &Problem{File: path, Line: perr.Position.Line, Key: perr.LastKey, Message: perr.Message}
+	}
+	if m := decodeTypeError.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &Problem{File: path, Line: line, Key: m[2], Message: m[3]}
+	}
+	return &Problem{File: path, Message: err.Error()}
+}
+
+var (
+	durationType = reflect.TypeOf(Duration{})
+	sizeType     = reflect.TypeOf(Size{})
+)
+
+// walkUnits reports every Duration and Size the file gave a bad value, with
+// its key path, so a unit mistake does not hide the other problems.
+func walkUnits(v reflect.Value, path string, report func(key string, err error)) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			walkUnits(v.Elem(), path, report)
+		}
+	case reflect.Struct:
+		switch v.Type() {
+		case durationType:
+			if bad := v.Interface().(Duration).bad; bad != nil {
+				report(path, bad)
+			}
+			return
+		case sizeType:
+			if bad := v.Interface().(Size).bad; bad != nil {
+				report(path, bad)
+			}
+			return
+		}
+		for i := 0; i < v.NumField(); i++ {
+			f := v.Type().Field(i)
+			name := strings.Split(f.Tag.Get("toml"), ",")[0]
+			if !f.IsExported() || name == "-" || name == "" {
+				continue
+			}
+			walkUnits(v.Field(i), joinPath(path, name), report)
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			walkUnits(v.Index(i), fmt.Sprintf("%s[%d]", path, i), report)
+		}
+	case reflect.Map:
+		if v.Type().Key().Kind() != reflect.String {
+			return
+		}
+		keys := v.MapKeys()
+		sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+		for _, k := range keys {
+			walkUnits(v.MapIndex(k), joinPath(path, k.String()), report)
+		}
+	}
+}
+
+func lineOf(err error) int {
+	var p *Problem
+	if errors.As(err, &p) && p.Line > 0 {
+		return p.Line
+	}
+	return math.MaxInt
 }
 
 // Problems is every problem found in one file; Error prints one per line.
@@ -66,7 +180,12 @@ func (p *Problems) Unwrap() []error { return p.List }
 func problems(err error) error {
 	var merr *multierror.Error
 	if errors.As(err, &merr) {
-		return &Problems{List: merr.Errors}
+		list := merr.Errors
+		// File order reads best; problems without a line go last.
+		sort.SliceStable(list, func(i, j int) bool {
+			return lineOf(list[i]) < lineOf(list[j])
+		})
+		return &Problems{List: list}
 	}
 	return &Problems{List: []error{err}}
 }

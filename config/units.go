@@ -12,24 +12,60 @@ import (
 type Duration struct {
 	time.Duration
 	Set bool
+
+	// bad keeps a parse error for the validator, which reports it with the
+	// key path next to every other problem (the decoder would stop at it).
+	bad error
 }
 
 // UnmarshalTOML accepts a Go duration string; nginx-style bare numbers are
-// refused because their unit is ambiguous (seconds in nginx, ns in Go).
+// refused because their unit is ambiguous (seconds in nginx, ns in Go). A bad
+// value is not returned as an error here but reported by Parse with its key.
 func (d *Duration) UnmarshalTOML(v any) error {
+	parsed, err := ParseDuration(v)
+	if err != nil {
+		d.bad = err
+		return nil
+	}
+	d.Duration, d.Set, d.bad = parsed, true, nil
+	return nil
+}
+
+// ParseDuration parses a duration value as written in the file.
+func ParseDuration(v any) (time.Duration, error) {
 	s, ok := v.(string)
 	if !ok {
-		return fmt.Errorf("duration must be a string such as \"2s\" or \"500ms\", got %T", v)
+		if n, isInt := v.(int64); isInt {
+			return 0, fmt.Errorf("duration must be a string with a unit, such as \"%ds\" (a bare number is ambiguous)", n)
+		}
+		return 0, fmt.Errorf("duration must be a string such as \"2s\" or \"500ms\", got %s", tomlTypeName(v))
 	}
 	parsed, err := time.ParseDuration(strings.TrimSpace(s))
 	if err != nil {
-		return fmt.Errorf("invalid duration %q (want e.g. \"2s\", \"500ms\", \"30m\")", s)
+		return 0, fmt.Errorf("invalid duration %q (want e.g. \"2s\", \"500ms\", \"30m\")", s)
 	}
 	if parsed < 0 {
-		return fmt.Errorf("duration %q must not be negative", s)
+		return 0, fmt.Errorf("duration %q must not be negative", s)
 	}
-	d.Duration, d.Set = parsed, true
-	return nil
+	return parsed, nil
+}
+
+func tomlTypeName(v any) string {
+	switch v.(type) {
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case string:
+		return "a string"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "a table"
+	}
+	return fmt.Sprintf("%T", v)
 }
 
 func (d *Duration) orDefault(def time.Duration) {
@@ -43,26 +79,31 @@ func (d *Duration) orDefault(def time.Duration) {
 type Size struct {
 	Bytes int64
 	Set   bool
+
+	bad error // reported by Parse with the key path, as Duration's
 }
 
 // UnmarshalTOML accepts integers and suffixed strings.
 func (s *Size) UnmarshalTOML(v any) error {
+	var n int64
+	var err error
 	switch x := v.(type) {
 	case int64:
+		n = x
 		if x < 0 {
-			return fmt.Errorf("size %d must not be negative", x)
+			err = fmt.Errorf("size %d must not be negative", x)
 		}
-		s.Bytes, s.Set = x, true
-		return nil
 	case string:
-		n, err := ParseSize(x)
-		if err != nil {
-			return err
-		}
-		s.Bytes, s.Set = n, true
+		n, err = ParseSize(x)
+	default:
+		err = fmt.Errorf("size must be an integer or a string such as \"64k\", got %s", tomlTypeName(v))
+	}
+	if err != nil {
+		s.bad = err
 		return nil
 	}
-	return fmt.Errorf("size must be an integer or a string such as \"64k\", got %T", v)
+	s.Bytes, s.Set, s.bad = n, true, nil
+	return nil
 }
 
 func (s *Size) orDefault(def int64) {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,28 +17,48 @@ import (
 type validator struct {
 	cfg  *Config
 	errs *multierror.Error
+	pos  *positions
+
+	listens []listenClaim
+	// httpByListen is, per canonical listen address, the [[http]] blocks
+	// sharing it (first = default server), for per-socket settings.
+	httpByListen map[string][]int
+	// vips maps each VIP address to the instance that holds it.
+	vips map[netip.Addr]string
+}
+
+// listenClaim is one listen address of a block, to find conflicts.
+type listenClaim struct {
+	addr  netip.AddrPort
+	canon string
+	owner string // "http[0]", "stream[1]", "global.admin_listen"
+	kind  string // "http", "stream", "admin"
+}
+
+func (v *validator) problem(path, format string, args ...any) *Problem {
+	return &Problem{File: v.cfg.Path, Line: v.pos.line(path), Key: path, Message: fmt.Sprintf(format, args...)}
 }
 
 func (v *validator) fail(path, format string, args ...any) {
-	v.errs = multierror.Append(v.errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+	v.errs = multierror.Append(v.errs, v.problem(path, format, args...))
 }
 
 func (v *validator) warn(path, format string, args ...any) {
-	v.cfg.Warnings = append(v.cfg.Warnings, fmt.Sprintf("%s: %s", path, fmt.Sprintf(format, args...)))
+	v.cfg.Warnings = append(v.cfg.Warnings, v.problem(path, format, args...).Error())
 }
 
 func (v *validator) validate() {
+	v.httpByListen = map[string][]int{}
+	v.vips = map[netip.Addr]string{}
 	v.global()
 	for _, name := range sortedKeys(v.cfg.Upstream) {
 		v.upstream(name, v.cfg.Upstream[name])
 	}
-	listeners := map[string]string{} // normalised address -> owner ("http[0]", ...)
-	httpTLS := map[string]bool{}
 	for i, h := range v.cfg.HTTP {
-		v.httpServer(fmt.Sprintf("http[%d]", i), h, listeners, httpTLS)
+		v.httpServer(i, h)
 	}
 	for i, s := range v.cfg.Stream {
-		v.stream(fmt.Sprintf("stream[%d]", i), s, listeners)
+		v.stream(fmt.Sprintf("stream[%d]", i), s)
 	}
 	for _, name := range sortedKeys(v.cfg.VRRPScript) {
 		v.vrrpScript("vrrp_script."+name, v.cfg.VRRPScript[name])
@@ -46,6 +67,40 @@ func (v *validator) validate() {
 	names := map[string]string{}
 	for i, r := range v.cfg.VRRP {
 		v.vrrp(fmt.Sprintf("vrrp[%d]", i), r, identities, names)
+	}
+	v.unusedUpstreams()
+}
+
+// unusedUpstreams warns about upstreams nothing refers to: usually a typo
+// in a proxy_pass that then names a host:port instead.
+func (v *validator) unusedUpstreams() {
+	used := map[string]bool{}
+	for _, h := range v.cfg.HTTP {
+		if h == nil {
+			continue
+		}
+		for _, l := range h.Location {
+			if l != nil && l.Target != nil {
+				used[l.Target.Upstream] = true
+			}
+		}
+	}
+	for _, s := range v.cfg.Stream {
+		if s != nil {
+			used[s.Upstream] = true
+		}
+	}
+	for _, r := range v.cfg.VRRP {
+		if r != nil {
+			for _, name := range r.TrackUpstream {
+				used[name] = true
+			}
+		}
+	}
+	for _, name := range sortedKeys(v.cfg.Upstream) {
+		if !used[name] {
+			v.warn("upstream."+name, "not used by any proxy_pass or track_upstream")
+		}
 	}
 }
 
@@ -67,12 +122,23 @@ func (v *validator) global() {
 		v.fail("global.log_format", "must be console or json, not %q", g.LogFormat)
 	}
 	if *g.AdminListen != "" {
-		if _, err := ParseListen(*g.AdminListen); err != nil {
-			v.fail("global.admin_listen", "%v", err)
-		}
+		v.claimListen("global.admin_listen", *g.AdminListen, "global.admin_listen", "admin")
 	}
 	if g.ShutdownTimeout.Duration <= 0 {
 		v.fail("global.shutdown_timeout", "must be greater than 0")
+	}
+	if strings.TrimSpace(g.NodeName) == "" || strings.ContainsAny(g.NodeName, " \t\r\n") {
+		v.fail("global.node_name", "must be a non-empty name without spaces, got %q", g.NodeName)
+	}
+	if strings.TrimSpace(g.ScriptUser) == "" {
+		v.fail("global.script_user", "must name a user")
+	}
+	for _, f := range []struct{ key, value string }{
+		{"global.error_log", g.ErrorLog}, {"global.access_log", g.AccessLog}, {"global.pid_file", g.PidFile},
+	} {
+		if strings.ContainsAny(f.value, "\x00\r\n") {
+			v.fail(f.key, "must be a path without control characters")
+		}
 	}
 }
 
@@ -126,11 +192,17 @@ func checkHostPort(addr string) error {
 
 var balancePolicies = []string{"round_robin", "ip_hash", "hash", "least_conn", "random", "random_two"}
 
+// upstreamName is what proxy_pass = "http://NAME/..." can refer to.
+var upstreamName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
+
 func (v *validator) upstream(name string, u *Upstream) {
 	path := "upstream." + name
 	if u == nil {
 		v.fail(path, "must be a table")
 		return
+	}
+	if !upstreamName.MatchString(name) {
+		v.fail(path, "upstream name %q must be letters, digits, '_', '-' or '.' (it is the host part of proxy_pass)", name)
 	}
 	if !oneOf(u.Balance, balancePolicies...) {
 		v.fail(path+".balance", "must be one of %s, not %q", strings.Join(balancePolicies, ", "), u.Balance)
@@ -172,6 +244,15 @@ func (v *validator) upstream(name string, u *Upstream) {
 		if s.MaxConns < 0 {
 			v.fail(sp+".max_conns", "must be >= 0")
 		}
+	}
+	usable := false
+	for _, s := range u.Server {
+		if s != nil && !s.Down {
+			usable = true
+		}
+	}
+	if len(u.Server) > 0 && !usable {
+		v.warn(path+".server", "every server is down = true: requests get 502")
 	}
 	if hc := u.HealthCheck; hc != nil {
 		hp := path + ".health_check"
@@ -230,26 +311,55 @@ func parseStatusRanges(s string) ([][2]int, error) {
 
 var nextUpstreamConditions = []string{"error", "timeout", "invalid_header", "http_500", "http_502", "http_503", "http_504", "http_403", "http_404", "http_429", "non_idempotent", "off"}
 
-func (v *validator) claimListen(path, addr, owner string, listeners map[string]string) string {
+// claimListen records a listen address of owner and reports conflicts: the
+// same address in two blocks of different kinds (only [[http]] blocks share
+// a socket, told apart by server_name), the same address twice in one
+// block, and addresses that overlap without being equal (a wildcard takes
+// the port for every address, and "[::]" also for IPv4, so the kernel
+// refuses the second bind). Returns the canonical address, "" on error.
+func (v *validator) claimListen(path, addr, owner, kind string) string {
 	canon, err := ParseListen(addr)
 	if err != nil {
 		v.fail(path, "%v", err)
 		return ""
 	}
-	if prev, ok := listeners[canon]; ok {
-		kind := strings.SplitN(owner, "[", 2)[0]
-		prevKind := strings.SplitN(prev, "[", 2)[0]
-		if kind != "http" || prevKind != "http" {
-			v.fail(path, "%s is already a listen address of %s", addr, prev)
+	ap := netip.MustParseAddrPort(canon)
+	shared := false
+	for _, c := range v.listens {
+		switch {
+		case c.canon == canon && c.owner == owner:
+			v.fail(path, "%s is listed twice", addr)
+			return ""
+		case c.canon == canon && kind == "http" && c.kind == "http":
+			shared = true
+		case c.canon == canon:
+			v.fail(path, "%s is already a listen address of %s", addr, c.owner)
+			return ""
+		case listenOverlap(c.addr, ap):
+			v.fail(path, "%s overlaps %s of %s: a wildcard address takes the port for every address; use the same listen address in both", addr, c.canon, c.owner)
 			return ""
 		}
-		return canon
 	}
-	listeners[canon] = owner
+	_ = shared // shared [[http]] sockets are fine; kept in the list to catch "listed twice"
+	v.listens = append(v.listens, listenClaim{addr: ap, canon: canon, owner: owner, kind: kind})
 	return canon
 }
 
-func (v *validator) httpServer(path string, h *HTTPServer, listeners map[string]string, httpTLS map[string]bool) {
+// listenOverlap tells whether two different listen addresses cannot both be
+// bound: same port and one is a wildcard covering the other (Go listens on
+// "[::]" dual-stack, so it covers IPv4 addresses too).
+func listenOverlap(a, b netip.AddrPort) bool {
+	if a.Port() != b.Port() || a.Addr() == b.Addr() {
+		return false
+	}
+	covers := func(w, x netip.Addr) bool {
+		return w.IsUnspecified() && (w.Is6() || x.Is4())
+	}
+	return covers(a.Addr(), b.Addr()) || covers(b.Addr(), a.Addr())
+}
+
+func (v *validator) httpServer(index int, h *HTTPServer) {
+	path := fmt.Sprintf("http[%d]", index)
 	if h == nil {
 		return
 	}
@@ -260,21 +370,35 @@ func (v *validator) httpServer(path string, h *HTTPServer, listeners map[string]
 	if (h.TLSCertificate == "") != (h.TLSCertificateKey == "") {
 		v.fail(path, "tls_certificate and tls_certificate_key must be set together")
 	}
+	for i, name := range h.ServerName {
+		if strings.TrimSpace(name) == "" || strings.ContainsAny(name, " /\t\r\n") {
+			v.fail(fmt.Sprintf("%s.server_name[%d]", path, i), "invalid server name %q", name)
+		}
+	}
 	for i, addr := range h.Listen {
 		lp := fmt.Sprintf("%s.listen[%d]", path, i)
-		canon := v.claimListen(lp, addr, path, listeners)
+		canon := v.claimListen(lp, addr, path, "http")
 		if canon == "" {
 			continue
 		}
-		if prev, ok := httpTLS[canon]; ok && prev != hasTLS {
-			v.fail(lp, "%s is served with TLS by one [[http]] and without by another", addr)
+		// TLS and PROXY protocol belong to the socket, so every [[http]]
+		// sharing it must agree; a server_name can answer only once on it.
+		for _, j := range v.httpByListen[canon] {
+			other := v.cfg.HTTP[j]
+			otherTLS := other.TLSCertificate != "" || other.TLSCertificateKey != ""
+			if otherTLS != hasTLS {
+				v.fail(lp, "http[%d] also listens on %s, %s TLS; one address is either HTTPS or plain HTTP", j, addr, map[bool]string{true: "with", false: "without"}[otherTLS])
+			}
+			if other.AcceptProxyProtocol != h.AcceptProxyProtocol {
+				v.fail(lp, "http[%d] also listens on %s with a different accept_proxy_protocol; the PROXY header belongs to the socket", j, addr)
+			}
+			for k, name := range h.ServerName {
+				if oneOf(name, other.ServerName...) {
+					v.fail(fmt.Sprintf("%s.server_name[%d]", path, k), "%q is already a server_name of http[%d] on %s (only the first would answer)", name, j, addr)
+				}
+			}
 		}
-		httpTLS[canon] = hasTLS
-	}
-	for i, name := range h.ServerName {
-		if strings.TrimSpace(name) == "" || strings.ContainsAny(name, " /") {
-			v.fail(fmt.Sprintf("%s.server_name[%d]", path, i), "invalid server name %q", name)
-		}
+		v.httpByListen[canon] = append(v.httpByListen[canon], index)
 	}
 	if h.ClientHeaderMaxSize.Bytes < 1024 {
 		v.fail(path+".client_header_max_size", "must be at least 1k")
@@ -290,13 +414,24 @@ func (v *validator) httpServer(path string, h *HTTPServer, listeners map[string]
 	}
 	h.ErrorPages = map[int]string{}
 	for _, codes := range sortedKeys(h.ErrorPage) {
+		ep := fmt.Sprintf("%s.error_page.%q", path, codes)
+		file := h.ErrorPage[codes]
+		if !strings.HasPrefix(file, "/") {
+			v.fail(ep, "%q must be an absolute file path", file)
+		}
+		if len(strings.Fields(codes)) == 0 {
+			v.fail(ep, "list one or more status codes, e.g. \"502 503 504\"")
+		}
 		for _, c := range strings.Fields(codes) {
 			n, err := strconv.Atoi(c)
 			if err != nil || n < 300 || n > 599 {
-				v.fail(fmt.Sprintf("%s.error_page.%q", path, codes), "%q is not a status code from 300 to 599", c)
+				v.fail(ep, "%q is not a status code from 300 to 599", c)
 				continue
 			}
-			h.ErrorPages[n] = h.ErrorPage[codes]
+			if _, dup := h.ErrorPages[n]; dup {
+				v.fail(ep, "status %d already has an error page", n)
+			}
+			h.ErrorPages[n] = file
 		}
 	}
 	if len(h.Location) == 0 {
@@ -316,11 +451,19 @@ func (v *validator) location(path string, l *Location, seen map[string]bool) {
 	switch {
 	case strings.HasPrefix(p, "= "):
 		l.Match, l.Pattern = MatchExact, strings.TrimSpace(p[2:])
-	case strings.HasPrefix(p, "~ "):
-		l.Match, l.Pattern = MatchRegex, strings.TrimSpace(p[2:])
-		re, err := regexp.Compile(l.Pattern)
+	case strings.HasPrefix(p, "~ "), strings.HasPrefix(p, "~* "):
+		// "~*" is nginx's case-insensitive regex location.
+		marker, rest, _ := strings.Cut(p, " ")
+		l.Match, l.Pattern = MatchRegex, strings.TrimSpace(rest)
+		expr := l.Pattern
+		if marker == "~*" {
+			expr = "(?i)" + expr
+		}
+		re, err := regexp.Compile(expr)
 		if err != nil {
 			v.fail(path+".path", "invalid regex: %v", err)
+		} else if l.Pattern == "" {
+			v.fail(path+".path", "empty regex")
 		}
 		l.Regex = re
 	default:
@@ -330,6 +473,9 @@ func (v *validator) location(path string, l *Location, seen map[string]bool) {
 		v.fail(path+".path", "must start with / (or \"= /exact\", \"~ regex\"), got %q", l.Path)
 	}
 	key := l.Match + " " + l.Pattern
+	if l.Regex != nil {
+		key = l.Match + " " + l.Regex.String()
+	}
 	if seen[key] {
 		v.fail(path+".path", "duplicate location %q in this server", l.Path)
 	}
@@ -339,6 +485,8 @@ func (v *validator) location(path string, l *Location, seen map[string]bool) {
 		v.fail(path, "proxy_pass and root cannot both be set")
 	case l.ProxyPass == "" && l.Root == "":
 		v.fail(path, "one of proxy_pass or root is required")
+	case l.Root != "" && !strings.HasPrefix(l.Root, "/"):
+		v.fail(path+".root", "%q must be an absolute directory path", l.Root)
 	case l.ProxyPass != "":
 		t, err := v.parseProxyPass(l.ProxyPass)
 		if err != nil {
@@ -350,9 +498,12 @@ func (v *validator) location(path string, l *Location, seen map[string]bool) {
 			l.Target = t
 		}
 	}
-	for name := range l.ProxySetHeader {
+	for _, name := range sortedKeys(l.ProxySetHeader) {
 		if !validHeaderName(name) {
 			v.fail(path+".proxy_set_header", "invalid header name %q", name)
+		}
+		if strings.ContainsAny(l.ProxySetHeader[name], "\r\n\x00") {
+			v.fail(path+".proxy_set_header", "value of %s must not contain CR, LF or NUL", name)
 		}
 	}
 	off := false
@@ -370,15 +521,11 @@ func (v *validator) location(path string, l *Location, seen map[string]bool) {
 	if l.ProxyNextUpstreamTries < 0 {
 		v.fail(path+".proxy_next_upstream_tries", "must be >= 0")
 	}
-	for name, d := range map[string]time.Duration{
-		"proxy_connect_timeout": l.ProxyConnectTimeout.Duration,
-		"proxy_read_timeout":    l.ProxyReadTimeout.Duration,
-		"proxy_send_timeout":    l.ProxySendTimeout.Duration,
-	} {
-		if d <= 0 {
-			v.fail(path+"."+name, "must be greater than 0")
-		}
-	}
+	v.positive(path, []namedDuration{
+		{"proxy_connect_timeout", l.ProxyConnectTimeout},
+		{"proxy_read_timeout", l.ProxyReadTimeout},
+		{"proxy_send_timeout", l.ProxySendTimeout},
+	})
 	if !oneOf(*l.ProxyRedirect, "default", "off") {
 		v.fail(path+".proxy_redirect", "must be \"default\" or \"off\"")
 	}
@@ -425,7 +572,7 @@ func (v *validator) parseProxyPass(s string) (*ProxyTarget, error) {
 	return t, nil
 }
 
-func (v *validator) stream(path string, s *Stream, listeners map[string]string) {
+func (v *validator) stream(path string, s *Stream) {
 	if s == nil {
 		return
 	}
@@ -433,7 +580,7 @@ func (v *validator) stream(path string, s *Stream, listeners map[string]string) 
 		v.fail(path+".listen", "at least one address is required")
 	}
 	for i, addr := range s.Listen {
-		v.claimListen(fmt.Sprintf("%s.listen[%d]", path, i), addr, path, listeners)
+		v.claimListen(fmt.Sprintf("%s.listen[%d]", path, i), addr, path, "stream")
 	}
 	switch {
 	case s.ProxyPass == "":
@@ -449,13 +596,24 @@ func (v *validator) stream(path string, s *Stream, listeners map[string]string) 
 	if !oneOf(s.ProxyProtocol, "", "v1", "v2") {
 		v.fail(path+".proxy_protocol", "must be \"v1\", \"v2\" or \"\" (off), not %q", s.ProxyProtocol)
 	}
-	for name, d := range map[string]time.Duration{
-		"proxy_protocol_timeout": s.ProxyProtocolTimeout.Duration,
-		"proxy_connect_timeout":  s.ProxyConnectTimeout.Duration,
-		"proxy_timeout":          s.ProxyTimeout.Duration,
-	} {
-		if d <= 0 {
-			v.fail(path+"."+name, "must be greater than 0")
+	v.positive(path, []namedDuration{
+		{"proxy_protocol_timeout", s.ProxyProtocolTimeout},
+		{"proxy_connect_timeout", s.ProxyConnectTimeout},
+		{"proxy_timeout", s.ProxyTimeout},
+	})
+}
+
+type namedDuration struct {
+	key string
+	d   Duration
+}
+
+// positive reports each duration that is not greater than 0, in the order
+// given (so messages come out in a stable order).
+func (v *validator) positive(path string, ds []namedDuration) {
+	for _, nd := range ds {
+		if nd.d.Duration <= 0 {
+			v.fail(path+"."+nd.key, "must be greater than 0")
 		}
 	}
 }
@@ -533,6 +691,8 @@ func (v *validator) vrrp(path string, r *VRRP, identities, names map[string]stri
 	}
 	if r.Interface == "" {
 		v.fail(path+".interface", "required")
+	} else if err := checkInterfaceName(r.Interface); err != nil {
+		v.fail(path+".interface", "%v", err)
 	}
 	if r.VirtualRouterID < 1 || r.VirtualRouterID > 255 {
 		v.fail(path+".virtual_router_id", "must be from 1 to 255")
@@ -573,6 +733,21 @@ func (v *validator) vrrp(path string, r *VRRP, identities, names map[string]stri
 			v.fail(vp, "%v", err)
 			continue
 		}
+		if vip.Device != "" {
+			if err := checkInterfaceName(vip.Device); err != nil {
+				v.fail(vp, "dev: %v", err)
+			}
+		}
+		addr := vip.Prefix.Addr()
+		if !addr.IsGlobalUnicast() && !addr.IsLinkLocalUnicast() {
+			v.fail(vp, "%s is not a unicast address", addr)
+			continue
+		}
+		if prev, dup := v.vips[addr]; dup {
+			v.fail(vp, "%s is already a VIP of %s", addr, prev)
+			continue
+		}
+		v.vips[addr] = path
 		f := family(vip.Prefix.Addr())
 		if r.Family == 0 {
 			r.Family = f
@@ -607,6 +782,14 @@ func (v *validator) vrrp(path string, r *VRRP, identities, names map[string]stri
 			v.fail(pp, "address family differs from the VIPs'")
 			continue
 		}
+		if a == r.SourceIP {
+			v.fail(pp, "%s is this node's own mcast_src_ip; list the other nodes", a)
+			continue
+		}
+		if slices.Contains(r.UnicastPeers, a) {
+			v.fail(pp, "%s is listed twice", a)
+			continue
+		}
 		r.UnicastPeers = append(r.UnicastPeers, a)
 	}
 	if r.Interface != "" && r.VirtualRouterID > 0 && r.Family != 0 {
@@ -623,19 +806,37 @@ func (v *validator) vrrp(path string, r *VRRP, identities, names map[string]stri
 	if r.VIPLifetime == "auto" {
 		r.VIPLifetimeAuto = true
 	} else {
-		var d Duration
-		if err := d.UnmarshalTOML(r.VIPLifetime); err != nil {
+		d, err := ParseDuration(r.VIPLifetime)
+		if err != nil {
 			v.fail(path+".vip_lifetime", "must be \"auto\" or a duration: %v", err)
-		} else if d.Duration != 0 && d.Duration < time.Second {
+		} else if d != 0 && d < time.Second {
 			v.fail(path+".vip_lifetime", "must be \"auto\", \"0s\" (forever) or at least 1s")
 		}
-		r.VIPLifetimeDuration = d
+		r.VIPLifetimeDuration = Duration{Duration: d, Set: err == nil}
+	}
+	if r.V3ChecksumAsV2 && r.Version != 3 {
+		v.warn(path+".v3_checksum_as_v2", "only applies to version = 3")
+	}
+	if !*r.Preempt && r.State == "MASTER" {
+		// keepalived ignores nopreempt with state MASTER for the same reason.
+		v.warn(path+".preempt", "preempt = false needs state = \"BACKUP\" on every node: a node starting as MASTER still takes over")
+	}
+	if r.PreemptDelay.Duration > 0 && !*r.Preempt {
+		v.warn(path+".preempt_delay", "has no effect with preempt = false")
+	}
+	if r.PreemptDelay.Duration > time.Hour {
+		v.fail(path+".preempt_delay", "must be at most 1h (keepalived allows 1000s)")
 	}
 	weakensPriority := false
 	for i, name := range r.TrackScript {
+		tp := fmt.Sprintf("%s.track_script[%d]", path, i)
+		if slices.Contains(r.TrackScript[:i], name) {
+			v.fail(tp, "%q is listed twice (its weight would count twice)", name)
+			continue
+		}
 		s, ok := v.cfg.VRRPScript[name]
 		if !ok {
-			v.fail(fmt.Sprintf("%s.track_script[%d]", path, i), "no [vrrp_script.%s] is defined", name)
+			v.fail(tp, "no [vrrp_script.%s] is defined", name)
 			continue
 		}
 		if s != nil && s.Weight < 0 {
@@ -643,22 +844,27 @@ func (v *validator) vrrp(path string, r *VRRP, identities, names map[string]stri
 		}
 	}
 	for i, name := range r.TrackInterface {
-		if strings.TrimSpace(name) == "" {
-			v.fail(fmt.Sprintf("%s.track_interface[%d]", path, i), "empty interface name")
+		tp := fmt.Sprintf("%s.track_interface[%d]", path, i)
+		if err := checkInterfaceName(name); err != nil {
+			v.fail(tp, "%v", err)
+		} else if slices.Contains(r.TrackInterface[:i], name) {
+			v.fail(tp, "%q is listed twice", name)
 		}
 	}
 	for i, name := range r.TrackUpstream {
 		tp := fmt.Sprintf("%s.track_upstream[%d]", path, i)
 		u, ok := v.cfg.Upstream[name]
 		switch {
+		case slices.Contains(r.TrackUpstream[:i], name):
+			v.fail(tp, "%q is listed twice", name)
 		case !ok:
 			v.fail(tp, "no [upstream.%s] is defined", name)
 		case u != nil && u.HealthCheck == nil:
 			v.fail(tp, "[upstream.%s] needs a [upstream.%s.health_check] to be tracked (a node without traffic must still know its backends)", name, name)
 		}
 	}
-	if r.TrackUpstreamWeight > 0 {
-		v.fail(path+".track_upstream_weight", "must be 0 (FAULT) or negative (lowers priority)")
+	if r.TrackUpstreamWeight > 0 || r.TrackUpstreamWeight < -253 {
+		v.fail(path+".track_upstream_weight", "must be 0 (FAULT) or from -253 to -1 (lowers priority)")
 	}
 	if r.TrackUpstreamWeight < 0 && len(r.TrackUpstream) > 0 {
 		weakensPriority = true
@@ -666,4 +872,19 @@ func (v *validator) vrrp(path string, r *VRRP, identities, names map[string]stri
 	if weakensPriority && !*r.Preempt {
 		v.warn(path+".preempt", "a negative track weight with preempt = false: a BACKUP without preemption never takes over from a master whose priority merely dropped")
 	}
+}
+
+// checkInterfaceName applies the kernel's rules for a link name (at most 15
+// bytes, no '/', ':' or white space), so a typo is caught before the host
+// check.
+func checkInterfaceName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("empty interface name")
+	case len(name) > 15:
+		return fmt.Errorf("interface name %q is longer than 15 characters", name)
+	case name == "." || name == "..", strings.ContainsAny(name, "/: \t\r\n\x00"):
+		return fmt.Errorf("invalid interface name %q", name)
+	}
+	return nil
 }
