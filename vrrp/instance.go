@@ -1,0 +1,513 @@
+package vrrp
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// linkPollInterval is how often tracked interfaces are looked at.
+const linkPollInterval = 100 * time.Millisecond
+
+// Transition is one state change, given to OnTransition callbacks.
+type Transition struct {
+	Instance string
+	Key      Key
+	From, To State
+	Reason   string
+	Priority uint8 // effective priority at the time
+	At       time.Time
+}
+
+// InstanceStatus is a snapshot of one instance for the admin API.
+type InstanceStatus struct {
+	Name              string                `json:"name"`
+	Interface         string                `json:"interface"`
+	VRID              uint8                 `json:"virtual_router_id"`
+	Family            int                   `json:"family"`
+	Version           int                   `json:"version"`
+	State             string                `json:"state"`
+	Priority          uint8                 `json:"priority"`
+	EffectivePriority uint8                 `json:"effective_priority"`
+	VIPsHeld          []string              `json:"vips_held"`
+	LastTransition    time.Time             `json:"last_transition"`
+	LastReason        string                `json:"last_transition_reason"`
+	Master            string                `json:"master,omitempty"` // current master's address, ours when MASTER
+	AdvertsSent       uint64                `json:"adverts_sent"`
+	AdvertsReceived   uint64                `json:"adverts_received"`
+	SendErrors        uint64                `json:"send_errors"`
+	Drops             map[DropReason]uint64 `json:"drops"`
+	PeerMismatch      uint64                `json:"peer_config_mismatch"` // adverts whose VIP list differs from ours
+	PeerMismatchFrom  string                `json:"peer_config_mismatch_from,omitempty"`
+	Faults            []string              `json:"faults,omitempty"` // tracking sources holding FAULT
+}
+
+type rxItem struct {
+	b   []byte
+	r   received
+	gen int
+}
+
+// instance runs one VRRP instance: a goroutine owning the fsm, the socket
+// reader, the scripts and the notify queue.
+type instance struct {
+	m   *Manager
+	log *zap.Logger
+	os  netOS
+	key Key
+
+	cmds chan func()
+	rx   chan rxItem
+	done chan struct{} // closed when the loop has ended
+	wg   sync.WaitGroup
+
+	// Owned by the loop goroutine.
+	cfg      Config
+	fsm      *fsm
+	policy   receivePolicy
+	conn     advertConn
+	gen      int
+	src      netip.Addr
+	links    map[string]bool // tracked interface -> up
+	held     []VIP           // VIPs configured on the system
+	resigned []chan struct{}
+	scripts  *scriptSet
+	notify   *notifier
+	stopped  bool
+
+	mu     sync.Mutex
+	status InstanceStatus
+}
+
+func newInstance(m *Manager, cfg Config) *instance {
+	in := &instance{
+		m: m, os: m.os, key: cfg.Key(), cfg: cfg,
+		log:  m.log.With(zap.String("vrrp", cfg.Name), zap.String("interface", cfg.Interface), zap.Uint8("vrid", cfg.VRID), zap.Int("family", cfg.Family)),
+		cmds: make(chan func(), 16), rx: make(chan rxItem, 64),
+		done: make(chan struct{}),
+		links: map[string]bool{},
+	}
+	in.fsm = newFSM(cfg.fsmConfig(cfg.SourceIP))
+	in.policy = policyFor(&cfg, cfg.SourceIP)
+	in.status = InstanceStatus{Drops: map[DropReason]uint64{}}
+	in.notify = newNotifier(in.log, m.runScript)
+	in.scripts = newScriptSet(in)
+	in.updateStatus()
+	return in
+}
+
+func policyFor(c *Config, src netip.Addr) receivePolicy {
+	rp := receivePolicy{Version: c.Version, VRID: c.VRID, Interval: c.AdvertInterval, Own: src,
+		Peers: c.UnicastPeers, VIPs: c.vipAddrs()}
+	if c.V3ChecksumAsV2 {
+		rp.Checksum = ChecksumAsV2
+	}
+	if c.Version == 2 && c.AuthPass != "" {
+		rp.AuthType, rp.AuthData = AuthTypeSimple, AuthPassData(c.AuthPass)
+	}
+	return rp
+}
+
+// post runs f on the instance's goroutine; false once it has stopped.
+func (in *instance) post(f func()) bool {
+	select {
+	case in.cmds <- f:
+		return true
+	case <-in.done:
+		return false
+	}
+}
+
+// call runs f on the instance's goroutine and waits for it.
+func (in *instance) call(f func()) bool {
+	ran := make(chan struct{})
+	if !in.post(func() { f(); close(ran) }) {
+		return false
+	}
+	select {
+	case <-ran:
+		return true
+	case <-in.done:
+		return false
+	}
+}
+
+func (in *instance) start() {
+	in.wg.Add(1)
+	go func() {
+		defer in.wg.Done()
+		in.run()
+	}()
+}
+
+func (in *instance) run() {
+	defer close(in.done)
+	now := in.m.now()
+	in.pollLinks(true)
+	in.exec(in.fsm.start(now))
+	in.scripts.apply(in.cfg.Scripts)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	poll := time.NewTicker(linkPollInterval)
+	defer poll.Stop()
+	for !in.stopped {
+		if next := in.fsm.nextDeadline(); next.IsZero() {
+			timer.Reset(time.Hour)
+		} else {
+			timer.Reset(max(next.Sub(in.m.now()), 0))
+		}
+		select {
+		case f := <-in.cmds:
+			f()
+		case item := <-in.rx:
+			in.receive(item)
+		case <-timer.C:
+			in.exec(in.fsm.timer(in.m.now()))
+		case <-poll.C:
+			in.pollLinks(false)
+		}
+		in.updateStatus()
+	}
+}
+
+// pollLinks notices tracked interfaces going down or up (or away). The
+// instance's own interface coming back reopens the socket, which joins
+// the multicast group again.
+func (in *instance) pollLinks(first bool) {
+	names := append([]string{in.cfg.Interface}, in.cfg.TrackInterfaces...)
+	for name := range in.links {
+		if !slices.Contains(names, name) {
+			delete(in.links, name)
+			in.exec(in.fsm.setTrack(in.m.now(), "interface:"+name, false, 0))
+		}
+	}
+	for _, name := range names {
+		up := in.os.LinkUp(name)
+		was, known := in.links[name]
+		in.links[name] = up
+		if name == in.cfg.Interface {
+			if !up && in.conn != nil {
+				in.closeConn()
+			}
+			if up && in.conn == nil {
+				in.openConn()
+			}
+		}
+		if known && was == up && !first {
+			continue
+		}
+		if !up {
+			in.log.Warn("tracked interface down or missing", zap.String("track_interface", name))
+		} else if known {
+			in.log.Info("tracked interface up again", zap.String("track_interface", name))
+		}
+		in.exec(in.fsm.setTrack(in.m.now(), "interface:"+name, !up, 0))
+	}
+}
+
+func (in *instance) openConn() {
+	src := in.cfg.SourceIP
+	if !src.IsValid() {
+		var err error
+		if src, err = in.os.PrimaryAddr(in.cfg.Interface, in.cfg.Family, in.cfg.vipAddrs()); err != nil {
+			in.socketFault(err)
+			return
+		}
+	}
+	conn, err := in.os.Open(in.cfg.Interface, in.cfg.Family, src, len(in.cfg.UnicastPeers) > 0)
+	if err != nil {
+		in.socketFault(err)
+		return
+	}
+	in.conn, in.src = conn, src
+	in.gen++
+	in.policy.Own = src
+	in.fsm.cfg.Primary = src
+	if in.fsm.state == StateMaster {
+		in.fsm.masterAddr = src
+	}
+	in.exec(in.fsm.setTrack(in.m.now(), "socket", false, 0))
+	gen := in.gen
+	in.wg.Add(1)
+	go func() {
+		defer in.wg.Done()
+		in.readLoop(conn, gen)
+	}()
+}
+
+func (in *instance) socketFault(err error) {
+	in.log.Error("cannot open the VRRP socket", zap.Error(err))
+	in.exec(in.fsm.setTrack(in.m.now(), "socket", true, 0))
+}
+
+func (in *instance) closeConn() {
+	if in.conn != nil {
+		in.conn.Close()
+		in.conn = nil
+	}
+}
+
+func (in *instance) readLoop(conn advertConn, gen int) {
+	buf := make([]byte, 1500)
+	for {
+		n, r, err := conn.Read(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			in.log.Debug("read advert", zap.Error(err))
+			select {
+			case <-in.done:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			continue
+		}
+		item := rxItem{b: slices.Clone(buf[:n]), r: r, gen: gen}
+		select {
+		case in.rx <- item:
+		case <-in.done:
+			return
+		default:
+			// A flood: the loop is behind, so this one is lost. Counted,
+			// and the state machine is unaffected.
+			in.mu.Lock()
+			in.status.Drops["queue_full"]++
+			in.mu.Unlock()
+		}
+	}
+}
+
+func (in *instance) receive(item rxItem) {
+	if item.gen != in.gen {
+		return
+	}
+	p, mismatch, err := in.policy.check(item.b, item.r)
+	if err != nil {
+		var de *DropError
+		reason := DropReason("error")
+		if errors.As(err, &de) {
+			reason = de.Reason
+		}
+		in.mu.Lock()
+		in.status.Drops[reason]++
+		in.mu.Unlock()
+		in.log.Debug("advert dropped", zap.String("reason", string(reason)), zap.Error(err))
+		return
+	}
+	in.mu.Lock()
+	in.status.AdvertsReceived++
+	if mismatch {
+		in.status.PeerMismatch++
+		if in.status.PeerMismatchFrom != item.r.Src.String() {
+			in.status.PeerMismatchFrom = item.r.Src.String()
+			in.mu.Unlock()
+			in.log.Warn("peer advertises other virtual addresses: configuration mismatch",
+				zap.Stringer("peer", item.r.Src), zap.Any("theirs", p.Addrs), zap.Any("ours", in.policy.VIPs))
+			in.mu.Lock()
+		}
+	}
+	in.mu.Unlock()
+	in.exec(in.fsm.advert(in.m.now(), item.r.Src.Unmap(), p.Priority, p.Interval))
+}
+
+// exec performs the state machine's actions in order.
+func (in *instance) exec(acts []Action) {
+	for _, a := range acts {
+		switch a.Kind {
+		case ActSendAdvert:
+			in.sendAdvert(a.Priority)
+		case ActAddVIPs, ActRenewVIPs:
+			in.addVIPs()
+		case ActRemoveVIPs:
+			in.removeVIPs(in.cfg.VIPs)
+		case ActGARP:
+			in.announce(in.cfg.VIPs)
+		case ActNotify:
+			in.notify.queue(in.cfg, a.To, a.Priority)
+		case ActTransition:
+			in.transition(a)
+		case ActResigned:
+			for _, ch := range in.resigned {
+				close(ch)
+			}
+			in.resigned = nil
+		}
+	}
+}
+
+func (in *instance) sendAdvert(prio uint8) {
+	if in.conn == nil {
+		return
+	}
+	p := Packet{Version: in.cfg.Version, VRID: in.cfg.VRID, Priority: prio, Interval: in.cfg.AdvertInterval,
+		AuthType: in.policy.AuthType, AuthData: in.policy.AuthData, Addrs: in.cfg.vipAddrs()}
+	dsts := in.cfg.UnicastPeers
+	if len(dsts) == 0 {
+		dsts = []netip.Addr{Group4}
+		if in.cfg.Family == 6 {
+			dsts = []netip.Addr{Group6}
+		}
+	}
+	for _, dst := range dsts {
+		b, err := p.Marshal(in.src, dst, in.policy.Checksum)
+		if err == nil {
+			err = in.conn.Write(b, dst)
+		}
+		in.mu.Lock()
+		if err != nil {
+			in.status.SendErrors++
+		} else {
+			in.status.AdvertsSent++
+		}
+		in.mu.Unlock()
+		if err != nil {
+			in.log.Warn("send advert", zap.Stringer("to", dst), zap.Uint8("priority", prio), zap.Error(err))
+		}
+	}
+}
+
+func (in *instance) lifetime() time.Duration { return in.cfg.VIPLifetime }
+
+func (in *instance) addVIPs() {
+	for _, v := range in.cfg.VIPs {
+		dev := in.cfg.device(v)
+		if err := in.os.AddVIP(dev, v.Prefix, in.lifetime()); err != nil {
+			in.log.Error("add VIP", zap.Stringer("vip", v.Prefix), zap.String("dev", dev), zap.Error(err))
+			continue
+		}
+		if !slices.Contains(in.held, v) {
+			in.held = append(in.held, v)
+		}
+	}
+}
+
+func (in *instance) removeVIPs(vips []VIP) {
+	for _, v := range vips {
+		dev := in.cfg.device(v)
+		if err := in.os.DelVIP(dev, v.Prefix); err != nil {
+			in.log.Error("remove VIP", zap.Stringer("vip", v.Prefix), zap.String("dev", dev), zap.Error(err))
+			continue
+		}
+		in.held = slices.DeleteFunc(in.held, func(h VIP) bool { return h == v })
+	}
+}
+
+func (in *instance) announce(vips []VIP) {
+	for _, v := range vips {
+		dev := in.cfg.device(v)
+		for range in.cfg.garpRepeat() {
+			if err := in.os.Announce(dev, v.Prefix.Addr()); err != nil {
+				in.log.Warn("gratuitous ARP / unsolicited NA", zap.Stringer("vip", v.Prefix), zap.String("dev", dev), zap.Error(err))
+				break
+			}
+		}
+	}
+}
+
+func (in *instance) transition(a Action) {
+	now := in.m.now()
+	in.log.Info("VRRP state change", zap.Stringer("from", a.From), zap.Stringer("to", a.To),
+		zap.String("reason", a.Reason), zap.Uint8("priority", in.fsm.effectivePriority()))
+	in.mu.Lock()
+	in.status.LastTransition, in.status.LastReason = now, a.Reason
+	in.mu.Unlock()
+	in.m.emit(Transition{Instance: in.cfg.Name, Key: in.key, From: a.From, To: a.To, Reason: a.Reason,
+		Priority: in.fsm.effectivePriority(), At: now})
+}
+
+func (in *instance) updateStatus() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	s := &in.status
+	s.Name, s.Interface, s.VRID, s.Family, s.Version = in.cfg.Name, in.cfg.Interface, in.cfg.VRID, in.cfg.Family, in.cfg.Version
+	s.State = in.fsm.state.String()
+	s.Priority, s.EffectivePriority = in.cfg.Priority, in.fsm.effectivePriority()
+	s.VIPsHeld = s.VIPsHeld[:0]
+	for _, v := range in.held {
+		s.VIPsHeld = append(s.VIPsHeld, v.Prefix.String())
+	}
+	s.Master = ""
+	if in.fsm.masterAddr.IsValid() {
+		s.Master = in.fsm.masterAddr.String()
+	}
+	s.Faults = s.Faults[:0]
+	for name, t := range in.fsm.tracks {
+		if t.fault {
+			s.Faults = append(s.Faults, name)
+		}
+	}
+	slices.Sort(s.Faults)
+}
+
+func (in *instance) snapshot() InstanceStatus {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	s := in.status
+	s.VIPsHeld = slices.Clone(s.VIPsHeld)
+	s.Faults = slices.Clone(s.Faults)
+	s.Drops = make(map[DropReason]uint64, len(in.status.Drops))
+	for k, v := range in.status.Drops {
+		s.Drops[k] = v
+	}
+	return s
+}
+
+// reconfigure applies a reload with the same key, on the loop goroutine.
+func (in *instance) reconfigure(cfg Config) {
+	old := in.cfg
+	in.cfg = cfg
+	in.key = cfg.Key()
+	in.log = in.m.log.With(zap.String("vrrp", cfg.Name), zap.String("interface", cfg.Interface), zap.Uint8("vrid", cfg.VRID), zap.Int("family", cfg.Family))
+	src := in.src
+	if cfg.SourceIP.IsValid() {
+		src = cfg.SourceIP
+	}
+	in.policy = policyFor(&cfg, src)
+	in.exec(in.fsm.reconfigure(in.m.now(), cfg.fsmConfig(src)))
+	// A changed source, unicast list or checksum form needs a new socket.
+	if in.conn != nil && (old.SourceIP != cfg.SourceIP || len(old.UnicastPeers) == 0 != (len(cfg.UnicastPeers) == 0)) {
+		in.closeConn()
+		in.openConn()
+	}
+	// VIPs: removed ones go at once; added ones come only on a MASTER.
+	var gone []VIP
+	for _, v := range in.held {
+		if !slices.Contains(cfg.VIPs, v) {
+			gone = append(gone, v)
+		}
+	}
+	in.removeVIPs(gone)
+	if in.fsm.state == StateMaster && !in.fsm.resigning {
+		var added []VIP
+		for _, v := range cfg.VIPs {
+			if !slices.Contains(old.VIPs, v) {
+				added = append(added, v)
+			}
+		}
+		in.addVIPs()
+		in.announce(added)
+	}
+	in.scripts.apply(cfg.Scripts)
+	in.pollLinks(false)
+}
+
+// stopLoop shuts the instance down on its goroutine and ends the loop.
+func (in *instance) shutdown() {
+	in.exec(in.fsm.shutdown())
+	in.removeVIPs(slices.Clone(in.held))
+	in.scripts.stop()
+	in.closeConn()
+	in.stopped = true
+}
+
+// wait waits for every goroutine of the instance, notify scripts included.
+func (in *instance) wait() {
+	in.wg.Wait()
+	in.notify.close()
+}

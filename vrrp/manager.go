@@ -1,0 +1,247 @@
+// Package vrrp is vipgate's VRRP: the packet codec (v2 with keepalived's
+// simple password, v3 for IPv4 and IPv6), the RFC 5798 state machine as
+// pure logic (fsm.go), the receive checks with a typed reason for every
+// drop, and the runner that owns the sockets, VIPs (netlink, with a finite
+// lifetime the MASTER renews), gratuitous ARP / unsolicited NA, tracking
+// (interfaces, vrrp_scripts, external health via SetTrack) and notify
+// scripts. The Manager is the API the daemon uses: Apply for start and
+// reload, SetTrack, Resign/Release/Stop for the stop sequence, Status and
+// OnTransition for the admin API and metrics.
+//
+// Deviations from RFC 5798, on purpose: a BACKUP that preempts a master
+// advertising a lower priority takes over after Skew_Time instead of the
+// whole Master_Down_Interval (so a master whose priority drops through
+// tracking is replaced within Skew_Time plus one advert); a MASTER answers
+// a lower-priority advert at once so the other master steps down quickly;
+// FAULT is keepalived's.
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Manager owns every VRRP instance of the process.
+type Manager struct {
+	log       *zap.Logger
+	os        netOS
+	now       func() time.Time
+	runScript scriptRunner
+	mu        sync.Mutex
+	instances map[Key]*instance
+	order     []Key
+	tracks    map[string]extTrack
+	onChange  []func(Transition)
+	stopped   bool
+	transMu   sync.Mutex
+}
+
+type extTrack struct {
+	instances []string // nil = all
+	fault     bool
+	weight    int
+}
+
+// NewManager returns a Manager with no instances; Apply starts them.
+func NewManager(log *zap.Logger) *Manager {
+	return newManager(log, defaultOS())
+}
+
+func newManager(log *zap.Logger, os netOS) *Manager {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Manager{log: log, os: os, now: time.Now, runScript: runScript,
+		instances: map[Key]*instance{}, tracks: map[string]extTrack{}}
+}
+
+// OnTransition registers fn to be called on every state change of every
+// instance, on the instance's goroutine: fn must return quickly (count,
+// log, or hand off to a channel). Register before the first Apply.
+func (m *Manager) OnTransition(fn func(Transition)) {
+	m.transMu.Lock()
+	defer m.transMu.Unlock()
+	m.onChange = append(m.onChange, fn)
+}
+
+func (m *Manager) emit(t Transition) {
+	m.transMu.Lock()
+	fns := m.onChange
+	m.transMu.Unlock()
+	for _, fn := range fns {
+		fn(t)
+	}
+}
+
+// Apply starts the instances of cfgs on the first call; later calls are
+// reloads: an instance whose Key is unchanged keeps its state and VIPs
+// (even if renamed) and takes the new settings in place; a removed one
+// steps down (priority 0 if MASTER) and releases its VIPs; a new one
+// starts. A validation error changes nothing.
+func (m *Manager) Apply(cfgs []Config) error {
+	var errs []error
+	seen := map[Key]string{}
+	names := map[string]bool{}
+	for i := range cfgs {
+		if err := cfgs[i].validate(); err != nil {
+			errs = append(errs, err)
+		}
+		k := cfgs[i].Key()
+		if other, dup := seen[k]; dup {
+			errs = append(errs, fmt.Errorf("vrrp %s: same interface, virtual_router_id and family as %s", cfgs[i].Name, other))
+		}
+		seen[k] = cfgs[i].Name
+		if names[cfgs[i].Name] {
+			errs = append(errs, fmt.Errorf("vrrp %s: name used twice", cfgs[i].Name))
+		}
+		names[cfgs[i].Name] = true
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopped {
+		return errors.New("vrrp: manager stopped")
+	}
+	var removed []*instance
+	for _, k := range m.order {
+		if _, keep := seen[k]; !keep {
+			removed = append(removed, m.instances[k])
+			delete(m.instances, k)
+		}
+	}
+	for _, in := range removed {
+		in.log.Info("instance removed by reload: stepping down")
+		in.call(in.shutdown)
+		in.wait()
+	}
+	m.order = m.order[:0]
+	for _, c := range cfgs {
+		k := c.Key()
+		m.order = append(m.order, k)
+		if in, ok := m.instances[k]; ok {
+			in.call(func() { in.reconfigure(c) })
+			continue
+		}
+		in := newInstance(m, c)
+		m.instances[k] = in
+		m.applyTracks(in, c.Name)
+		in.start()
+	}
+	return nil
+}
+
+// applyTracks sets every external track on a new instance before it starts.
+func (m *Manager) applyTracks(in *instance, name string) {
+	for src, t := range m.tracks {
+		if t.instances == nil || contains(t.instances, name) {
+			in.fsm.setTrack(m.now(), "ext:"+src, t.fault, t.weight)
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// SetTrack records external health from source (a listener, an upstream)
+// for the named instances (nil = all): fault puts them in FAULT, otherwise
+// weight is added to their priority (negative lowers it). A later call
+// with the same source replaces this one; fault=false, weight=0 clears it.
+func (m *Manager) SetTrack(source string, instances []string, fault bool, weight int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := m.tracks[source]
+	m.tracks[source] = extTrack{instances: instances, fault: fault, weight: weight}
+	for _, k := range m.order {
+		in := m.instances[k]
+		in.call(func() {
+			applies := instances == nil || contains(instances, in.cfg.Name)
+			if !applies && !(old.instances == nil || contains(old.instances, in.cfg.Name)) {
+				return
+			}
+			f, w := fault, weight
+			if !applies {
+				f, w = false, 0
+			}
+			in.exec(in.fsm.setTrack(m.now(), "ext:"+source, f, w))
+		})
+	}
+}
+
+// Resign makes every MASTER advertise priority 0 while keeping its VIPs,
+// and returns when each has heard the new master, or after its
+// Master_Down_Interval, or when ctx is done. BACKUP and FAULT instances
+// stop taking part (they would otherwise take the VIPs back).
+func (m *Manager) Resign(ctx context.Context) {
+	m.mu.Lock()
+	var waits []chan struct{}
+	for _, k := range m.order {
+		in := m.instances[k]
+		ch := make(chan struct{})
+		if in.call(func() {
+			in.resigned = append(in.resigned, ch)
+			in.exec(in.fsm.resign(m.now()))
+		}) {
+			waits = append(waits, ch)
+		}
+	}
+	m.mu.Unlock()
+	for _, ch := range waits {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Release removes every instance's VIPs (after Resign).
+func (m *Manager) Release() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, k := range m.order {
+		in := m.instances[k]
+		in.call(func() { in.removeVIPs(in.cfg.VIPs) })
+	}
+}
+
+// Stop stops every instance: a MASTER that has not resigned sends a
+// priority-0 advert, every VIP is removed, BACKUP and FAULT instances send
+// nothing; it returns when every goroutine has ended.
+func (m *Manager) Stop() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stopped = true
+	for _, k := range m.order {
+		in := m.instances[k]
+		in.call(in.shutdown)
+	}
+	for _, k := range m.order {
+		m.instances[k].wait()
+	}
+	m.instances = map[Key]*instance{}
+	m.order = nil
+}
+
+// Status returns a snapshot of every instance, in configuration order.
+func (m *Manager) Status() []InstanceStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]InstanceStatus, 0, len(m.order))
+	for _, k := range m.order {
+		out = append(out, m.instances[k].snapshot())
+	}
+	return out
+}

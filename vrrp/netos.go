@@ -1,0 +1,38 @@
+package vrrp
+
+import (
+	"net/netip"
+	"time"
+)
+
+// advertConn sends and receives adverts of one instance on its interface.
+type advertConn interface {
+	// Read blocks for the next VRRP packet and returns its payload length.
+	Read(b []byte) (int, received, error)
+	// Write sends one advert to dst (the group or a unicast peer).
+	Write(b []byte, dst netip.Addr) error
+	Close() error
+}
+
+// netOS is everything the runner needs from the operating system, small so
+// that the runner is tested with a fake and the real one in namespaces.
+type netOS interface {
+	// Open opens a raw VRRP socket on ifname sending from src: joined to
+	// the group when unicast is false.
+	Open(ifname string, family int, src netip.Addr, unicast bool) (advertConn, error)
+	// PrimaryAddr is the address adverts come from when mcast_src_ip is
+	// not set: the first IPv4 address that is not a VIP, or the IPv6
+	// link-local address (RFC 5798 section 5.1.2.1).
+	PrimaryAddr(ifname string, family int, exclude []netip.Addr) (netip.Addr, error)
+	// LinkUp says whether ifname exists, is up and has carrier.
+	LinkUp(ifname string) bool
+	// AddVIP adds or replaces a VIP; lifetime 0 = forever.
+	AddVIP(ifname string, p netip.Prefix, lifetime time.Duration) error
+	// DelVIP removes a VIP; absent is not an error.
+	DelVIP(ifname string, p netip.Prefix) error
+	// HasVIP says whether ifname holds the address.
+	HasVIP(ifname string, a netip.Addr) (bool, error)
+	// Announce sends one gratuitous ARP request and reply (IPv4) or an
+	// unsolicited neighbour advertisement (IPv6) for a on ifname.
+	Announce(ifname string, a netip.Addr) error
+}

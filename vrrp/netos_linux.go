@@ -1,0 +1,335 @@
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/ndp"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+)
+
+// linuxOS is the real netOS: raw sockets, netlink and packet sockets.
+type linuxOS struct{}
+
+func defaultOS() netOS { return linuxOS{} }
+
+func (linuxOS) Open(ifname string, family int, src netip.Addr, unicast bool) (advertConn, error) {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return nil, err
+	}
+	network, any := "ip4:112", "0.0.0.0"
+	if family == 6 {
+		network, any = "ip6:112", "::"
+	}
+	var sockErr error
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		err := c.Control(func(fd uintptr) {
+			// Only this interface's packets, whatever the routing says.
+			if sockErr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifname); sockErr != nil {
+				sockErr = fmt.Errorf("SO_BINDTODEVICE: %w", sockErr)
+				return
+			}
+			// Without this a raw socket receives the groups joined by any
+			// socket on the host, other interfaces included.
+			if family == 4 {
+				sockErr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MULTICAST_ALL, 0)
+			} else {
+				_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_ALL, 0) // Linux >= 4.20
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return sockErr
+	}}
+	pc, err := lc.ListenPacket(context.Background(), network, any)
+	if err != nil {
+		return nil, err
+	}
+	if family == 4 {
+		c, err := newConn4(pc, ifi, src, unicast)
+		if err != nil {
+			pc.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+	c, err := newConn6(pc, ifi, src, unicast)
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+type conn4 struct {
+	pc  *ipv4.PacketConn
+	ifi *net.Interface
+	src netip.Addr
+}
+
+func newConn4(c net.PacketConn, ifi *net.Interface, src netip.Addr, unicast bool) (*conn4, error) {
+	pc := ipv4.NewPacketConn(c)
+	for _, step := range []struct {
+		what string
+		err  func() error
+	}{
+		{"control messages", func() error { return pc.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface, true) }},
+		{"TTL", func() error { return pc.SetTTL(255) }},
+		{"multicast TTL", func() error { return pc.SetMulticastTTL(255) }},
+		{"multicast loop", func() error { return pc.SetMulticastLoopback(false) }},
+		{"multicast interface", func() error { return pc.SetMulticastInterface(ifi) }},
+		{"join 224.0.0.18", func() error {
+			if unicast {
+				return nil
+			}
+			return pc.JoinGroup(ifi, &net.IPAddr{IP: Group4.AsSlice()})
+		}},
+	} {
+		if err := step.err(); err != nil {
+			return nil, fmt.Errorf("%s on %s: %w", step.what, ifi.Name, err)
+		}
+	}
+	return &conn4{pc: pc, ifi: ifi, src: src}, nil
+}
+
+func (c *conn4) Read(b []byte) (int, received, error) {
+	for {
+		n, cm, src, err := c.pc.ReadFrom(b)
+		if err != nil {
+			return 0, received{}, err
+		}
+		r := received{TTL: -1}
+		if a, ok := src.(*net.IPAddr); ok {
+			r.Src, _ = netip.AddrFromSlice(a.IP.To4())
+		}
+		if cm != nil {
+			if cm.IfIndex != 0 && cm.IfIndex != c.ifi.Index {
+				continue
+			}
+			r.TTL = cm.TTL
+			r.Dst, _ = netip.AddrFromSlice(cm.Dst.To4())
+		}
+		return n, r, nil
+	}
+}
+
+func (c *conn4) Write(b []byte, dst netip.Addr) error {
+	cm := &ipv4.ControlMessage{Src: c.src.AsSlice(), IfIndex: c.ifi.Index}
+	_, err := c.pc.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice()})
+	return err
+}
+
+func (c *conn4) Close() error { return c.pc.Close() }
+
+type conn6 struct {
+	pc  *ipv6.PacketConn
+	ifi *net.Interface
+	src netip.Addr
+}
+
+func newConn6(c net.PacketConn, ifi *net.Interface, src netip.Addr, unicast bool) (*conn6, error) {
+	pc := ipv6.NewPacketConn(c)
+	for _, step := range []struct {
+		what string
+		err  func() error
+	}{
+		{"control messages", func() error {
+			return pc.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true)
+		}},
+		{"hop limit", func() error { return pc.SetHopLimit(255) }},
+		{"multicast hop limit", func() error { return pc.SetMulticastHopLimit(255) }},
+		{"multicast loop", func() error { return pc.SetMulticastLoopback(false) }},
+		{"multicast interface", func() error { return pc.SetMulticastInterface(ifi) }},
+		{"join ff02::12", func() error {
+			if unicast {
+				return nil
+			}
+			return pc.JoinGroup(ifi, &net.IPAddr{IP: Group6.AsSlice()})
+		}},
+	} {
+		if err := step.err(); err != nil {
+			return nil, fmt.Errorf("%s on %s: %w", step.what, ifi.Name, err)
+		}
+	}
+	return &conn6{pc: pc, ifi: ifi, src: src}, nil
+}
+
+func (c *conn6) Read(b []byte) (int, received, error) {
+	for {
+		n, cm, src, err := c.pc.ReadFrom(b)
+		if err != nil {
+			return 0, received{}, err
+		}
+		r := received{TTL: -1}
+		if a, ok := src.(*net.IPAddr); ok {
+			r.Src, _ = netip.AddrFromSlice(a.IP.To16())
+		}
+		if cm != nil {
+			if cm.IfIndex != 0 && cm.IfIndex != c.ifi.Index {
+				continue
+			}
+			r.TTL = cm.HopLimit
+			r.Dst, _ = netip.AddrFromSlice(cm.Dst.To16())
+		}
+		return n, r, nil
+	}
+}
+
+func (c *conn6) Write(b []byte, dst netip.Addr) error {
+	cm := &ipv6.ControlMessage{Src: c.src.AsSlice(), IfIndex: c.ifi.Index, HopLimit: 255}
+	_, err := c.pc.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice(), Zone: c.ifi.Name})
+	return err
+}
+
+func (c *conn6) Close() error { return c.pc.Close() }
+
+func (linuxOS) PrimaryAddr(ifname string, family int, exclude []netip.Addr) (netip.Addr, error) {
+	link, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	nlFamily := netlink.FAMILY_V4
+	if family == 6 {
+		nlFamily = netlink.FAMILY_V6
+	}
+	addrs, err := netlink.AddrList(link, nlFamily)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok {
+			continue
+		}
+		ip = ip.Unmap()
+		if family == 6 && !ip.IsLinkLocalUnicast() {
+			continue
+		}
+		if family == 4 && (!ip.Is4() || a.Flags&unix.IFA_F_SECONDARY != 0) {
+			continue
+		}
+		excluded := false
+		for _, x := range exclude {
+			excluded = excluded || x == ip
+		}
+		if !excluded {
+			return ip, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("no IPv%d address on %s to send adverts from", family, ifname)
+}
+
+func (linuxOS) LinkUp(ifname string) bool {
+	link, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return false
+	}
+	a := link.Attrs()
+	return a.Flags&net.FlagUp != 0 && a.RawFlags&unix.IFF_RUNNING != 0
+}
+
+func vipAddr(link netlink.Link, p netip.Prefix, lifetime time.Duration) *netlink.Addr {
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+	if p.Addr().Is6() {
+		// A VIP is unique by election; DAD would only delay it by seconds.
+		a.Flags = unix.IFA_F_NODAD
+	}
+	if lifetime > 0 {
+		secs := int((lifetime + time.Second - 1) / time.Second)
+		a.ValidLft, a.PreferedLft = secs, secs
+	}
+	return a
+}
+
+func (linuxOS) AddVIP(ifname string, p netip.Prefix, lifetime time.Duration) error {
+	link, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return err
+	}
+	return netlink.AddrReplace(link, vipAddr(link, p, lifetime))
+}
+
+func (linuxOS) DelVIP(ifname string, p netip.Prefix) error {
+	link, err := netlink.LinkByName(ifname)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil // the interface is gone, and the address with it
+		}
+		return err
+	}
+	err = netlink.AddrDel(link, vipAddr(link, p, 0))
+	if errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENOENT) || errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+func (linuxOS) HasVIP(ifname string, ip netip.Addr) (bool, error) {
+	link, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return false, err
+	}
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return false, err
+	}
+	for _, a := range addrs {
+		if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == ip {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (linuxOS) Announce(ifname string, ip netip.Addr) error {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return err
+	}
+	if ip.Is4() {
+		c, err := arp.Dial(ifi)
+		if err != nil {
+			return fmt.Errorf("arp socket: %w", err)
+		}
+		defer c.Close()
+		// Both forms: some hosts update their cache only from requests,
+		// others only from replies (as MetalLB does).
+		req, err := arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, ip, ethernet.Broadcast, ip)
+		if err != nil {
+			return err
+		}
+		if err := c.WriteTo(req, ethernet.Broadcast); err != nil {
+			return err
+		}
+		rep, err := arp.NewPacket(arp.OperationReply, ifi.HardwareAddr, ip, ifi.HardwareAddr, ip)
+		if err != nil {
+			return err
+		}
+		return c.WriteTo(rep, ethernet.Broadcast)
+	}
+	c, _, err := ndp.Listen(ifi, ndp.LinkLocal)
+	if err != nil {
+		return fmt.Errorf("ndp socket: %w", err)
+	}
+	defer c.Close()
+	na := &ndp.NeighborAdvertisement{
+		Override:      true,
+		TargetAddress: ip,
+		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: ifi.HardwareAddr}},
+	}
+	return c.WriteTo(na, nil, netip.MustParseAddr("ff02::1"))
+}

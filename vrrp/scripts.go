@@ -1,0 +1,265 @@
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// notifyTimeout bounds one notify script, so a hung one cannot hold the
+// queue (and shutdown) forever.
+const notifyTimeout = 10 * time.Second
+
+// scriptRunner runs a command line as a user; a test may replace it.
+type scriptRunner func(ctx context.Context, cmdline string, args []string, user string) error
+
+// runScript runs cmdline (a path and optional arguments) plus args as user,
+// after refusing a file others could have changed (scripts do not run as
+// root here, but whoever may write the file decides what runs).
+func runScript(ctx context.Context, cmdline string, args []string, userName string) error {
+	fields := strings.Fields(cmdline)
+	if len(fields) == 0 {
+		return errors.New("empty command")
+	}
+	path := fields[0]
+	if err := checkScriptFile(path); err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, path, append(fields[1:], args...)...)
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.WaitDelay = time.Second
+	if userName != "" && os.Geteuid() == 0 {
+		cred, err := lookupCredential(userName)
+		if err != nil {
+			return err
+		}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
+	}
+	return cmd.Run()
+}
+
+func checkScriptFile(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	mode := st.Mode().Perm()
+	sys, _ := st.Sys().(*syscall.Stat_t)
+	if mode&0o002 != 0 {
+		return fmt.Errorf("refusing %s: writable by everyone (mode %v)", path, mode)
+	}
+	if mode&0o020 != 0 && sys != nil && sys.Gid != 0 {
+		return fmt.Errorf("refusing %s: writable by group %d (mode %v); only root or the owner may write it", path, sys.Gid, mode)
+	}
+	return nil
+}
+
+func lookupCredential(name string) (*syscall.Credential, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("script_user: %w", err)
+	}
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return nil, err
+	}
+	gid, err := strconv.ParseUint(u.Gid, 10, 32)
+	if err != nil {
+		return nil, err
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
+}
+
+// notifier runs an instance's notify scripts one after the other, in the
+// order of the transitions.
+type notifier struct {
+	log  *zap.Logger
+	run  scriptRunner
+	jobs chan func()
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+func newNotifier(log *zap.Logger, run scriptRunner) *notifier {
+	n := &notifier{log: log, run: run, jobs: make(chan func(), 32)}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		for job := range n.jobs {
+			job()
+		}
+	}()
+	return n
+}
+
+func (n *notifier) queue(cfg Config, to State, prio uint8) {
+	var scripts [][2]string // cmdline, state
+	state := to.String()
+	switch to {
+	case StateMaster:
+		scripts = append(scripts, [2]string{cfg.NotifyMaster})
+	case StateBackup:
+		scripts = append(scripts, [2]string{cfg.NotifyBackup})
+	case StateFault:
+		scripts = append(scripts, [2]string{cfg.NotifyFault})
+	case StateInit:
+		state = "STOP"
+	}
+	scripts = append(scripts, [2]string{cfg.Notify, state})
+	for _, s := range scripts {
+		if s[0] == "" {
+			continue
+		}
+		var args []string
+		if s[1] != "" {
+			args = []string{"INSTANCE", cfg.Name, s[1], strconv.Itoa(int(prio))}
+		}
+		cmdline, user := s[0], cfg.ScriptUser
+		job := func() {
+			ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
+			defer cancel()
+			if err := n.run(ctx, cmdline, args, user); err != nil {
+				n.log.Warn("notify script failed", zap.String("script", cmdline), zap.String("state", to.String()), zap.Error(err))
+			}
+		}
+		select {
+		case n.jobs <- job:
+		default:
+			n.log.Warn("notify queue full: script skipped", zap.String("script", cmdline), zap.String("state", to.String()))
+		}
+	}
+}
+
+func (n *notifier) close() {
+	n.once.Do(func() { close(n.jobs) })
+	n.wg.Wait()
+}
+
+// scriptSet runs an instance's vrrp_scripts, each in a goroutine owned by
+// the instance, and feeds their results to the state machine.
+type scriptSet struct {
+	in      *instance
+	running map[string]*trackedScript
+}
+
+type trackedScript struct {
+	cfg    ScriptConfig
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newScriptSet(in *instance) *scriptSet {
+	return &scriptSet{in: in, running: map[string]*trackedScript{}}
+}
+
+// apply starts new or changed scripts and stops removed ones; called on
+// the instance goroutine.
+func (s *scriptSet) apply(cfgs []ScriptConfig) {
+	want := map[string]ScriptConfig{}
+	for _, c := range cfgs {
+		want[c.Name] = c
+	}
+	for name, ts := range s.running {
+		if c, ok := want[name]; ok && c == ts.cfg {
+			continue
+		}
+		ts.cancel()
+		<-ts.done
+		delete(s.running, name)
+		s.in.exec(s.in.fsm.setTrack(s.in.m.now(), "script:"+name, false, 0))
+	}
+	for name, c := range want {
+		if _, ok := s.running[name]; ok {
+			continue
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		ts := &trackedScript{cfg: c, cancel: cancel, done: make(chan struct{})}
+		s.running[name] = ts
+		s.in.wg.Add(1)
+		user := s.in.cfg.ScriptUser
+		go func() {
+			defer s.in.wg.Done()
+			defer close(ts.done)
+			s.loop(ctx, c, user)
+		}()
+	}
+}
+
+func (s *scriptSet) stop() {
+	for name, ts := range s.running {
+		ts.cancel()
+		<-ts.done
+		delete(s.running, name)
+	}
+}
+
+// loop runs one script every interval: fall failures in a row make it
+// failing, rise successes in a row healthy again. It starts healthy.
+func (s *scriptSet) loop(ctx context.Context, c ScriptConfig, user string) {
+	in := s.in
+	fall, rise := max(c.Fall, 1), max(c.Rise, 1)
+	healthy := true
+	report := func() {
+		fault, weight := false, 0
+		switch {
+		case healthy && c.Weight > 0:
+			weight = c.Weight
+		case !healthy && c.Weight < 0:
+			weight = c.Weight
+		case !healthy && c.Weight == 0:
+			fault = true
+		}
+		select {
+		case in.cmds <- func() { in.exec(in.fsm.setTrack(in.m.now(), "script:"+c.Name, fault, weight)) }:
+		case <-in.done:
+		case <-ctx.Done(): // apply or stop is waiting for us on the loop goroutine
+		}
+	}
+	report()
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = c.Interval
+	}
+	fails, oks := 0, 0
+	ticker := time.NewTicker(c.Interval)
+	defer ticker.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		err := in.m.runScript(rctx, c.Path, nil, user)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			fails, oks = fails+1, 0
+			in.log.Debug("vrrp_script failed", zap.String("script", c.Name), zap.Error(err))
+			if healthy && fails >= fall {
+				healthy = false
+				in.log.Warn("vrrp_script now failing", zap.String("script", c.Name), zap.Int("fall", fall), zap.Error(err))
+				report()
+			}
+		} else {
+			oks, fails = oks+1, 0
+			if !healthy && oks >= rise {
+				healthy = true
+				in.log.Info("vrrp_script healthy again", zap.String("script", c.Name), zap.Int("rise", rise))
+				report()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
