@@ -1,0 +1,229 @@
+package balancer
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ServerSpec is one configured upstream server.
+type ServerSpec struct {
+	Address     string // host:port as configured (already resolved by the caller)
+	Weight      int    // >= 1
+	MaxFails    int    // 0 disables passive failure accounting
+	FailTimeout time.Duration
+	Backup      bool // used only while every non-backup server is unavailable
+	Down        bool // never used
+	MaxConns    int  // 0 = unlimited; full servers are skipped
+}
+
+// UpstreamSpec is one configured upstream.
+type UpstreamSpec struct {
+	Name    string
+	Balance string // "round_robin" (default when "") | "ip_hash" | "hash" | "least_conn" | "random" | "random_two"
+	Servers []ServerSpec
+}
+
+// ChangeFunc receives a server's new state after an event changed it.
+type ChangeFunc func(upstream, address string, st ServerStatus)
+
+// Table holds the state of every upstream server, keyed by upstream name and
+// address. It outlives config reloads.
+type Table struct {
+	now      func() time.Time
+	mu       sync.Mutex
+	states   map[stateKey]*serverState
+	onChange atomic.Pointer[ChangeFunc]
+}
+
+type stateKey struct{ upstream, address string }
+
+// NewTable returns an empty table reading time from now (time.Now when nil).
+func NewTable(now func() time.Time) *Table {
+	if now == nil {
+		now = time.Now
+	}
+	return &Table{now: now, states: make(map[stateKey]*serverState)}
+}
+
+// OnChange registers fn to be called, outside every lock of the package,
+// each time a server's state ("up", "down", "unhealthy", "failed", "backup")
+// changes, with the reason in ServerStatus.Reason. The caller logs it once.
+// Reaching or leaving max_conns ("full") is not reported: it changes with
+// every request. fn must not block.
+func (t *Table) OnChange(fn ChangeFunc) {
+	if fn == nil {
+		t.onChange.Store(nil)
+		return
+	}
+	t.onChange.Store(&fn)
+}
+
+func (t *Table) nowNano() int64 { return t.now().UnixNano() }
+
+func (t *Table) notify(changes []ServerStatus) {
+	fn := t.onChange.Load()
+	if fn == nil {
+		return
+	}
+	for _, c := range changes {
+		(*fn)(c.Upstream, c.Address, c)
+	}
+}
+
+// Build validates spec and returns its pool for one config generation. The
+// servers share their state (failures, health, connections, counters) with
+// every other generation that configures the same upstream name and address.
+func (t *Table) Build(spec UpstreamSpec) (*Upstream, error) {
+	if err := validate(spec); err != nil {
+		return nil, err
+	}
+	newSelector := policies[spec.Balance]
+	if spec.Balance == "" {
+		newSelector = policies["round_robin"]
+	}
+
+	u := &Upstream{name: spec.Name, table: t, servers: make([]*Server, 0, len(spec.Servers))}
+	var nPrimary, nBackup int
+	for _, ss := range spec.Servers {
+		if ss.Backup {
+			nBackup++
+		} else {
+			nPrimary++
+		}
+	}
+	// nginx: a lone primary server without backups is "single": its failures
+	// are never counted, so it is never taken out of rotation passively.
+	single := nPrimary == 1 && nBackup == 0
+
+	var changes []ServerStatus
+	now := t.nowNano()
+	t.mu.Lock()
+	for i, ss := range spec.Servers {
+		key := stateKey{spec.Name, ss.Address}
+		st := t.states[key]
+		if st == nil {
+			st = newServerState(spec.Name, ss.Address)
+			t.states[key] = st
+		}
+		if c, changed := st.configure(ss, single, now); changed {
+			changes = append(changes, c)
+		}
+		s := &Server{
+			upstream:        u,
+			state:           st,
+			index:           i,
+			address:         ss.Address,
+			weight:          ss.Weight,
+			effectiveWeight: ss.Weight,
+			maxFails:        int32(ss.MaxFails),
+			failTimeout:     int64(ss.FailTimeout),
+			maxConns:        int64(ss.MaxConns),
+			backup:          ss.Backup,
+			down:            ss.Down,
+			single:          single,
+		}
+		u.servers = append(u.servers, s)
+	}
+	t.mu.Unlock()
+
+	primary := make([]*Server, 0, nPrimary)
+	backup := make([]*Server, 0, nBackup)
+	for _, s := range u.servers {
+		if s.backup {
+			backup = append(backup, s)
+		} else {
+			primary = append(primary, s)
+		}
+	}
+	u.primary = newTier(primary, newSelector)
+	if len(backup) > 0 {
+		u.backup = newTier(backup, newSelector)
+	}
+	t.notify(changes)
+	return u, nil
+}
+
+func validate(spec UpstreamSpec) error {
+	if spec.Name == "" {
+		return errors.New("upstream: empty name")
+	}
+	if _, ok := policies[spec.Balance]; !ok && spec.Balance != "" {
+		return fmt.Errorf("upstream %s: unknown balance %q (want one of %s)", spec.Name, spec.Balance, policyNames())
+	}
+	var errs []error
+	seen := make(map[string]bool, len(spec.Servers))
+	primaries := 0
+	for i, s := range spec.Servers {
+		if s.Address == "" {
+			errs = append(errs, fmt.Errorf("upstream %s: server %d: empty address", spec.Name, i))
+		}
+		if seen[s.Address] {
+			errs = append(errs, fmt.Errorf("upstream %s: server %s listed twice", spec.Name, s.Address))
+		}
+		seen[s.Address] = true
+		if s.Weight < 1 {
+			errs = append(errs, fmt.Errorf("upstream %s: server %s: weight %d < 1", spec.Name, s.Address, s.Weight))
+		}
+		if s.MaxFails < 0 || s.MaxConns < 0 || s.FailTimeout < 0 {
+			errs = append(errs, fmt.Errorf("upstream %s: server %s: negative max_fails, max_conns or fail_timeout", spec.Name, s.Address))
+		}
+		if !s.Backup {
+			primaries++
+		}
+	}
+	if primaries == 0 {
+		errs = append(errs, fmt.Errorf("upstream %s: no non-backup server", spec.Name))
+	}
+	return errors.Join(errs...)
+}
+
+// Forget drops the state of every server that keep does not configure. Call
+// it after a reload succeeded; servers of older generations still work (their
+// state simply is no longer shared).
+func (t *Table) Forget(keep []UpstreamSpec) {
+	want := make(map[stateKey]bool)
+	for _, u := range keep {
+		for _, s := range u.Servers {
+			want[stateKey{u.Name, s.Address}] = true
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k := range t.states {
+		if !want[k] {
+			delete(t.states, k)
+		}
+	}
+}
+
+// Statuses returns the state of every server the table knows, for the admin
+// API, in no particular order.
+func (t *Table) Statuses() []ServerStatus {
+	t.mu.Lock()
+	states := make([]*serverState, 0, len(t.states))
+	for _, st := range t.states {
+		states = append(states, st)
+	}
+	t.mu.Unlock()
+	now := t.nowNano()
+	out := make([]ServerStatus, 0, len(states))
+	for _, st := range states {
+		out = append(out, st.status(now))
+	}
+	return out
+}
+
+// PickRequest carries what the policies need to know about one request.
+type PickRequest struct {
+	ClientIP netip.Addr // for ip_hash
+	HashKey  string     // for hash: the evaluated key template
+	Tried    []*Server  // servers already tried for this request: never picked again
+}
+
+// ErrNoServer means no server can take the request: all down, failed,
+// unhealthy, full or already tried.
+var ErrNoServer = errors.New("no upstream server available")
