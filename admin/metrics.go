@@ -1,0 +1,118 @@
+package admin
+
+import (
+	"sort"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metric names; spec/config.md documents them.
+var (
+	descGeneration    = prometheus.NewDesc("vipgate_config_generation", "Number of the configuration in force (1 = the first).", nil, nil)
+	descReloads       = prometheus.NewDesc("vipgate_reloads_total", "SIGHUP reloads by result.", []string{"result"}, nil)
+	descListener      = prometheus.NewDesc("vipgate_listener_serving", "1 when the listener's accept loop serves.", []string{"listen"}, nil)
+	descAccepted      = prometheus.NewDesc("vipgate_listener_accepted_total", "Connections accepted.", []string{"listen"}, nil)
+	descAcceptErrors  = prometheus.NewDesc("vipgate_listener_accept_errors_total", "Failed accepts (EMFILE, ...).", []string{"listen"}, nil)
+	descHTTP          = prometheus.NewDesc("vipgate_http_responses_total", "Responses sent to clients by status class.", []string{"code"}, nil)
+	descStreams       = prometheus.NewDesc("vipgate_stream_active", "Open TCP stream sessions.", nil, nil)
+	descVRRPState     = prometheus.NewDesc("vipgate_vrrp_state", "1 for the instance's current state.", []string{"instance", "state"}, nil)
+	descVRRPPrio      = prometheus.NewDesc("vipgate_vrrp_priority", "Configured and effective priority.", []string{"instance", "kind"}, nil)
+	descVRRPTrans     = prometheus.NewDesc("vipgate_vrrp_transitions_total", "State transitions.", []string{"instance"}, nil)
+	descVRRPSent      = prometheus.NewDesc("vipgate_vrrp_adverts_sent_total", "Adverts sent.", []string{"instance"}, nil)
+	descVRRPRecv      = prometheus.NewDesc("vipgate_vrrp_adverts_received_total", "Adverts received and accepted.", []string{"instance"}, nil)
+	descVRRPDrops     = prometheus.NewDesc("vipgate_vrrp_adverts_dropped_total", "Adverts dropped, by reason.", []string{"instance", "reason"}, nil)
+	descVRRPMismatch  = prometheus.NewDesc("vipgate_vrrp_peer_config_mismatches_total", "Adverts whose address list differs from ours.", []string{"instance"}, nil)
+	descVRRPVIPs      = prometheus.NewDesc("vipgate_vrrp_vips_held", "VIPs on the interface now.", []string{"instance"}, nil)
+	descServerUp      = prometheus.NewDesc("vipgate_upstream_server_up", "1 when the server can be picked.", []string{"upstream", "server"}, nil)
+	descServerActive  = prometheus.NewDesc("vipgate_upstream_server_active", "Active connections or requests.", []string{"upstream", "server"}, nil)
+	descServerReqs    = prometheus.NewDesc("vipgate_upstream_server_requests_total", "Requests or streams sent.", []string{"upstream", "server"}, nil)
+	descServerFails   = prometheus.NewDesc("vipgate_upstream_server_failures_total", "Failed attempts.", []string{"upstream", "server"}, nil)
+	descServerResp    = prometheus.NewDesc("vipgate_upstream_server_responses_total", "Upstream responses by status class.", []string{"upstream", "server", "code"}, nil)
+	descServerTime    = prometheus.NewDesc("vipgate_upstream_response_seconds", "Upstream response time.", []string{"upstream", "server"}, nil)
+	descUpstreamAvail = prometheus.NewDesc("vipgate_upstream_available", "1 when at least one server can be picked.", []string{"upstream"}, nil)
+)
+
+type collector struct{ src Source }
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descGeneration, descReloads, descListener, descAccepted, descAcceptErrors, descHTTP, descStreams,
+		descVRRPState, descVRRPPrio, descVRRPTrans, descVRRPSent, descVRRPRecv, descVRRPDrops, descVRRPMismatch, descVRRPVIPs,
+		descServerUp, descServerActive, descServerReqs, descServerFails, descServerResp, descServerTime, descUpstreamAvail} {
+		ch <- d
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func sortedMap(m map[string]uint64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+var vrrpStates = []string{"INIT", "BACKUP", "MASTER", "FAULT"}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.src.Status()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(descGeneration, float64(st.Generation))
+	counter(descReloads, st.Reloads.OK, "ok")
+	counter(descReloads, st.Reloads.Failed, "failed")
+	for _, l := range st.Listeners {
+		gauge(descListener, b2f(l.Serving), l.Address)
+		counter(descAccepted, l.Accepted, l.Address)
+		counter(descAcceptErrors, l.AcceptErrors, l.Address)
+	}
+	for _, code := range sortedMap(st.HTTPResponses) {
+		counter(descHTTP, st.HTTPResponses[code], code)
+	}
+	gauge(descStreams, float64(st.ActiveStreams))
+	for _, v := range st.VRRP {
+		for _, s := range vrrpStates {
+			gauge(descVRRPState, b2f(v.State == s), v.Name, s)
+		}
+		gauge(descVRRPPrio, float64(v.Priority), v.Name, "configured")
+		gauge(descVRRPPrio, float64(v.EffectivePriority), v.Name, "effective")
+		counter(descVRRPTrans, v.Transitions, v.Name)
+		counter(descVRRPSent, v.AdvertsSent, v.Name)
+		counter(descVRRPRecv, v.AdvertsReceived, v.Name)
+		for _, reason := range sortedMap(v.Drops) {
+			counter(descVRRPDrops, v.Drops[reason], v.Name, reason)
+		}
+		counter(descVRRPMismatch, v.PeerMismatches, v.Name)
+		gauge(descVRRPVIPs, float64(len(v.VIPsHeld)), v.Name)
+	}
+	for _, u := range st.Upstreams {
+		gauge(descUpstreamAvail, b2f(u.Available), u.Name)
+		for _, s := range u.Servers {
+			gauge(descServerUp, b2f(s.State == "up"), u.Name, s.Address)
+			gauge(descServerActive, float64(s.Active), u.Name, s.Address)
+			counter(descServerReqs, s.Requests, u.Name, s.Address)
+			counter(descServerFails, s.Failures, u.Name, s.Address)
+			for _, code := range sortedMap(s.Responses) {
+				counter(descServerResp, s.Responses[code], u.Name, s.Address, code)
+			}
+			h := s.ResponseTime
+			if len(h.Buckets) > 0 && len(h.Buckets) == len(h.Counts) {
+				buckets := make(map[float64]uint64, len(h.Buckets))
+				for i, b := range h.Buckets {
+					buckets[b] = h.Counts[i]
+				}
+				ch <- prometheus.MustNewConstHistogram(descServerTime, h.Count, h.Sum, buckets, u.Name, s.Address)
+			}
+		}
+	}
+}

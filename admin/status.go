@@ -1,0 +1,115 @@
+// Package admin serves the node's admin API on global.admin_listen:
+// GET /status (JSON), GET /metrics (Prometheus text) and GET /healthz.
+// It knows nothing of the proxy or VRRP internals: the daemon hands it a
+// Source that assembles a Status snapshot on demand.
+package admin
+
+import "time"
+
+// Source produces the snapshot every endpoint reads.
+type Source interface {
+	Status() Status
+}
+
+// SourceFunc adapts a function to Source.
+type SourceFunc func() Status
+
+// Status calls f.
+func (f SourceFunc) Status() Status { return f() }
+
+// Status is the JSON document of GET /status.
+type Status struct {
+	Node       string           `json:"node"`
+	Version    string           `json:"version"`
+	PID        int              `json:"pid"`
+	ConfigFile string           `json:"config_file"`
+	Generation uint64           `json:"generation"`
+	StartedAt  time.Time        `json:"started_at"`
+	Reloads    ReloadCounts     `json:"reloads"`
+	Listeners  []ListenerStatus `json:"listeners"`
+	VRRP       []VRRPStatus     `json:"vrrp"`
+	Upstreams  []UpstreamStatus `json:"upstreams"`
+	// HTTPResponses counts responses sent to clients by status class ("2xx"...).
+	HTTPResponses map[string]uint64 `json:"http_responses"`
+	// ActiveStreams is the number of open TCP stream sessions.
+	ActiveStreams int `json:"active_streams"`
+	// Unhealthy lists why GET /healthz answers 503; empty when healthy.
+	Unhealthy []string `json:"unhealthy"`
+}
+
+// ReloadCounts counts SIGHUP reloads by outcome.
+type ReloadCounts struct {
+	OK     uint64 `json:"ok"`
+	Failed uint64 `json:"failed"`
+}
+
+// ListenerStatus is one listening socket.
+type ListenerStatus struct {
+	Address      string `json:"address"`
+	Serving      bool   `json:"serving"`
+	Accepted     uint64 `json:"accepted"`
+	AcceptErrors uint64 `json:"accept_errors"`
+	LastError    string `json:"last_error,omitempty"`
+}
+
+// VRRPStatus is one VRRP instance.
+type VRRPStatus struct {
+	Name              string            `json:"name"`
+	Interface         string            `json:"interface"`
+	VirtualRouterID   int               `json:"virtual_router_id"`
+	Family            string            `json:"family"` // "IPv4" | "IPv6"
+	State             string            `json:"state"`  // INIT | BACKUP | MASTER | FAULT
+	Priority          int               `json:"priority"`
+	EffectivePriority int               `json:"effective_priority"`
+	VIPs              []string          `json:"vips"`      // configured
+	VIPsHeld          []string          `json:"vips_held"` // on the interface now
+	Master            string            `json:"master,omitempty"`
+	LastTransition    Transition        `json:"last_transition"`
+	Transitions       uint64            `json:"transitions"`
+	AdvertsSent       uint64            `json:"adverts_sent"`
+	AdvertsReceived   uint64            `json:"adverts_received"`
+	Drops             map[string]uint64 `json:"drops"`
+	PeerMismatches    uint64            `json:"peer_config_mismatches"`
+	FaultReasons      []string          `json:"fault_reasons,omitempty"`
+}
+
+// Transition is a VRRP state change.
+type Transition struct {
+	At     time.Time `json:"at"`
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	Reason string    `json:"reason"`
+}
+
+// UpstreamStatus is one upstream and its servers.
+type UpstreamStatus struct {
+	Name      string         `json:"name"`
+	Balance   string         `json:"balance"`
+	Available bool           `json:"available"`
+	Servers   []ServerStatus `json:"servers"`
+}
+
+// ServerStatus is one upstream server.
+type ServerStatus struct {
+	Address string `json:"address"`
+	State   string `json:"state"`  // up | down | failed | unhealthy | ...
+	Reason  string `json:"reason"` // why, when not up
+	Weight  int    `json:"weight"`
+	Backup  bool   `json:"backup"`
+	// Failures counts failed attempts (passive) since start.
+	Failures uint64 `json:"failures"`
+	Active   int64  `json:"active"`
+	Requests uint64 `json:"requests"`
+	// Responses counts upstream responses by status class.
+	Responses map[string]uint64 `json:"responses"`
+	// ResponseTime is a cumulative histogram of upstream response times.
+	ResponseTime Histogram `json:"response_time"`
+}
+
+// Histogram is cumulative: Counts[i] observations were <= Buckets[i] seconds.
+type Histogram struct {
+	Buckets []float64 `json:"buckets"`
+	Counts  []uint64  `json:"counts"`
+	Count   uint64    `json:"count"`
+	Sum     float64   `json:"sum"`
+}
