@@ -39,8 +39,16 @@ func Parse(data []byte, path string) (*Config, error) {
 	}
 	var errs *multierror.Error
 	seen := map[string]int{}
-	for _, key := range md.Undecoded() {
+	undecoded := md.Undecoded()
+	unknownTables := map[string]bool{}
+	for _, key := range undecoded {
+		unknownTables[strings.Join(key, ".")] = true
+	}
+	for _, key := range undecoded {
 		bare := strings.Join(key, ".")
+		if underUnknown(key, unknownTables) {
+			continue // the unknown table itself is reported, not each of its keys
+		}
 		k := seen[bare]
 		seen[bare]++
 		p := &Problem{File: path, Key: key.String(), Message: "unknown key"}
@@ -59,6 +67,15 @@ func Parse(data []byte, path string) (*Config, error) {
 		return nil, problems(err)
 	}
 	return cfg, nil
+}
+
+func underUnknown(key toml.Key, unknown map[string]bool) bool {
+	for i := 1; i < len(key); i++ {
+		if unknown[strings.Join(key[:i], ".")] {
+			return true
+		}
+	}
+	return false
 }
 
 // Problem is one mistake in a file: where it is and what is wrong.
@@ -326,7 +343,11 @@ func (c *Config) applyDefaults() {
 		}
 		s.Name = name
 		s.Interval.orDefault(time.Second)
-		s.Timeout.orDefault(s.Interval.Duration)
+		if s.Interval.Duration > 0 {
+			s.Timeout.orDefault(s.Interval.Duration)
+		} else {
+			s.Timeout.orDefault(time.Second) // interval itself is reported
+		}
 		if s.Fall == 0 {
 			s.Fall = 1
 		}

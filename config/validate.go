@@ -238,7 +238,7 @@ func (v *validator) upstream(name string, u *Upstream) {
 		if *s.Weight < 1 {
 			v.fail(sp+".weight", "must be >= 1")
 		}
-		if *s.MaxFails < 0 {
+		if *s.MaxFails < 0 && *s.MaxFails != *u.MaxFails { // an inherited value is reported once, above
 			v.fail(sp+".max_fails", "must be >= 0")
 		}
 		if s.MaxConns < 0 {
