@@ -89,7 +89,7 @@ func newInstance(m *Manager, cfg Config) *instance {
 		m: m, os: m.os, key: cfg.Key(), cfg: cfg,
 		log:  m.log.With(zap.String("vrrp", cfg.Name), zap.String("interface", cfg.Interface), zap.Uint8("vrid", cfg.VRID), zap.Int("family", cfg.Family)),
 		cmds: make(chan func(), 16), rx: make(chan rxItem, 64),
-		done: make(chan struct{}),
+		done:  make(chan struct{}),
 		links: map[string]bool{},
 	}
 	in.fsm = newFSM(cfg.fsmConfig(cfg.SourceIP))
