@@ -61,6 +61,7 @@ func Parse(data []byte, path string) (*Config, error) {
 		errs = multierror.Append(errs, &Problem{File: path, Line: pos.line(key), Key: key, Message: err.Error()})
 	})
 	cfg.applyDefaults()
+	cfg.pos = pos
 	v := &validator{cfg: cfg, errs: errs, pos: pos}
 	v.validate()
 	if err := v.errs.ErrorOrNil(); err != nil {

@@ -21,6 +21,8 @@ type Config struct {
 	Path string `toml:"-"`
 	// Warnings are problems that do not make the file invalid (printed by -t).
 	Warnings []string `toml:"-"`
+
+	pos *positions // lines of keys, for CheckHost's messages
 }
 
 // Global is [global].
