@@ -1,0 +1,336 @@
+package vrrp_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vipgate/vipgate/internal/netlab"
+	"github.com/vipgate/vipgate/internal/testutil"
+	"github.com/vipgate/vipgate/vrrp"
+)
+
+var (
+	nodeOnce sync.Once
+	nodePath string
+	nodeErr  error
+)
+
+// nodeBinary builds vrrp/internal/vrrpnode once per test process.
+func nodeBinary(t *testing.T) string {
+	t.Helper()
+	nodeOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "vrrpnode-")
+		if err != nil {
+			nodeErr = err
+			return
+		}
+		nodePath = filepath.Join(dir, "vrrpnode")
+		cmd := exec.Command("go", "build", "-o", nodePath, "./vrrp/internal/vrrpnode")
+		cmd.Dir = testutil.ModuleRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			nodeErr = fmt.Errorf("%v: %s", err, out)
+		}
+	})
+	if nodeErr != nil {
+		t.Fatalf("build vrrpnode: %v", nodeErr)
+	}
+	return nodePath
+}
+
+var (
+	vip4 = netip.MustParseAddr("192.0.2.50")
+	vip6 = netip.MustParseAddr("2001:db8::50")
+)
+
+// fastConfig is a v3 instance with 100ms adverts, the VIP 192.0.2.50.
+func fastConfig(prio uint8) vrrp.Config {
+	return vrrp.Config{
+		Name: "VI_1", Interface: "eth0", VRID: 51, Priority: prio, Version: 3,
+		AdvertInterval: 100 * time.Millisecond, Preempt: true, Family: 4,
+		VIPs:             []vrrp.VIP{{Prefix: netip.PrefixFrom(vip4, 24)}},
+		GARPMasterRepeat: 2, GARPMasterDelay: time.Second,
+		VIPLifetime: vrrp.AutoVIPLifetime(100*time.Millisecond, prio),
+	}
+}
+
+type node struct {
+	host *netlab.Host
+	proc *netlab.Process
+	conf string
+}
+
+func startNode(t *testing.T, h *netlab.Host, cfgs ...vrrp.Config) *node {
+	t.Helper()
+	b, err := json.Marshal(cfgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(t.TempDir(), h.NS+".json")
+	if err := os.WriteFile(conf, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &node{host: h, conf: conf, proc: h.Start(t, nodeBinary(t), "-c", conf)}
+}
+
+// holders lists the hosts holding a.
+func holders(hosts []*netlab.Host, a netip.Addr) []*netlab.Host {
+	var hs []*netlab.Host
+	for _, h := range hosts {
+		if h.HasAddr(a) {
+			hs = append(hs, h)
+		}
+	}
+	return hs
+}
+
+// waitFor polls cond every 10ms until it holds or d passes, and returns
+// how long it took.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		if cond() {
+			return time.Since(start)
+		}
+		if time.Since(start) > d {
+			t.Fatalf("after %v: %s never happened", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitSoleHolder waits until exactly want holds a among hosts and checks
+// it stays so for hold.
+func waitSoleHolder(t *testing.T, hosts []*netlab.Host, a netip.Addr, want *netlab.Host, d, hold time.Duration) time.Duration {
+	t.Helper()
+	took := waitFor(t, d, fmt.Sprintf("%v held by %s alone", a, want.NS), func() bool {
+		hs := holders(hosts, a)
+		return len(hs) == 1 && hs[0] == want
+	})
+	for end := time.Now().Add(hold); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if hs := holders(hosts, a); len(hs) != 1 || hs[0] != want {
+			t.Fatalf("%v held by %d hosts, want %s alone", a, len(hs), want.NS)
+		}
+	}
+	return took
+}
+
+func masterDown(advert time.Duration, prio uint8) time.Duration {
+	return 3*advert + time.Duration(256-int(prio))*advert/256
+}
+
+func skew(advert time.Duration, prio uint8) time.Duration {
+	return time.Duration(256-int(prio)) * advert / 256
+}
+
+// slack covers process start, polling every 10ms and ip(8) itself.
+const slack = 150 * time.Millisecond
+
+func TestLabElection(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		prios  []uint8
+		winner int
+	}{
+		{"two nodes", []uint8{100, 200}, 1},
+		{"three nodes", []uint8{150, 100, 120}, 0},
+		// Equal priorities: whoever is first stays (as in keepalived: a
+		// BACKUP never preempts an equal priority); two masters at once
+		// resolve to the higher address (unit-tested in the fsm).
+		{"equal priority: one master", []uint8{100, 100, 100}, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lab := netlab.New(t, netlab.Options{Hosts: len(tc.prios)})
+			for i, p := range tc.prios {
+				startNode(t, lab.Hosts[i], fastConfig(p))
+			}
+			if tc.winner >= 0 {
+				waitSoleHolder(t, lab.Hosts, vip4, lab.Hosts[tc.winner], 3*time.Second, time.Second)
+				return
+			}
+			waitFor(t, 3*time.Second, "one holder", func() bool { return len(holders(lab.Hosts, vip4)) == 1 })
+			first := holders(lab.Hosts, vip4)[0]
+			waitSoleHolder(t, lab.Hosts, vip4, first, 0, time.Second)
+		})
+	}
+}
+
+func TestLabKillMaster(t *testing.T) {
+	lab := netlab.New(t, netlab.Options{Hosts: 3})
+	a, b, client := lab.Hosts[0], lab.Hosts[1], lab.Hosts[2]
+	nodes := lab.Hosts[:2]
+	na := startNode(t, a, fastConfig(200))
+	startNode(t, b, fastConfig(100))
+	waitSoleHolder(t, nodes, vip4, a, 3*time.Second, 300*time.Millisecond)
+	if err := client.Reach(vip4); err != nil {
+		t.Fatal(err)
+	}
+	if mac, _ := client.NeighbourMAC(vip4); mac.String() != a.MAC.String() {
+		t.Fatalf("client resolves the VIP to %v, want the master's %v", mac, a.MAC)
+	}
+
+	if err := na.proc.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	limit := masterDown(100*time.Millisecond, 100) + 100*time.Millisecond
+	took := waitFor(t, 3*time.Second, "backup takes the VIP", func() bool { return b.HasAddr(vip4) })
+	t.Logf("VIP on the backup %v after SIGKILL (limit %v + %v slack)", took, limit, slack)
+	if took > limit+slack {
+		t.Errorf("takeover took %v, want at most Master_Down_Interval + one advert = %v", took, limit)
+	}
+	// The client's neighbour entry follows at once (gratuitous ARP).
+	waitFor(t, 300*time.Millisecond, "client's neighbour entry for the VIP points at the new master", func() bool {
+		mac, _ := client.NeighbourMAC(vip4)
+		return mac.String() == b.MAC.String()
+	})
+	// The killed node cannot remove its VIP, but its lifetime runs out.
+	life := vrrp.AutoVIPLifetime(100*time.Millisecond, 200)
+	gone := waitFor(t, life+2*time.Second, "the killed master's VIP expires", func() bool { return !a.HasAddr(vip4) })
+	t.Logf("the killed master's VIP expired %v after the takeover (lifetime %v)", gone+took, life)
+}
+
+func TestLabSigtermHandsOver(t *testing.T) {
+	lab := netlab.New(t, netlab.Options{Hosts: 2})
+	a, b := lab.Hosts[0], lab.Hosts[1]
+	na := startNode(t, a, fastConfig(200))
+	startNode(t, b, fastConfig(100))
+	waitSoleHolder(t, lab.Hosts, vip4, a, 3*time.Second, 300*time.Millisecond)
+	if err := na.proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	limit := skew(100*time.Millisecond, 100) + 100*time.Millisecond
+	took := waitFor(t, 2*time.Second, "backup takes the VIP", func() bool { return b.HasAddr(vip4) })
+	t.Logf("handover in %v (limit Skew_Time + one advert = %v)", took, limit)
+	if took > limit+slack {
+		t.Errorf("SIGTERM handover took %v, want at most %v", took, limit)
+	}
+	if err := na.proc.Wait(2 * time.Second); err != nil {
+		t.Fatalf("stopped node: %v\n%s", err, na.proc.Output())
+	}
+	if a.HasAddr(vip4) {
+		t.Fatal("the stopped node kept the VIP")
+	}
+}
+
+func TestLabReturningMaster(t *testing.T) {
+	for _, preempt := range []bool{true, false} {
+		t.Run(fmt.Sprintf("preempt=%v", preempt), func(t *testing.T) {
+			lab := netlab.New(t, netlab.Options{Hosts: 2})
+			a, b := lab.Hosts[0], lab.Hosts[1]
+			cfgA := fastConfig(200)
+			cfgA.Preempt = preempt
+			na := startNode(t, a, cfgA)
+			startNode(t, b, fastConfig(100))
+			waitSoleHolder(t, lab.Hosts, vip4, a, 3*time.Second, 200*time.Millisecond)
+			na.proc.Kill()
+			waitFor(t, 3*time.Second, "backup takes over", func() bool { return b.HasAddr(vip4) })
+			waitFor(t, 3*time.Second, "killed node's VIP expires", func() bool { return !a.HasAddr(vip4) })
+			startNode(t, a, cfgA)
+			if preempt {
+				waitSoleHolder(t, lab.Hosts, vip4, a, 2*time.Second, 500*time.Millisecond)
+			} else {
+				waitSoleHolder(t, lab.Hosts, vip4, b, time.Second, 1500*time.Millisecond)
+			}
+		})
+	}
+}
+
+// A link flap on the master must never leave the VIP on both nodes for
+// longer than one advert interval after the link is back.
+func TestLabLinkFlap(t *testing.T) {
+	for _, how := range []string{"cable", "admin"} {
+		t.Run(how, func(t *testing.T) {
+			lab := netlab.New(t, netlab.Options{Hosts: 2})
+			a, b := lab.Hosts[0], lab.Hosts[1]
+			startNode(t, a, fastConfig(200))
+			startNode(t, b, fastConfig(100))
+			waitSoleHolder(t, lab.Hosts, vip4, a, 3*time.Second, 200*time.Millisecond)
+			down, up := a.PortDown, a.PortUp
+			if how == "admin" {
+				down, up = a.LinkDown, a.LinkUp
+			}
+			if err := down(); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 2*time.Second, "backup takes over", func() bool { return b.HasAddr(vip4) })
+			waitFor(t, 2*time.Second, "master in FAULT drops the VIP", func() bool { return !a.HasAddr(vip4) })
+			if err := up(); err != nil {
+				t.Fatal(err)
+			}
+			// Watch for 2s: the longest stretch with two holders.
+			var both, longest time.Duration
+			last := time.Now()
+			for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+				hs := holders(lab.Hosts, vip4)
+				now := time.Now()
+				if len(hs) > 1 {
+					both += now.Sub(last)
+					longest = max(longest, both)
+				} else {
+					both = 0
+				}
+				last = now
+				time.Sleep(5 * time.Millisecond)
+			}
+			if longest > 100*time.Millisecond+50*time.Millisecond {
+				t.Fatalf("VIP on both nodes for %v after the link came back", longest)
+			}
+			// With preemption the better node is master again, alone.
+			waitSoleHolder(t, lab.Hosts, vip4, a, time.Second, 300*time.Millisecond)
+		})
+	}
+}
+
+func TestLabUnicast(t *testing.T) {
+	lab := netlab.New(t, netlab.Options{Hosts: 3})
+	a, b, stranger := lab.Hosts[0], lab.Hosts[1], lab.Hosts[2]
+	cfgA, cfgB := fastConfig(200), fastConfig(100)
+	cfgA.UnicastPeers = []netip.Addr{b.Addr4.Addr()}
+	cfgB.UnicastPeers = []netip.Addr{a.Addr4.Addr()}
+	// A third node in multicast mode with a higher priority is not a
+	// listed peer: a and b ignore it (and it takes its own VIP copy,
+	// which is why it runs on another VRID here).
+	cfgS := fastConfig(250)
+	cfgS.VRID = 52
+	cfgS.VIPs = []vrrp.VIP{{Prefix: netip.MustParsePrefix("192.0.2.60/24")}}
+	na := startNode(t, a, cfgA)
+	startNode(t, b, cfgB)
+	startNode(t, stranger, cfgS)
+	waitSoleHolder(t, lab.Hosts, vip4, a, 3*time.Second, 300*time.Millisecond)
+	na.proc.Kill()
+	waitFor(t, time.Second, "unicast backup takes over", func() bool { return b.HasAddr(vip4) })
+}
+
+func TestLabIPv6(t *testing.T) {
+	lab := netlab.New(t, netlab.Options{Hosts: 3})
+	a, b, client := lab.Hosts[0], lab.Hosts[1], lab.Hosts[2]
+	cfg := func(prio uint8) vrrp.Config {
+		c := fastConfig(prio)
+		c.Family = 6
+		c.VIPs = []vrrp.VIP{{Prefix: netip.PrefixFrom(vip6, 64)}}
+		return c
+	}
+	na := startNode(t, a, cfg(200))
+	startNode(t, b, cfg(100))
+	waitSoleHolder(t, lab.Hosts[:2], vip6, a, 3*time.Second, 300*time.Millisecond)
+	if err := client.Reach(vip6); err != nil {
+		t.Fatal(err)
+	}
+	na.proc.Kill()
+	took := waitFor(t, 2*time.Second, "backup takes the IPv6 VIP", func() bool { return b.HasAddr(vip6) })
+	if limit := masterDown(100*time.Millisecond, 100) + 100*time.Millisecond + slack; took > limit {
+		t.Errorf("IPv6 takeover took %v, want at most %v", took, limit)
+	}
+	waitFor(t, 300*time.Millisecond, "client's neighbour entry for the IPv6 VIP points at the new master", func() bool {
+		mac, _ := client.NeighbourMAC(vip6)
+		return mac.String() == b.MAC.String()
+	})
+}
