@@ -1,0 +1,178 @@
+package vrrp_test
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vipgate/vipgate/internal/netlab"
+	"github.com/vipgate/vipgate/internal/testutil"
+	"github.com/vipgate/vipgate/vrrp"
+)
+
+type interopCase struct {
+	name     string
+	version  int
+	interval time.Duration
+	auth     string
+	unicast  bool
+}
+
+var interopCases = []interopCase{
+	{name: "v2 auth", version: 2, interval: time.Second, auth: "secret12-beyond-8"},
+	{name: "v3", version: 3, interval: 100 * time.Millisecond},
+	{name: "v3 unicast", version: 3, interval: 100 * time.Millisecond, unicast: true},
+}
+
+func (ic interopCase) vipgate(prio uint8, peer netip.Addr) vrrp.Config {
+	c := fastConfig(prio)
+	c.Version, c.AdvertInterval, c.AuthPass = ic.version, ic.interval, ic.auth
+	c.VIPLifetime = vrrp.AutoVIPLifetime(ic.interval, prio)
+	if ic.unicast {
+		c.UnicastPeers = []netip.Addr{peer}
+	}
+	return c
+}
+
+// startKeepalived runs Debian's keepalived (VRRP only, foreground) in h
+// with its own config and pid files; a cleanup stops it with SIGTERM.
+func startKeepalived(t *testing.T, h *netlab.Host, ic interopCase, prio uint8, self, peer netip.Addr) *netlab.Process {
+	t.Helper()
+	bin := testutil.RequireCommand(t, "keepalived")
+	dir := t.TempDir()
+	var b strings.Builder
+	fmt.Fprintf(&b, "global_defs {\n  router_id %s\n}\n", h.NS)
+	fmt.Fprintf(&b, "vrrp_instance VI_1 {\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority %d\n", prio)
+	fmt.Fprintf(&b, "  version %d\n  advert_int %g\n", ic.version, ic.interval.Seconds())
+	if ic.auth != "" {
+		fmt.Fprintf(&b, "  authentication {\n    auth_type PASS\n    auth_pass %s\n  }\n", ic.auth)
+	}
+	if ic.unicast {
+		fmt.Fprintf(&b, "  unicast_src_ip %v\n  unicast_peer {\n    %v\n  }\n", self, peer)
+	}
+	fmt.Fprintf(&b, "  virtual_ipaddress {\n    %v/24\n  }\n}\n", vip4)
+	conf := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := h.Start(t, bin, "-n", "-l", "-D", "-P", "-f", conf,
+		"-p", filepath.Join(dir, "keepalived.pid"), "-r", filepath.Join(dir, "vrrp.pid"), "-c", filepath.Join(dir, "checkers.pid"))
+	t.Cleanup(func() {
+		// Gracefully, so its VRRP child goes too (Start's cleanup then
+		// only reaps the parent).
+		if p.Signal(syscall.SIGTERM) == nil {
+			if p.Wait(5*time.Second) != nil {
+				t.Logf("keepalived in %s did not stop on SIGTERM", h.NS)
+			}
+		}
+	})
+	return p
+}
+
+// TestLabKeepalivedInterop runs vipgate and keepalived in one group, each
+// as the master in turn, and fails the master over to the other.
+func TestLabKeepalivedInterop(t *testing.T) {
+	for _, ic := range interopCases {
+		for _, vipgateMaster := range []bool{true, false} {
+			name := ic.name + "/keepalived master"
+			if vipgateMaster {
+				name = ic.name + "/vipgate master"
+			}
+			t.Run(name, func(t *testing.T) {
+				lab := netlab.New(t, netlab.Options{Hosts: 2})
+				vg, ka := lab.Hosts[0], lab.Hosts[1]
+				vgPrio, kaPrio := uint8(100), uint8(200)
+				if vipgateMaster {
+					vgPrio, kaPrio = 200, 100
+				}
+				ng := startNode(t, vg, ic.vipgate(vgPrio, ka.Addr4.Addr()))
+				kp := startKeepalived(t, ka, ic, kaPrio, ka.Addr4.Addr(), vg.Addr4.Addr())
+				master, backup := ka, vg
+				if vipgateMaster {
+					master, backup = vg, ka
+				}
+				// keepalived starts as BACKUP and waits Master_Down_Interval.
+				startWait := 2*masterDown(ic.interval, 100) + 2*time.Second
+				waitSoleHolder(t, lab.Hosts, vip4, master, startWait, 2*ic.interval+200*time.Millisecond)
+
+				limit := masterDown(ic.interval, 100) + ic.interval + slack + 200*time.Millisecond
+				start := time.Now()
+				if vipgateMaster {
+					ng.proc.Kill()
+				} else {
+					// SIGKILL would leave keepalived's VRRP child running.
+					if err := kp.Signal(syscall.SIGTERM); err != nil {
+						t.Fatal(err)
+					}
+				}
+				waitFor(t, limit, "the backup takes over", func() bool { return backup.HasAddr(vip4) })
+				t.Logf("%s took over after %v (limit %v)", backup.NS, time.Since(start), limit)
+				if !vipgateMaster {
+					waitSoleHolder(t, lab.Hosts, vip4, backup, 0, 2*ic.interval)
+				}
+			})
+		}
+	}
+}
+
+// TestLabTsharkDecodesAdverts checks vipgate's adverts with Wireshark's
+// VRRP dissector: version, VRID, priority, addresses, and a checksum it
+// calls correct.
+func TestLabTsharkDecodesAdverts(t *testing.T) {
+	testutil.RequireCommand(t, "tshark")
+	for _, tc := range []struct {
+		name string
+		cfg  func(vrrp.Config) vrrp.Config
+		want []string
+	}{
+		{"v2 auth", func(c vrrp.Config) vrrp.Config {
+			c.Version, c.AdvertInterval, c.AuthPass = 2, time.Second, "secret"
+			c.StartAsMaster = true // master after one 1s interval, within the capture
+			return c
+		}, []string{"Version 2", "Simple Text Authentication", "secret", "192.0.2.50"}},
+		{"v3 IPv4", func(c vrrp.Config) vrrp.Config { return c }, []string{"Version 3", "192.0.2.50"}},
+		{"v3 IPv6", func(c vrrp.Config) vrrp.Config {
+			c.Family, c.VIPs = 6, []vrrp.VIP{{Prefix: netip.PrefixFrom(vip6, 64)}}
+			return c
+		}, []string{"Version 3", "2001:db8::50"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lab := netlab.New(t, netlab.Options{Hosts: 2})
+			pcap := filepath.Join(t.TempDir(), "vrrp.pcap")
+			cap := lab.Hosts[1].Start(t, "tshark", "-q", "-i", "eth0", "-f", "ip proto 112 or ip6 proto 112", "-w", pcap, "-a", "duration:3")
+			time.Sleep(700 * time.Millisecond) // let the capture start
+			startNode(t, lab.Hosts[0], tc.cfg(fastConfig(200)))
+			if err := cap.Wait(10 * time.Second); err != nil {
+				t.Fatalf("tshark capture: %v\n%s", err, cap.Output())
+			}
+			out, err := lab.Hosts[1].Run("tshark", "-r", pcap, "-Y", "vrrp", "-V", "-o", "vrrp.v3_checksum_as_v2:FALSE")
+			if err != nil {
+				// Older tshark lacks the preference; its default is right.
+				out, err = lab.Hosts[1].Run("tshark", "-r", pcap, "-Y", "vrrp", "-V")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out, "Virtual Router Redundancy Protocol") {
+				t.Fatalf("no VRRP packet decoded:\n%s", out)
+			}
+			for _, w := range append(tc.want, "Virtual Rtr ID: 51", "Priority: 200") {
+				if !strings.Contains(out, w) {
+					t.Errorf("decoded adverts lack %q", w)
+				}
+			}
+			if bad := regexp.MustCompile(`(?i)malformed|incorrect|bad checksum|checksum status: bad`).FindString(out); bad != "" {
+				t.Errorf("tshark flags %q:\n%s", bad, out)
+			}
+			if !regexp.MustCompile(`(?i)\[correct\]|Checksum Status: Good`).MatchString(out) {
+				t.Errorf("tshark did not verify the checksum:\n%.3000s", out)
+			}
+		})
+	}
+}
