@@ -1,0 +1,440 @@
+package vrrp
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap/zaptest"
+)
+
+// fakeNet is a shared link: every open fakeConn whose node's link is up
+// hears every advert written by another one (TTL 255).
+type fakeNet struct {
+	mu    sync.Mutex
+	conns []*fakeConn
+}
+
+type fakePkt struct {
+	b []byte
+	r received
+}
+
+type fakeConn struct {
+	net    *fakeNet
+	node   *fakeOS
+	src    netip.Addr
+	in     chan fakePkt
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (c *fakeConn) Read(b []byte) (int, received, error) {
+	select {
+	case p := <-c.in:
+		return copy(b, p.b), p.r, nil
+	case <-c.closed:
+		return 0, received{}, net.ErrClosed
+	}
+}
+
+func (c *fakeConn) Write(b []byte, dst netip.Addr) error {
+	if !c.node.linkUp() {
+		return os.ErrDeadlineExceeded
+	}
+	c.net.deliver(c, b, dst)
+	return nil
+}
+
+func (c *fakeConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	c.net.mu.Lock()
+	defer c.net.mu.Unlock()
+	c.net.conns = slices.DeleteFunc(c.net.conns, func(o *fakeConn) bool { return o == c })
+	return nil
+}
+
+func (n *fakeNet) deliver(from *fakeConn, b []byte, dst netip.Addr) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, c := range n.conns {
+		if c == from || !c.node.linkUp() || (!dst.IsMulticast() && dst != c.src) {
+			continue
+		}
+		select {
+		case c.in <- fakePkt{b: slices.Clone(b), r: received{Src: from.src, Dst: dst, TTL: 255}}:
+		default:
+		}
+	}
+}
+
+// inject sends raw bytes to every node as if from src.
+func (n *fakeNet) inject(b []byte, src netip.Addr, ttl int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, c := range n.conns {
+		c.in <- fakePkt{b: b, r: received{Src: src, Dst: Group4, TTL: ttl}}
+	}
+}
+
+// fakeOS is one node's system: its address, link state and VIPs.
+type fakeOS struct {
+	net   *fakeNet
+	addr  netip.Addr
+	mu    sync.Mutex
+	down  bool
+	vips  map[netip.Prefix]time.Duration
+	opens int
+	garps int
+}
+
+func newFakeOS(n *fakeNet, addr string) *fakeOS {
+	return &fakeOS{net: n, addr: netip.MustParseAddr(addr), vips: map[netip.Prefix]time.Duration{}}
+}
+
+func (o *fakeOS) linkUp() bool { o.mu.Lock(); defer o.mu.Unlock(); return !o.down }
+
+func (o *fakeOS) setLink(up bool) { o.mu.Lock(); o.down = !up; o.mu.Unlock() }
+
+func (o *fakeOS) Open(ifname string, family int, src netip.Addr, unicast bool) (advertConn, error) {
+	o.mu.Lock()
+	o.opens++
+	o.mu.Unlock()
+	c := &fakeConn{net: o.net, node: o, src: src, in: make(chan fakePkt, 64), closed: make(chan struct{})}
+	o.net.mu.Lock()
+	o.net.conns = append(o.net.conns, c)
+	o.net.mu.Unlock()
+	return c, nil
+}
+
+func (o *fakeOS) PrimaryAddr(string, int, []netip.Addr) (netip.Addr, error) { return o.addr, nil }
+func (o *fakeOS) LinkUp(string) bool                                        { return o.linkUp() }
+
+func (o *fakeOS) AddVIP(_ string, p netip.Prefix, life time.Duration) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.vips[p] = life
+	return nil
+}
+
+func (o *fakeOS) DelVIP(_ string, p netip.Prefix) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.vips, p)
+	return nil
+}
+
+func (o *fakeOS) HasVIP(_ string, a netip.Addr) (bool, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for p := range o.vips {
+		if p.Addr() == a {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (o *fakeOS) Announce(string, netip.Addr) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.garps++
+	return nil
+}
+
+func (o *fakeOS) held() []netip.Prefix {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var ps []netip.Prefix
+	for p := range o.vips {
+		ps = append(ps, p)
+	}
+	slices.SortFunc(ps, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	return ps
+}
+
+var testVIP = netip.MustParsePrefix("192.0.2.50/24")
+
+func testConfig(prio uint8) Config {
+	return Config{Name: "VI_1", Interface: "eth0", VRID: 51, Priority: prio, Version: 3,
+		AdvertInterval: 20 * time.Millisecond, Preempt: true, Family: 4,
+		VIPs: []VIP{{Prefix: testVIP}}, GARPMasterRepeat: 2}
+}
+
+type testNode struct {
+	m  *Manager
+	os *fakeOS
+}
+
+func startTestNode(t *testing.T, n *fakeNet, addr string, cfgs ...Config) *testNode {
+	t.Helper()
+	o := newFakeOS(n, addr)
+	m := newManager(zaptest.NewLogger(t).Named(addr), o)
+	if err := m.Apply(cfgs); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Stop)
+	return &testNode{m: m, os: o}
+}
+
+func (tn *testNode) state() string {
+	st := tn.m.Status()
+	if len(st) == 0 {
+		return "none"
+	}
+	return st[0].State
+}
+
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(d); !cond(); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("after %v: %s never happened", d, what)
+		}
+	}
+}
+
+func electA(t *testing.T) (a, b *testNode, n *fakeNet) {
+	t.Helper()
+	n = &fakeNet{}
+	a = startTestNode(t, n, "192.0.2.1", testConfig(200))
+	b = startTestNode(t, n, "192.0.2.2", testConfig(100))
+	eventually(t, time.Second, "a MASTER, b BACKUP", func() bool { return a.state() == "MASTER" && b.state() == "BACKUP" })
+	if got := a.os.held(); !slices.Equal(got, []netip.Prefix{testVIP}) || len(b.os.held()) != 0 {
+		t.Fatalf("VIPs: a %v, b %v", got, b.os.held())
+	}
+	return a, b, n
+}
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestManagerStopHandsOverWithPriorityZero(t *testing.T) {
+	a, b, _ := electA(t)
+	start := time.Now()
+	a.m.Stop()
+	if len(a.os.held()) != 0 {
+		t.Fatal("stopped master kept its VIP")
+	}
+	eventually(t, time.Second, "b MASTER", func() bool { return b.state() == "MASTER" })
+	// Skew_Time for priority 100 at 20ms is 12ms; Master_Down is 72ms.
+	if took := time.Since(start); took > 60*time.Millisecond {
+		t.Errorf("takeover after a priority-0 advert took %v", took)
+	}
+}
+
+func TestManagerReloadKeepsMasterAndAppliesChanges(t *testing.T) {
+	a, b, _ := electA(t)
+	var transitions []Transition
+	var mu sync.Mutex
+	a.m.OnTransition(func(tr Transition) { mu.Lock(); transitions = append(transitions, tr); mu.Unlock() })
+	cfg := testConfig(150)
+	cfg.Name = "renamed"
+	added := netip.MustParsePrefix("192.0.2.51/24")
+	cfg.VIPs = []VIP{{Prefix: added}}
+	if err := a.m.Apply([]Config{cfg}); err != nil {
+		t.Fatal(err)
+	}
+	st := a.m.Status()[0]
+	if st.Name != "renamed" || st.State != "MASTER" || st.EffectivePriority != 150 {
+		t.Fatalf("after reload: %+v", st)
+	}
+	if got := a.os.held(); !slices.Equal(got, []netip.Prefix{added}) {
+		t.Fatalf("VIPs after reload %v, want only %v", got, added)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if b.state() != "BACKUP" || a.state() != "MASTER" {
+		t.Fatalf("reload caused a switchover: a %s, b %s", a.state(), b.state())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(transitions) != 0 {
+		t.Fatalf("reload made transitions %+v", transitions)
+	}
+	if b.m.Status()[0].PeerMismatch == 0 {
+		t.Fatal("b did not report the peer configuration mismatch (other VIP list)")
+	}
+}
+
+func TestManagerReloadRemovingInstanceStepsDown(t *testing.T) {
+	a, b, _ := electA(t)
+	if err := a.m.Apply(nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.os.held()) != 0 || len(a.m.Status()) != 0 {
+		t.Fatalf("removed instance left %v / %v", a.os.held(), a.m.Status())
+	}
+	eventually(t, 60*time.Millisecond, "b MASTER within Skew_Time", func() bool { return b.state() == "MASTER" })
+}
+
+func TestManagerApplyErrorChangesNothing(t *testing.T) {
+	a, _, _ := electA(t)
+	bad := testConfig(200)
+	bad.AuthPass = "nope" // not allowed with version 3
+	dup := testConfig(100)
+	if err := a.m.Apply([]Config{bad, dup}); err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	if a.state() != "MASTER" || a.m.Status()[0].Priority != 200 {
+		t.Fatalf("failed Apply changed the instance: %+v", a.m.Status()[0])
+	}
+}
+
+func TestManagerSetTrack(t *testing.T) {
+	a, b, _ := electA(t)
+	a.m.SetTrack("listener:443", nil, true, 0)
+	if a.state() != "FAULT" || len(a.os.held()) != 0 {
+		t.Fatalf("a after fault: %s %v", a.state(), a.os.held())
+	}
+	eventually(t, 60*time.Millisecond, "b MASTER", func() bool { return b.state() == "MASTER" })
+	a.m.SetTrack("listener:443", nil, false, 0)
+	eventually(t, time.Second, "a MASTER again (preempt)", func() bool { return a.state() == "MASTER" })
+	eventually(t, time.Second, "b BACKUP", func() bool { return b.state() == "BACKUP" })
+
+	// A negative weight below the backup's priority: b preempts within
+	// Skew_Time plus one advert.
+	start := time.Now()
+	a.m.SetTrack("upstream:app", []string{"VI_1"}, false, -150)
+	eventually(t, time.Second, "b MASTER after a's priority fell", func() bool { return b.state() == "MASTER" })
+	if took := time.Since(start); took > 60*time.Millisecond {
+		t.Errorf("preemption of a lowered master took %v", took)
+	}
+	if st := a.m.Status()[0]; st.EffectivePriority != 50 || st.State != "BACKUP" {
+		t.Fatalf("a: %+v", st)
+	}
+	// A track for other instances does not touch this one.
+	a.m.SetTrack("other", []string{"VI_2"}, true, 0)
+	if a.state() == "FAULT" {
+		t.Fatal("a track for VI_2 faulted VI_1")
+	}
+}
+
+func TestManagerResignKeepsVIPsUntilNewMaster(t *testing.T) {
+	a, b, _ := electA(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	a.m.Resign(ctx)
+	if ctx.Err() != nil {
+		t.Fatal("Resign waited for its deadline")
+	}
+	if b.state() != "MASTER" {
+		t.Fatalf("Resign returned with b %s", b.state())
+	}
+	if len(a.os.held()) != 1 {
+		t.Fatal("resigned master released its VIP before Release")
+	}
+	a.m.Release()
+	if len(a.os.held()) != 0 {
+		t.Fatal("Release left the VIP")
+	}
+	time.Sleep(100 * time.Millisecond)
+	if a.state() == "MASTER" {
+		t.Fatal("resigned instance became master again")
+	}
+}
+
+func TestManagerLinkDownMeansFault(t *testing.T) {
+	a, b, _ := electA(t)
+	a.os.setLink(false)
+	eventually(t, time.Second, "a FAULT", func() bool { return a.state() == "FAULT" })
+	eventually(t, time.Second, "b MASTER", func() bool { return b.state() == "MASTER" })
+	if len(a.os.held()) != 0 {
+		t.Fatal("a kept the VIP in FAULT")
+	}
+	a.os.setLink(true)
+	eventually(t, time.Second, "a MASTER again", func() bool { return a.state() == "MASTER" })
+	eventually(t, time.Second, "b BACKUP again", func() bool { return b.state() == "BACKUP" })
+	a.os.mu.Lock()
+	opens := a.os.opens
+	a.os.mu.Unlock()
+	if opens != 2 {
+		t.Fatalf("socket opened %d times, want a fresh one (group joined again) after the link came back", opens)
+	}
+}
+
+func TestManagerDropsBadAdverts(t *testing.T) {
+	a, b, n := electA(t)
+	p := Packet{Version: 3, VRID: 51, Priority: 254, Interval: 20 * time.Millisecond, Addrs: []netip.Addr{testVIP.Addr()}}
+	src := netip.MustParseAddr("192.0.2.9")
+	good, _ := p.Marshal(src, Group4, ChecksumPseudoHeader)
+	bad := slices.Clone(good)
+	bad[7] ^= 0xff
+	for range 50 {
+		n.inject(good, src, 64)          // crossed a router
+		n.inject(bad, src, 255)          // bad checksum
+		n.inject(good[:5], src, 255)     // truncated
+		n.inject([]byte{0x41}, src, 255) // junk
+	}
+	// Every packet is dropped: by a receive check, or as a flood the
+	// loop could not keep up with.
+	eventually(t, time.Second, "drops counted", func() bool {
+		d := a.m.Status()[0].Drops
+		return d[DropBadTTL]+d[DropBadChecksum]+d[DropTruncated]+d["queue_full"] == 200 && d[DropBadTTL] > 0 && d[DropBadChecksum] > 0
+	})
+	if a.state() != "MASTER" || b.state() != "BACKUP" {
+		t.Fatalf("bad adverts changed the election: a %s, b %s", a.state(), b.state())
+	}
+}
+
+func TestManagerScriptTracking(t *testing.T) {
+	dir := t.TempDir()
+	flag := filepath.Join(dir, "broken")
+	script := filepath.Join(dir, "check.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\ntest ! -e "+flag+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	n := &fakeNet{}
+	cfg := testConfig(200)
+	cfg.Scripts = []ScriptConfig{{Name: "chk", Path: script, Interval: 10 * time.Millisecond, Timeout: time.Second, Weight: -150, Fall: 2, Rise: 2}}
+	a := startTestNode(t, n, "192.0.2.1", cfg)
+	b := startTestNode(t, n, "192.0.2.2", testConfig(100))
+	eventually(t, time.Second, "a MASTER", func() bool { return a.state() == "MASTER" })
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "b MASTER after a's script failed", func() bool { return b.state() == "MASTER" })
+	os.Remove(flag)
+	eventually(t, 2*time.Second, "a MASTER after its script recovered", func() bool { return a.state() == "MASTER" })
+}
+
+func TestScriptFileChecks(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		mode os.FileMode
+		ok   bool
+	}{{0o755, true}, {0o777, false}, {0o757, false}} {
+		p := filepath.Join(dir, tc.mode.String())
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(p, tc.mode)
+		if err := checkScriptFile(p); (err == nil) != tc.ok {
+			t.Errorf("mode %v: %v, want ok=%v", tc.mode, err, tc.ok)
+		}
+	}
+}
+
+func TestAutoVIPLifetime(t *testing.T) {
+	for _, tc := range []struct {
+		advert time.Duration
+		prio   uint8
+		want   time.Duration
+	}{
+		{time.Second, 100, 4 * time.Second},        // 3.61s
+		{100 * time.Millisecond, 100, time.Second}, // 0.36s
+		{time.Second, 254, 4 * time.Second},        // 3.008s
+		{3 * time.Second, 1, 12 * time.Second},     // 11.99s
+	} {
+		if got := AutoVIPLifetime(tc.advert, tc.prio); got != tc.want {
+			t.Errorf("AutoVIPLifetime(%v, %d) = %v, want %v", tc.advert, tc.prio, got, tc.want)
+		}
+	}
+}
