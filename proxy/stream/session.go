@@ -1,0 +1,344 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/vipgate/vipgate/balancer"
+	"github.com/vipgate/vipgate/proxy/proxyproto"
+)
+
+// endReason says how a stream ended, in access log lines and debug logs.
+type endReason string
+
+const (
+	endClientClosed   endReason = "client_closed"   // the client finished first, then the server
+	endUpstreamClosed endReason = "upstream_closed" // the server finished first, then the client
+	endIdle           endReason = "idle_timeout"    // proxy_timeout without a byte either way
+	endWriteTimeout   endReason = "write_timeout"   // a peer did not read for proxy_timeout
+	endClientError    endReason = "client_error"    // reset or other error on the client side
+	endUpstreamError  endReason = "upstream_error"  // reset or other error on the server side
+	endConnectFailed  endReason = "connect_failed"  // every server tried failed or timed out
+	endNoServer       endReason = "no_server"       // nothing could be picked (all down, failed, full)
+	endProxyHeader    endReason = "proxy_header_"   // + proxyproto.Reason
+	endHandover       endReason = "handover"        // CloseLongLived
+	endShutdown       endReason = "shutdown"        // Shutdown's deadline passed
+	endInternal       endReason = "internal_error"  // e.g. the outbound header could not be built
+)
+
+// session is one client connection and its stream.
+type session struct {
+	r      *route
+	start  time.Time
+	client net.Conn
+	ctx    context.Context // cancelled by abort: stops a connect in progress
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	upstream net.Conn // set once connected
+	aborted  bool
+
+	end        atomic.Pointer[endReason] // first reason wins
+	lastActive atomic.Int64              // ns since start of the last byte moved either way
+
+	clientAddr, localAddr netip.AddrPort
+	tried                 []string
+	status                int
+	fromClient, toClient  atomic.Int64
+}
+
+// ServeConn serves one accepted client connection; it owns c.
+func (r *route) ServeConn(c net.Conn) {
+	r.listenCounters.accepted.Add(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	ss := &session{r: r, start: time.Now(), client: c, ctx: ctx, cancel: cancel, status: 200}
+	defer cancel()
+	if !r.srv.add(ss) {
+		_ = c.Close()
+		return
+	}
+	defer r.srv.remove(ss)
+	ss.serve()
+}
+
+func (ss *session) setEnd(why endReason) {
+	ss.end.CompareAndSwap(nil, &why)
+}
+
+// abort ends the stream from outside: both sockets are closed, which
+// unblocks every wait of the session.
+func (ss *session) abort(why endReason) {
+	ss.setEnd(why)
+	ss.cancel()
+	ss.mu.Lock()
+	ss.aborted = true
+	up := ss.upstream
+	ss.mu.Unlock()
+	_ = ss.client.Close()
+	if up != nil {
+		_ = up.Close()
+	}
+}
+
+func (ss *session) serve() {
+	r := ss.r
+	cfg := r.cfg
+	defer ss.finish()
+
+	client := ss.client
+	var pending []byte
+	var hdrSrc, hdrDst net.Addr
+	if cfg.AcceptProxyProtocol {
+		pc, src, dst, err := proxyproto.ReadHeader(client, cfg.ProxyProtocolTimeout.Duration)
+		if err != nil {
+			reason := proxyproto.ReasonOf(err)
+			if reason == "" {
+				reason = proxyproto.ReasonIO
+			}
+			if i, ok := reasonIndex[reason]; ok {
+				r.listenCounters.headerRefused[i].Add(1)
+			}
+			ss.status = 400
+			ss.setEnd(endProxyHeader + endReason(reason))
+			ss.clientAddr = addrPort(client.RemoteAddr())
+			ss.localAddr = addrPort(client.LocalAddr())
+			if ce := r.srv.log.Check(zap.InfoLevel, "stream: PROXY protocol header refused"); ce != nil {
+				ce.Write(zap.String("listen", r.listen), zap.Stringer("client", client.RemoteAddr()), zap.String("reason", string(reason)), zap.Error(err))
+			}
+			_ = client.Close()
+			return
+		}
+		hdrSrc, hdrDst = src, dst
+		client, pending = pc.(*proxyproto.Conn).Unwrap()
+	}
+	ss.clientAddr = addrPort(client.RemoteAddr())
+	ss.localAddr = addrPort(client.LocalAddr())
+	if hdrSrc != nil {
+		ss.clientAddr = addrPort(hdrSrc)
+		ss.localAddr = addrPort(hdrDst)
+	}
+
+	tc, isTCP := client.(*net.TCPConn)
+	if isTCP {
+		setSocketOptions(tc, cfg.SOKeepalive == nil || *cfg.SOKeepalive, nodelay(cfg))
+	}
+
+	up, srv, err := ss.connect()
+	if err != nil {
+		ss.status = 502
+		_ = client.Close()
+		return
+	}
+	if srv != nil {
+		defer srv.Release()
+	}
+	r.upCounters.active.Add(1)
+	r.upCounters.streams.Add(1)
+	defer r.upCounters.active.Add(-1)
+
+	ss.mu.Lock()
+	aborted := ss.aborted
+	ss.upstream = up
+	ss.mu.Unlock()
+	if aborted {
+		_ = up.Close()
+		_ = client.Close()
+		return
+	}
+	defer up.Close()
+	defer client.Close()
+
+	if !nodelay(cfg) {
+		_ = up.(*net.TCPConn).SetNoDelay(false)
+	}
+
+	// The outbound header and the bytes read past the inbound one go out in
+	// one write, before anything else the client sends.
+	var first []byte
+	if cfg.ProxyProtocol != "" {
+		src, dst := hdrSrc, hdrDst
+		if src == nil {
+			src, dst = client.RemoteAddr(), client.LocalAddr()
+		}
+		h, err := proxyproto.Header(cfg.ProxyProtocol, src, dst)
+		if err != nil {
+			ss.status = 500
+			ss.setEnd(endInternal)
+			r.srv.log.Error("stream: cannot build the PROXY protocol header", zap.String("listen", r.listen), zap.Error(err))
+			return
+		}
+		first = h
+	}
+	if len(pending) > 0 {
+		first = append(first, pending...)
+		ss.fromClient.Add(int64(len(pending)))
+		r.upCounters.bytesFromClient.Add(uint64(len(pending)))
+		if srv != nil {
+			srv.AddBytes(int64(len(pending)), 0)
+		}
+	}
+	timeout := cfg.ProxyTimeout.Duration
+	if len(first) > 0 {
+		_ = up.SetWriteDeadline(time.Now().Add(timeout))
+		if _, err := up.Write(first); err != nil {
+			ss.setEnd(endUpstreamError)
+			return
+		}
+	}
+
+	ss.pipe(client, up, srv, timeout)
+}
+
+// connect picks servers and dials them until one connection is up, trying
+// each server at most once. Nothing is written to a server here.
+func (ss *session) connect() (net.Conn, *balancer.Server, error) {
+	r := ss.r
+	if r.upstream == nil {
+		ss.tried = append(ss.tried, r.name)
+		c, err := r.dialer.DialContext(ss.ctx, "tcp", r.name)
+		if err != nil {
+			r.upCounters.connectFailures.Add(1)
+			r.upCounters.noServer.Add(1)
+			ss.connectFailed(r.name, err)
+			ss.setEnd(endConnectFailed)
+			return nil, nil, err
+		}
+		return c, nil, nil
+	}
+	req := balancer.PickRequest{ClientIP: ss.clientAddr.Addr()}
+	if r.hashKey != "" {
+		req.HashKey = expandHashKey(r.hashKey, ss.clientAddr, ss.localAddr)
+	}
+	var lastErr error = errNoServer
+	for range r.tries {
+		srv, err := r.upstream.Pick(req)
+		if err != nil {
+			if lastErr == errNoServer {
+				ss.setEnd(endNoServer)
+				r.srv.log.Error("stream: no live upstream server", zap.String("listen", r.listen), zap.String("upstream", r.name))
+			}
+			break
+		}
+		ss.tried = append(ss.tried, srv.Address())
+		c, err := r.dialer.DialContext(ss.ctx, "tcp", srv.Address())
+		if err == nil {
+			srv.ReportSuccess()
+			return c, srv, nil
+		}
+		lastErr = err
+		if ss.ctx.Err() != nil {
+			// Aborted by a handover or shutdown: not the server's fault.
+			srv.Release()
+			return nil, nil, err
+		}
+		srv.ReportFailure()
+		srv.Release()
+		r.upCounters.connectFailures.Add(1)
+		ss.connectFailed(srv.Address(), err)
+		req.Tried = append(req.Tried, srv)
+	}
+	r.upCounters.noServer.Add(1)
+	ss.setEnd(endConnectFailed)
+	return nil, nil, lastErr
+}
+
+func (ss *session) connectFailed(addr string, err error) {
+	r := ss.r
+	if ss.ctx.Err() != nil {
+		return
+	}
+	if ce := r.srv.log.Check(zap.WarnLevel, "stream: connect to upstream server failed"); ce != nil {
+		ce.Write(zap.String("listen", r.listen), zap.String("upstream", r.name), zap.String("server", addr),
+			zap.Stringer("client", ss.clientAddr), zap.Error(err))
+	}
+}
+
+// pipe moves bytes both ways until both directions are done or one fails.
+func (ss *session) pipe(client, up net.Conn, srv *balancer.Server, timeout time.Duration) {
+	ss.touch()
+	toUp := newDirection(ss, client, up, timeout, true, srv)
+	toClient := newDirection(ss, up, client, timeout, false, srv)
+	first := time.Duration(ss.lastActive.Load()) + timeout
+	if err := toUp.setReadDeadline(first); err != nil {
+		ss.abort(endClientError)
+	}
+	if err := toClient.setReadDeadline(first); err != nil {
+		ss.abort(endUpstreamError)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		toClient.run()
+	}()
+	toUp.run()
+	wg.Wait()
+	if toUp.eofAt > 0 && toClient.eofAt > 0 {
+		if toUp.eofAt <= toClient.eofAt {
+			ss.setEnd(endClientClosed)
+		} else {
+			ss.setEnd(endUpstreamClosed)
+		}
+	}
+}
+
+// touch records that bytes moved now.
+func (ss *session) touch() {
+	ss.lastActive.Store(int64(time.Since(ss.start)))
+}
+
+// finish writes the access log line.
+func (ss *session) finish() {
+	why := endInternal
+	if p := ss.end.Load(); p != nil {
+		why = *p
+	}
+	r := ss.r
+	if ce := r.srv.log.Check(zap.DebugLevel, "stream: ended"); ce != nil {
+		ce.Write(zap.String("listen", r.listen), zap.Stringer("client", ss.clientAddr), zap.Strings("upstream", ss.tried),
+			zap.String("end", string(why)), zap.Int64("bytes_from_client", ss.fromClient.Load()),
+			zap.Int64("bytes_to_client", ss.toClient.Load()), zap.Duration("duration", time.Since(ss.start)))
+	}
+	if r.srv.access == nil {
+		return
+	}
+	line := appendAccessLine(make([]byte, 0, 160), r.srv.now(), ss.clientAddr, ss.status,
+		ss.toClient.Load(), ss.fromClient.Load(), time.Since(ss.start), ss.tried, why)
+	r.srv.access.Write(line)
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort()
+	}
+	if a == nil {
+		return netip.AddrPort{}
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+func setSocketOptions(c *net.TCPConn, keepalive, nodelay bool) {
+	if keepalive {
+		_ = c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1})
+	} else {
+		_ = c.SetKeepAlive(false)
+	}
+	if !nodelay {
+		// Go turns TCP_NODELAY on for every TCP socket; only "off" needs a call.
+		_ = c.SetNoDelay(false)
+	}
+}
+
+// isTimeout reports a deadline expiry.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}

@@ -1,0 +1,661 @@
+package stream
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vipgate/vipgate/proxy/proxyproto"
+)
+
+func TestEchoThroughProxyIPv4AndIPv6(t *testing.T) {
+	for _, host := range []string{"127.0.0.1", "::1"} {
+		t.Run(host, func(t *testing.T) {
+			be := startBackend(t, host, echo)
+			p := newProxy(t, host, func(l string) string { return streamConf(l, "echo", "", upstreamConf("echo", be.addr)) })
+			c := p.dial()
+			msg := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
+			go func() {
+				c.Write(msg)
+				c.CloseWrite()
+			}()
+			got, err := readAllWithin(t, c, 5*time.Second)
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			if !bytes.Equal(got, msg) {
+				t.Fatalf("echo returned %d bytes, want %d identical", len(got), len(msg))
+			}
+			lines := p.waitLines(1)
+			want := fmt.Sprintf("TCP 200 %d %d ", len(msg), len(msg))
+			if !strings.Contains(lines[0], want) || !strings.Contains(lines[0], `"`+be.addr+`" client_closed`) {
+				t.Errorf("access line %q, want %q and the server and client_closed", lines[0], want)
+			}
+			clientIP := strings.Trim(host, "[]")
+			if !strings.HasPrefix(lines[0], clientIP+" [") {
+				t.Errorf("access line %q does not start with the client address %s", lines[0], clientIP)
+			}
+			st := p.upstreamStats("echo")
+			if st.BytesFromClient != uint64(len(msg)) || st.BytesToClient != uint64(len(msg)) || st.Streams != 1 {
+				t.Errorf("upstream counters %+v, want %d bytes each way and 1 stream", st, len(msg))
+			}
+		})
+	}
+}
+
+// TestHalfClose: the client shuts down writing and still receives the
+// server's reply, which the server sends only after seeing the EOF.
+func TestHalfClose(t *testing.T) {
+	be := startBackend(t, "127.0.0.1", func(c *net.TCPConn) {
+		req, _ := io.ReadAll(c)
+		fmt.Fprintf(c, "got %d bytes: %s", len(req), req)
+		c.CloseWrite()
+	})
+	p := newProxy(t, "127.0.0.1", func(l string) string { return streamConf(l, be.addr, "", "") })
+	c := p.dial()
+	c.Write([]byte("question"))
+	c.CloseWrite()
+	got, err := readAllWithin(t, c, 3*time.Second)
+	if err != nil {
+		t.Fatalf("read after half-close: %v", err)
+	}
+	if string(got) != "got 8 bytes: question" {
+		t.Errorf("reply %q", got)
+	}
+	if l := p.waitLines(1)[0]; !strings.HasSuffix(l, "client_closed") {
+		t.Errorf("access line %q, want client_closed", l)
+	}
+}
+
+func TestIdleTimeoutEndsQuietStream(t *testing.T) {
+	be := startBackend(t, "127.0.0.1", echo)
+	p := newProxy(t, "127.0.0.1", func(l string) string {
+		return streamConf(l, be.addr, `proxy_timeout = "300ms"`, "")
+	})
+	c := p.dial()
+	c.Write([]byte("x"))
+	start := time.Now()
+	got, err := readAllWithin(t, c, 3*time.Second)
+	if err != nil {
+		t.Fatalf("want the proxy to close the idle stream, got %v", err)
+	}
+	if string(got) != "x" {
+		t.Errorf("got %q before close", got)
+	}
+	if el := time.Since(start); el < 250*time.Millisecond || el > 1500*time.Millisecond {
+		t.Errorf("idle stream closed after %v, want about 300ms", el)
+	}
+	if l := p.waitLines(1)[0]; !strings.HasSuffix(l, "idle_timeout") {
+		t.Errorf("access line %q, want idle_timeout", l)
+	}
+}
+
+// TestOneWayTrafficIsNotIdle: a server that keeps sending (a download)
+// keeps the stream alive although the client sends nothing.
+func TestOneWayTrafficIsNotIdle(t *testing.T) {
+	be := startBackend(t, "127.0.0.1", func(c *net.TCPConn) {
+		for range 8 {
+			if _, err := c.Write([]byte("tick\n")); err != nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		c.CloseWrite()
+		io.Copy(io.Discard, c)
+	})
+	p := newProxy(t, "127.0.0.1", func(l string) string {
+		return streamConf(l, be.addr, `proxy_timeout = "300ms"`, "")
+	})
+	c := p.dial()
+	got, err := readAllWithin(t, c, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(got), "tick"); n != 8 {
+		t.Errorf("got %d ticks over 800ms with proxy_timeout 300ms, want all 8", n)
+	}
+}
+
+func TestFailoverOnRefusedConnect(t *testing.T) {
+	be := startBackend(t, "127.0.0.1", echo)
+	dead := freeAddr(t)
+	p := newProxy(t, "127.0.0.1", func(l string) string {
+		return streamConf(l, "pool", "", upstreamConf("pool", dead, be.addr))
+	})
+	for i := range 4 {
+		c := p.dial()
+		fmt.Fprintf(c, "ping %d", i)
+		c.CloseWrite()
+		got, err := readAllWithin(t, c, 3*time.Second)
+		if err != nil || string(got) != fmt.Sprintf("ping %d", i) {
+			t.Fatalf("stream %d: got %q, %v; want its echo through the live server", i, got, err)
+		}
+	}
+	lines := p.waitLines(4)
+	if !strings.Contains(lines[0], fmt.Sprintf(`"%s, %s"`, dead, be.addr)) {
+		t.Errorf("first stream's access line %q should list the refused server then the live one", lines[0])
+	}
+	st := p.upstreamStats("pool")
+	if st.ConnectFailures < 1 || st.Streams != 4 {
+		t.Errorf("counters %+v: want >= 1 connect failure and 4 streams", st)
+	}
+	// max_fails = 1: the refused server is out of rotation after its failure.
+	if st.ConnectFailures != 1 {
+		t.Errorf("connect failures = %d, want 1 (the failed server is skipped for fail_timeout)", st.ConnectFailures)
+	}
+}
+
+// blackhole returns a listening address whose accept queue is full, so
+// further SYNs are dropped and connects time out (a server that never
+// answers), without leaving loopback.
+func blackhole(t *testing.T) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(fd)
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+	// Fill the accept queue (backlog 0 holds one connection).
+	for range 2 {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+	}
+	if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+		c.Close()
+		t.Skip("kernel still completes connects to a full accept queue")
+	}
+	return addr
+}
+
+func TestConnectTimeoutTriesNextServer(t *testing.T) {
+	hole := blackhole(t)
+	be := startBackend(t, "127.0.0.1", echo)
+	p := newProxy(t, "127.0.0.1", func(l string) string {
+		return streamConf(l, "pool", `proxy_connect_timeout = "200ms"`, upstreamConf("pool", hole, be.addr))
+	})
+	c := p.dial()
+	c.Write([]byte("hello"))
+	c.CloseWrite()
+	start := time.Now()
+	got, err := readAllWithin(t, c, 3*time.Second)
+	if err != nil || string(got) != "hello" {
+		t.Fatalf("got %q, %v; want the echo from the second server", got, err)
+	}
+	if el := time.Since(start); el < 150*time.Millisecond {
+		t.Errorf("answer after %v: the first server was not tried with its connect timeout", el)
+	}
+	if l := p.waitLines(1)[0]; !strings.Contains(l, fmt.Sprintf(`"%s, %s"`, hole, be.addr)) {
+		t.Errorf("access line %q should list the silent server then the live one", l)
+	}
+}
+
+func TestNoServerReachableClosesClient(t *testing.T) {
+	hole := blackhole(t)
+	p := newProxy(t, "127.0.0.1", func(l string) string {
+		return streamConf(l, hole, `proxy_connect_timeout = "200ms"`, "")
+	})
+	c := p.dial()
+	if _, err := readAllWithin(t, c, 3*time.Second); err != nil {
+		t.Fatalf("want the client closed after the connect timeout, got %v", err)
+	}
+	l := p.waitLines(1)[0]
+	if !strings.Contains(l, " TCP 502 0 0 ") || !strings.HasSuffix(l, "connect_failed") {
+		t.Errorf("access line %q, want 502 and connect_failed", l)
+	}
+	if st := p.upstreamStats(hole); st.ConnectFailures != 1 || st.NoServer != 1 {
+		t.Errorf("counters %+v, want 1 connect failure and 1 no_server", st)
+	}
+}
+
+func TestUpstreamResetEndsOnlyThatStream(t *testing.T) {
+	// The server resets streams that start with "R" and echoes the others.
+	be := startBackend(t, "127.0.0.1", func(c *net.TCPConn) {
+		first := make([]byte, 1)
+		if _, err := io.ReadFull(c, first); err != nil {
+			return
+		}
+		if first[0] == 'R' {
+			c.SetLinger(0) // close sends RST
+			return
+		}
+		c.Write(first)
+		echo(c)
+	})
+	p := newProxy(t, "127.0.0.1", func(l string) string { return streamConf(l, be.addr, "", "") })
+	other := p.dial()
+	other.Write([]byte("E"))
+	io.ReadFull(other, make([]byte, 1))
+
+	c := p.dial()
+	c.Write([]byte("R"))
+	if _, err := readAllWithin(t, c, 3*time.Second); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("client read: %v, want EOF or reset", err)
+	}
+	if l := p.waitLines(1)[0]; !strings.HasSuffix(l, "upstream_error") {
+		t.Errorf("access line %q, want upstream_error", l)
+	}
+	other.Write([]byte("still here"))
+	buf := make([]byte, 10)
+	other.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.ReadFull(other, buf); err != nil || string(buf) != "still here" {
+		t.Errorf("the other stream broke: %q, %v", buf, err)
+	}
+}
+
+func TestUpstreamNeverAnswersIdlesOut(t *testing.T) {
+	be := startBackend(t, "127.0.0.1", func(c *net.TCPConn) {
+		io.Copy(io.Discard, c) // reads, never answers
+	})
+	p := newProxy(t, "127.0.0.1", func(l string) string {
+		return streamConf(l, be.addr, `proxy_timeout = "300ms"`, "")
+	})
+	c := p.dial()
+	c.Write([]byte("CONNECT"))
+	got, err := readAllWithin(t, c, 3*time.Second)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("got %q, %v; want a clean close after proxy_timeout", got, err)
+	}
+	if l := p.waitLines(1)[0]; !strings.Contains(l, " TCP 200 0 7 ") || !strings.HasSuffix(l, "idle_timeout") {
+		t.Errorf("access line %q, want 0 bytes sent, 7 received, idle_timeout", l)
+	}
+}
+
+// headerBackend reads the inbound PROXY header with our reader, answers
+// "src=ADDR dst=ADDR first=BYTES" and closes.
+func headerBackend(t *testing.T, host string) *backend {
+	return startBackend(t, host, func(c *net.TCPConn) {
+		pc, src, dst, err := proxyproto.ReadHeader(c, 2*time.Second)
+		if err != nil {
+			fmt.Fprintf(c, "error=%v", err)
+			return
+		}
+		pc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		first := make([]byte, 64)
+		n, _ := pc.Read(first)
+		fmt.Fprintf(c, "src=%v dst=%v first=%s", src, dst, first[:n])
+	})
+}
+
+func TestProxyProtocolOut(t *testing.T) {
+	for _, version := range []string{"v1", "v2"} {
+		for _, host := range []string{"127.0.0.1", "::1"} {
+			t.Run(version+" "+host, func(t *testing.T) {
+				be := headerBackend(t, "127.0.0.1")
+				p := newProxy(t, host, func(l string) string {
+					return streamConf(l, be.addr, fmt.Sprintf("proxy_protocol = %q", version), "")
+				})
+				c := p.dial()
+				c.Write([]byte("hello"))
+				got, err := readAllWithin(t, c, 3*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := fmt.Sprintf("src=%s dst=%s first=hello", c.LocalAddr(), c.RemoteAddr())
+				if string(got) != want {
+					t.Errorf("server saw %q, want %q", got, want)
+				}
+			})
+		}
+	}
+}
+
+// TestAcceptProxyProtocolForwardsBytesBehindHeader: an L4 balancer's header
+// names the client; the MQTT CONNECT sent in the same segment reaches the
+// server right behind our own header, and the client address from the
+// header is what the server and the access log see.
+func TestAcceptProxyProtocolForwardsBytesBehindHeader(t *testing.T) {
+	be := headerBackend(t, "127.0.0.1")
+	p := newProxy(t, "127.0.0.1", func(l string) string {
+		return streamConf(l, be.addr, "accept_proxy_protocol = true\nproxy_protocol = \"v2\"", "")
+	})
+	c := p.dial()
+	c.Write([]byte("PROXY TCP6 2001:db8::7 2001:db8::1 5555 1883\r\nCONNECT"))
+	got, err := readAllWithin(t, c, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close() // the server closed; the stream ends once the client does too
+	if want := "src=[2001:db8::7]:5555 dst=[2001:db8::1]:1883 first=CONNECT"; string(got) != want {
+		t.Errorf("server saw %q, want %q", got, want)
+	}
+	if l := p.waitLines(1)[0]; !strings.HasPrefix(l, "2001:db8::7 [") {
+		t.Errorf("access line %q should name the client from the header", l)
+	}
+}
+
+func TestAcceptProxyProtocolRefusals(t *testing.T) {
+	be := startBackend(t, "127.0.0.1", echo)
+	p := newProxy(t, "127.0.0.1", func(l string) string {
+		return streamConf(l, be.addr, "accept_proxy_protocol = true\nproxy_protocol_timeout = \"300ms\"", "")
+	})
+	good := p.dial()
+	good.Write([]byte("PROXY TCP4 192.0.2.9 192.0.2.1 4000 1883\r\n"))
+	tests := []struct {
+		name  string
+		send  string
+		close bool
+		want  proxyproto.Reason
+	}{
+		{"client sends nothing", "", false, proxyproto.ReasonTimeout},
+		{"no header", "\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c", false, proxyproto.ReasonMissing},
+		{"malformed", "PROXY TCP4 192.0.2.300 192.0.2.1 1 2\r\n", false, proxyproto.ReasonMalformed},
+		{"v1 over 107 bytes", "PROXY UNKNOWN " + strings.Repeat("f", 100) + "\r\n", false, proxyproto.ReasonTooLong},
+		{"truncated", "PROXY TCP4 192.0.2.9", true, proxyproto.ReasonTruncated},
+		{"v2 bad family", "\r\n\r\n\x00\r\nQUIT\n\x21\x13\x00\x0c" + strings.Repeat("\x01", 12), false, proxyproto.ReasonBadFamily},
+		{"v2 bad length", "\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x04\x01\x02\x03\x04", false, proxyproto.ReasonBadLength},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := p.dial()
+			if tt.send != "" {
+				c.Write([]byte(tt.send))
+			}
+			if tt.close {
+				c.CloseWrite()
+			}
+			if got, err := readAllWithin(t, c, 3*time.Second); err != nil || len(got) != 0 {
+				t.Fatalf("got %q, %v; want the connection closed with nothing sent", got, err)
+			}
+			if n := p.listenerStats().ProxyHeaderRefused[string(tt.want)]; n != 1 {
+				t.Errorf("refused[%s] = %d, want 1 (all: %v)", tt.want, n, p.listenerStats().ProxyHeaderRefused)
+			}
+			lines := p.waitLines(i + 1)
+			if l := lines[i]; !strings.Contains(l, " TCP 400 ") || !strings.HasSuffix(l, "proxy_header_"+string(tt.want)) {
+				t.Errorf("access line %q, want 400 and proxy_header_%s", l, tt.want)
+			}
+		})
+	}
+	if n := be.accepted.Load(); n != 1 {
+		t.Errorf("backend accepted %d connections, want only the good one", n)
+	}
+	good.Write([]byte("fine"))
+	buf := make([]byte, 4)
+	good.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.ReadFull(good, buf); err != nil || string(buf) != "fine" {
+		t.Errorf("the good stream broke: %q, %v", buf, err)
+	}
+}
+
+// TestSpliceUsesPipesOnlyWhileDataFlows: splice pipes appear in the
+// process while a bulk transfer is under way, and idle streams hold
+// exactly their two sockets (no pipe).
+func TestSpliceUsesPipesOnlyWhileDataFlows(t *testing.T) {
+	be := startBackend(t, "127.0.0.1", echo)
+	p := newProxy(t, "127.0.0.1", func(l string) string { return streamConf(l, be.addr, "", "") })
+
+	_, basePipes := settledFDs(t)
+	c := p.dial()
+	c.SetReadBuffer(64 << 10)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		chunk := make([]byte, 1<<20)
+		for range 64 {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+		c.CloseWrite()
+	}()
+	// Read slowly so that the proxy's splice blocks writing to us with a
+	// pipe in hand, then fast to finish.
+	maxPipes := 0
+	r := bufio.NewReaderSize(c, 64<<10)
+	total := 0
+	buf := make([]byte, 64<<10)
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for i := 0; ; i++ {
+		if i < 40 {
+			_, pipes := countFDs(t)
+			maxPipes = max(maxPipes, pipes-basePipes)
+			time.Sleep(5 * time.Millisecond)
+		}
+		n, err := r.Read(buf)
+		total += n
+		if err != nil {
+			break
+		}
+	}
+	<-done
+	if total != 64<<20 {
+		t.Fatalf("echoed %d bytes, want %d", total, 64<<20)
+	}
+	if maxPipes < 1 {
+		t.Errorf("no splice pipe seen in /proc/self/fd during a 64 MiB transfer: not on the zero-copy path")
+	}
+
+	// Idle streams: 4 descriptors each in this process (client, the
+	// proxy's two sockets, the backend's), and no pipe once Go's pipe pool
+	// is emptied by the collector.
+	c.Close()
+	waitActive(t, p.cur.Load(), 0)
+	before, _ := settledFDs(t)
+	const idle = 20
+	for range idle {
+		ic := p.dial()
+		ic.Write([]byte("x"))
+		ic.SetReadDeadline(time.Now().Add(2 * time.Second))
+		io.ReadFull(ic, make([]byte, 1))
+	}
+	waitActive(t, p.cur.Load(), idle)
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		runtime.GC()
+		all, pipes := countFDs(t)
+		if pipes == basePipes && all-before == 4*idle {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle streams: %d more descriptors (want %d) and %d pipes (want %d)", idle, all-before, 4*idle, pipes, basePipes)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func waitActive(t *testing.T, srv *Server, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(3 * time.Second); srv.Active() != n; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Active = %d, want %d", srv.Active(), n)
+		}
+	}
+}
+
+// settledFDs counts descriptors once the collector has emptied Go's pool of
+// splice pipes (pooled pipes are closed when collected).
+func settledFDs(t *testing.T) (all, pipes int) {
+	t.Helper()
+	// Two collections move pooled pipes to the victim cache and then drop
+	// them; their cleanups close the descriptors a moment later.
+	runtime.GC()
+	runtime.GC()
+	all, pipes = countFDs(t)
+	for range 50 {
+		runtime.GC()
+		time.Sleep(20 * time.Millisecond)
+		a, p := countFDs(t)
+		if p == pipes && a == all {
+			return a, p
+		}
+		all, pipes = a, p
+	}
+	return all, pipes
+}
+
+func TestCloseLongLivedAndShutdown(t *testing.T) {
+	be := startBackend(t, "127.0.0.1", echo)
+	p := newProxy(t, "127.0.0.1", func(l string) string { return streamConf(l, be.addr, "", "") })
+	srv := p.cur.Load()
+	var conns []net.Conn
+	for range 3 {
+		c := p.dial()
+		c.Write([]byte("a"))
+		io.ReadFull(c, make([]byte, 1))
+		conns = append(conns, c)
+	}
+	if n := srv.Active(); n != 3 {
+		t.Fatalf("Active = %d, want 3", n)
+	}
+	srv.CloseLongLived()
+	for _, c := range conns {
+		if _, err := readAllWithin(t, c, time.Second); err != nil {
+			t.Errorf("stream not closed by CloseLongLived: %v", err)
+		}
+	}
+	for _, l := range p.waitLines(3) {
+		if !strings.HasSuffix(l, "handover") {
+			t.Errorf("access line %q, want handover", l)
+		}
+	}
+	// New connections are still served after a handover.
+	c := p.dial()
+	c.Write([]byte("b"))
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatalf("new stream after CloseLongLived: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown with a live stream = %v, want DeadlineExceeded", err)
+	}
+	if el := time.Since(start); el < 150*time.Millisecond {
+		t.Errorf("Shutdown returned after %v, before its deadline", el)
+	}
+	if srv.Active() != 0 {
+		t.Errorf("Active = %d after Shutdown", srv.Active())
+	}
+	if l := p.waitLines(4)[3]; !strings.HasSuffix(l, "shutdown") {
+		t.Errorf("access line %q, want shutdown", l)
+	}
+}
+
+func TestShutdownWaitsForStreamsToEnd(t *testing.T) {
+	be := startBackend(t, "127.0.0.1", echo)
+	p := newProxy(t, "127.0.0.1", func(l string) string { return streamConf(l, be.addr, "", "") })
+	srv := p.cur.Load()
+	c := p.dial()
+	c.Write([]byte("a"))
+	io.ReadFull(c, make([]byte, 1))
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		c.CloseWrite()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown = %v, want nil once the stream ended by itself", err)
+	}
+	if l := p.waitLines(1)[0]; !strings.HasSuffix(l, "client_closed") {
+		t.Errorf("access line %q", l)
+	}
+}
+
+// TestReloadKeepsStreamOnItsGeneration: after a reload points the listener
+// at another server, the running stream still talks to the old one and new
+// streams go to the new one.
+func TestReloadKeepsStreamOnItsGeneration(t *testing.T) {
+	tag := func(name string) func(c *net.TCPConn) {
+		return func(c *net.TCPConn) {
+			r := bufio.NewReader(c)
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				fmt.Fprintf(c, "%s:%s", name, line)
+			}
+		}
+	}
+	oldBE := startBackend(t, "127.0.0.1", tag("old"))
+	newBE := startBackend(t, "127.0.0.1", tag("new"))
+	p := newProxy(t, "127.0.0.1", func(l string) string { return streamConf(l, oldBE.addr, `proxy_timeout = "10s"`, "") })
+	c := p.dial()
+	r := bufio.NewReader(c)
+	ask := func(conn net.Conn, r *bufio.Reader) string {
+		fmt.Fprintf(conn, "hi\n")
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		s, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		return s
+	}
+	if got := ask(c, r); got != "old:hi\n" {
+		t.Fatalf("before reload: %q", got)
+	}
+	for range 10 {
+		p.reload(streamConf(p.listen, newBE.addr, `proxy_timeout = "10s"`, ""))
+	}
+	if got := ask(c, r); got != "old:hi\n" {
+		t.Errorf("running stream after 10 reloads answered %q, want the old server", got)
+	}
+	c2 := p.dial()
+	if got := ask(c2, bufio.NewReader(c2)); got != "new:hi\n" {
+		t.Errorf("new stream after reload answered %q, want the new server", got)
+	}
+}
+
+func TestAccessLineFormat(t *testing.T) {
+	now := time.Date(2026, 11, 23, 17, 49, 31, 0, time.FixedZone("", 3600))
+	tests := []struct {
+		client string
+		tried  []string
+		want   string
+	}{
+		{"192.0.2.1:5000", []string{"127.0.0.1:1883"}, `192.0.2.1 [23/Nov/2026:17:49:31 +0100] TCP 200 10 20 1.500 "127.0.0.1:1883" client_closed` + "\n"},
+		{"[::ffff:192.0.2.1]:5000", []string{"a:1", "b:2"}, `192.0.2.1 [23/Nov/2026:17:49:31 +0100] TCP 200 10 20 1.500 "a:1, b:2" client_closed` + "\n"},
+		{"[2001:db8::1]:5000", nil, `2001:db8::1 [23/Nov/2026:17:49:31 +0100] TCP 200 10 20 1.500 "-" client_closed` + "\n"},
+	}
+	for _, tt := range tests {
+		ap := addrPort(mustTCPAddr(t, tt.client))
+		got := string(appendAccessLine(nil, now, ap, 200, 10, 20, 1500*time.Millisecond, tt.tried, endClientClosed))
+		if got != tt.want {
+			t.Errorf("line\n%q\nwant\n%q", got, tt.want)
+		}
+	}
+}
+
+func mustTCPAddr(t *testing.T, s string) *net.TCPAddr {
+	a, err := net.ResolveTCPAddr("tcp", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestExpandHashKey(t *testing.T) {
+	client := addrPort(mustTCPAddr(t, "[::ffff:192.0.2.1]:5000"))
+	local := addrPort(mustTCPAddr(t, "[2001:db8::1]:1883"))
+	for tmpl, want := range map[string]string{
+		"$remote_addr":              "192.0.2.1",
+		"$remote_addr:$remote_port": "192.0.2.1:5000",
+		"$server_addr-$server_port": "2001:db8::1-1883",
+		"fixed":                     "fixed",
+	} {
+		if got := expandHashKey(tmpl, client, local); got != want {
+			t.Errorf("expandHashKey(%q) = %q, want %q", tmpl, got, want)
+		}
+	}
+}
