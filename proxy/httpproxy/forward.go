@@ -1,0 +1,376 @@
+package httpproxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/vipgate/vipgate/balancer"
+	"github.com/vipgate/vipgate/config"
+)
+
+// nextUpstream is a location's proxy_next_upstream, compiled.
+type nextUpstream struct {
+	error, timeout, invalidHeader, nonIdempotent, off bool
+	status                                            map[int]bool
+	tries                                             int
+	timeoutAfter                                      time.Duration
+}
+
+func compileNextUpstream(l *config.Location) nextUpstream {
+	n := nextUpstream{status: map[int]bool{}, tries: l.ProxyNextUpstreamTries, timeoutAfter: l.ProxyNextUpstreamTimeout.Duration}
+	for _, c := range l.ProxyNextUpstream {
+		switch c {
+		case "error":
+			n.error = true
+		case "timeout":
+			n.timeout = true
+		case "invalid_header":
+			n.invalidHeader = true
+		case "non_idempotent":
+			n.nonIdempotent = true
+		case "off":
+			n.off = true
+		default:
+			if code, ok := strings.CutPrefix(c, "http_"); ok {
+				if v, err := strconv.Atoi(code); err == nil {
+					n.status[v] = true
+				}
+			}
+		}
+	}
+	return n
+}
+
+// failKind is why an attempt failed, in proxy_next_upstream's words.
+type failKind int
+
+const (
+	failNone failKind = iota
+	failError
+	failTimeout
+	failInvalidHeader
+	failStatus
+)
+
+func (n *nextUpstream) allows(k failKind) bool {
+	if n.off {
+		return false
+	}
+	switch k {
+	case failError:
+		return n.error
+	case failTimeout:
+		return n.timeout
+	case failInvalidHeader:
+		return n.invalidHeader
+	case failStatus:
+		return true // the caller checked the status list
+	}
+	return false
+}
+
+// nonIdempotent are the methods nginx does not retry once sent.
+func nonIdempotent(method string) bool {
+	return method == http.MethodPost || method == http.MethodPatch || method == "LOCK"
+}
+
+var (
+	errReadTimeout = errors.New("upstream timed out (proxy_read_timeout)")
+	errSendTimeout = errors.New("upstream timed out (proxy_send_timeout)")
+)
+
+// watchdog cancels an attempt when the current phase's timeout passes.
+type watchdog struct {
+	t     *time.Timer
+	cause atomic.Pointer[error]
+}
+
+func newWatchdog(cancel context.CancelCauseFunc) *watchdog {
+	w := &watchdog{}
+	w.t = time.AfterFunc(time.Hour, func() {
+		if c := w.cause.Load(); c != nil {
+			cancel(*c)
+		}
+	})
+	w.t.Stop()
+	return w
+}
+
+func (w *watchdog) arm(d time.Duration, cause error) {
+	w.cause.Store(&cause)
+	w.t.Reset(d)
+}
+
+func (w *watchdog) stop() { w.t.Stop() }
+
+// attemptResult is one try of a request on one server.
+type attemptResult struct {
+	resp   *http.Response
+	kind   failKind
+	err    error
+	sent   bool
+	cancel context.CancelCauseFunc
+	dog    *watchdog
+}
+
+// proxyRequest is the state of one proxied client request.
+type proxyRequest struct {
+	s    *Server
+	loc  *location
+	r    *http.Request
+	w    http.ResponseWriter
+	vars *reqVars
+	rec  *logRecord
+
+	header  http.Header
+	host    string
+	target  string
+	upgrade string
+	body    *requestBody
+}
+
+func (pr *proxyRequest) attempt(p peer) attemptResult {
+	l := pr.loc.cfg
+	ctx, cancel := context.WithCancelCause(pr.r.Context())
+	dog := newWatchdog(cancel)
+	var sent atomic.Bool
+	trace := &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) {
+			sent.Store(true)
+			dog.arm(l.ProxySendTimeout.Duration, errSendTimeout)
+		},
+		WroteRequest: func(httptrace.WroteRequestInfo) {
+			dog.arm(l.ProxyReadTimeout.Duration, errReadTimeout)
+		},
+	}
+	ctx = context.WithValue(ctx, connectTimeoutKey{}, l.ProxyConnectTimeout.Duration)
+	ctx = httptrace.WithClientTrace(ctx, trace)
+	out := &http.Request{
+		Method:     pr.r.Method,
+		URL:        &url.URL{Scheme: "http", Host: p.Address(), Opaque: pr.target},
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     pr.header,
+		Host:       pr.host,
+		Body:       pr.body.reader(),
+		GetBody:    func() (io.ReadCloser, error) { return pr.body.reader(), nil },
+	}
+	out.ContentLength = pr.body.size
+	if pr.body.size == 0 {
+		out.Body, out.GetBody = nil, nil
+	}
+	out = out.WithContext(ctx)
+	resp, err := pr.loc.pool.transport.RoundTrip(out)
+	res := attemptResult{resp: resp, err: err, sent: sent.Load(), cancel: cancel, dog: dog}
+	if err != nil {
+		dog.stop()
+		res.kind = failError
+		var de *dialError
+		var ne net.Error
+		switch cause := context.Cause(ctx); {
+		case cause == errReadTimeout || cause == errSendTimeout:
+			res.kind, res.err = failTimeout, cause
+		case errors.As(err, &de):
+			res.sent = false
+			if errors.As(err, &ne) && ne.Timeout() {
+				res.kind = failTimeout
+			}
+		case strings.Contains(err.Error(), "malformed"):
+			res.kind = failInvalidHeader
+		}
+		cancel(nil)
+		return res
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		dog.arm(l.ProxyReadTimeout.Duration, errReadTimeout)
+	} else {
+		dog.stop()
+	}
+	return res
+}
+
+func (res *attemptResult) discard() {
+	if res.resp != nil {
+		_ = res.resp.Body.Close()
+	}
+	res.dog.stop()
+	res.cancel(nil)
+}
+
+// serveProxy sends the request to the location's upstream, trying further
+// servers as proxy_next_upstream allows, and relays the answer.
+func (pr *proxyRequest) serve() {
+	loc, r := pr.loc, pr.r
+	pool := loc.pool
+	next := &loc.next
+	start := time.Now()
+
+	maxTries := 1
+	if pool.bal != nil {
+		maxTries = len(pool.bal.Servers())
+	}
+	if next.tries > 0 && next.tries < maxTries {
+		maxTries = next.tries
+	}
+	hashKey := ""
+	if pool.hashKey != nil {
+		hashKey = pool.hashKey.eval(pr.vars)
+	}
+	clientIP := pr.vars.conn.remote.Addr()
+	var tried []*balancer.Server
+	p, bs, err := pool.pick(clientIP, hashKey, tried, 0)
+	if err != nil {
+		pr.s.log.Warn("no live upstream server", zap.String("upstream", pool.name), zap.Error(err))
+		pr.s.errorResponse(pr.w, pr.vars.server, http.StatusBadGateway)
+		return
+	}
+	if bs != nil {
+		tried = append(tried, bs)
+	}
+	for attempt := 1; ; attempt++ {
+		t0 := time.Now()
+		res := pr.attempt(p)
+		elapsed := time.Since(t0)
+		pr.rec.upstream(p.Address(), elapsed)
+
+		kind := res.kind
+		if res.err == nil && next.status[res.resp.StatusCode] && !next.off {
+			kind = failStatus
+		}
+		if res.err != nil && r.Context().Err() != nil {
+			// The client went away: not the server's fault, nothing to send.
+			p.Release()
+			res.discard()
+			pr.rec.status = 499
+			return
+		}
+		if kind != failNone {
+			p.ReportFailure()
+		}
+		if res.err == nil {
+			p.ObserveResponse(res.resp.StatusCode, elapsed)
+			if kind == failNone {
+				p.ReportSuccess()
+			}
+		}
+		retry := kind != failNone && next.allows(kind) && attempt < maxTries &&
+			!(res.sent && nonIdempotent(r.Method) && !next.nonIdempotent) &&
+			!(next.timeoutAfter > 0 && time.Since(start) >= next.timeoutAfter)
+		if retry {
+			np, nbs, perr := pool.pick(clientIP, hashKey, tried, attempt)
+			if perr == nil {
+				pr.s.log.Debug("next upstream", zap.String("upstream", pool.name), zap.String("failed", p.Address()),
+					zap.String("next", np.Address()), zap.Error(res.err), zap.Int("status", statusOf(res.resp)))
+				p.Release()
+				res.discard()
+				p = np
+				if nbs != nil {
+					tried = append(tried, nbs)
+				}
+				continue
+			}
+		}
+		if res.err != nil {
+			p.Release()
+			status := http.StatusBadGateway
+			if kind == failTimeout {
+				status = http.StatusGatewayTimeout
+			}
+			pr.s.log.Warn("upstream request failed", zap.String("upstream", pool.name), zap.String("server", p.Address()),
+				zap.String("uri", r.RequestURI), zap.Error(res.err))
+			res.discard()
+			pr.s.errorResponse(pr.w, pr.vars.server, status)
+			return
+		}
+		defer p.Release() // also when relay aborts the connection
+		pr.relay(p, &res)
+		return
+	}
+}
+
+func statusOf(r *http.Response) int {
+	if r == nil {
+		return 0
+	}
+	return r.StatusCode
+}
+
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// relay writes the upstream response to the client. Once its header is
+// written nothing can be retried: a failure mid-body aborts the client
+// connection so the client sees a truncated response, not a complete one.
+func (pr *proxyRequest) relay(p peer, res *attemptResult) {
+	defer res.discard()
+	resp := res.resp
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		pr.tunnel(p, res)
+		return
+	}
+	h := pr.w.Header()
+	copyResponseHeader(h, resp.Header)
+	if len(pr.loc.redirects) > 0 {
+		if v := h.Get("Location"); v != "" {
+			h.Set("Location", rewriteRedirect(v, pr.loc.redirects, p.Address()))
+		}
+		if v := h.Get("Refresh"); v != "" {
+			h.Set("Refresh", rewriteRefresh(v, pr.loc.redirects, p.Address()))
+		}
+	}
+	if len(resp.Trailer) > 0 {
+		names := make([]string, 0, len(resp.Trailer))
+		for k := range resp.Trailer {
+			names = append(names, k)
+		}
+		h["Trailer"] = []string{strings.Join(names, ", ")}
+	}
+	pr.w.WriteHeader(resp.StatusCode)
+	flush := !*pr.loc.cfg.ProxyBuffering || resp.ContentLength == -1 && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	rc := http.NewResponseController(pr.w)
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	buf := *bp
+	readTimeout := pr.loc.cfg.ProxyReadTimeout.Duration
+	for {
+		res.dog.arm(readTimeout, errReadTimeout)
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := pr.w.Write(buf[:n]); werr != nil {
+				pr.rec.status = 499
+				return
+			}
+			if flush {
+				_ = rc.Flush()
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if c := context.Cause(resp.Request.Context()); c != nil && c != context.Canceled {
+				err = c
+			}
+			pr.s.log.Warn("upstream response cut", zap.String("upstream", pr.loc.pool.name), zap.String("server", p.Address()),
+				zap.String("uri", pr.r.RequestURI), zap.Error(err))
+			res.dog.stop()
+			panic(http.ErrAbortHandler)
+		}
+	}
+	res.dog.stop()
+	for k, vv := range resp.Trailer {
+		pr.w.Header()[http.TrailerPrefix+k] = vv
+	}
+}

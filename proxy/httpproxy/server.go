@@ -1,0 +1,614 @@
+// Package httpproxy is vipgate's HTTP and WebSocket reverse proxy: nginx's
+// http { server {} } with its location selection, proxy_pass URI rule,
+// proxy_next_upstream retries, header rules and proxy_redirect, plus static
+// files, TLS with HTTP/2 and WebSocket tunnels.
+//
+// A Server is one configuration generation. The daemon hands it accepted
+// client connections through Handler; each connection keeps the
+// generation's settings until it closes, even after a reload made a newer
+// generation current. Requests are parsed by net/http, but only after a
+// strict RFC 9112 framing check of the raw bytes (head.go, conn.go) so
+// that smuggling attempts are refused instead of being resolved one way
+// here and another way upstream.
+package httpproxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/vipgate/vipgate/balancer"
+	"github.com/vipgate/vipgate/config"
+	"github.com/vipgate/vipgate/internal/accesslog"
+	"github.com/vipgate/vipgate/proxy"
+	"github.com/vipgate/vipgate/proxy/proxyproto"
+)
+
+// Deps is what a generation uses from the rest of the process.
+type Deps struct {
+	Log       *zap.Logger
+	AccessLog *accesslog.Writer // nil = off
+	// Upstreams are this generation's pools by name (shared with the
+	// stream proxy); every upstream a proxy_pass names must be here.
+	Upstreams map[string]*balancer.Upstream
+	// UpstreamConfig gives keepalive and the hash key template.
+	UpstreamConfig map[string]*config.Upstream
+}
+
+// literalKeepalive is the idle pool size for a proxy_pass to a literal
+// host:port, which has no [upstream] to say it.
+const literalKeepalive = 32
+
+// Server is one configuration generation of the HTTP proxy.
+type Server struct {
+	log    *zap.Logger
+	access *accesslog.Writer
+	groups map[string]*listenGroup
+	pools  map[string]*upstreamPool
+
+	draining atomic.Bool
+
+	mu       sync.Mutex
+	conns    int
+	tunnels  map[*tunnel]struct{}
+	retired  bool
+	shutting bool
+	idle     chan struct{}
+	idleDone bool
+	serving  sync.WaitGroup
+}
+
+// listenGroup is everything served on one listen address.
+type listenGroup struct {
+	s          *Server
+	addr       string
+	names      serverNames
+	dflt       *vhost
+	proxyProto bool
+	tlsConfig  *tls.Config
+	http       *http.Server
+	ln         *chanListener
+	// HTTP/2 (TLS with ALPN h2): net/http must see the *tls.Conn itself,
+	// so these connections go to their own server; h2Conns carries each
+	// connection's facts to ConnContext.
+	h2         *http.Server
+	h2ln       *chanListener
+	h2Conns    sync.Map // *tls.Conn -> *clientConn
+	maxHead    int
+	hdrTimeout time.Duration
+}
+
+// New builds a generation: routing tables, header templates, upstream
+// connection pools, TLS configurations (certificates and error pages are
+// read here, so a reload re-reads them). It starts one net/http server per
+// listen address; Shutdown stops them.
+func New(servers []*config.HTTPServer, deps Deps) (*Server, error) {
+	log := deps.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Server{
+		log:     log.Named("http"),
+		access:  deps.AccessLog,
+		groups:  map[string]*listenGroup{},
+		pools:   map[string]*upstreamPool{},
+		tunnels: map[*tunnel]struct{}{},
+		idle:    make(chan struct{}),
+	}
+	certs := map[*vhost]tls.Certificate{}
+	for i, hc := range servers {
+		path := fmt.Sprintf("http[%d]", i)
+		v := newVhost(hc, i)
+		for code, file := range hc.ErrorPages {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return nil, fmt.Errorf("%s.error_page %d: %w", path, code, err)
+			}
+			if v.errorPages == nil {
+				v.errorPages = map[int][]byte{}
+			}
+			v.errorPages[code] = b
+		}
+		if hc.TLSCertificate != "" {
+			cert, err := tls.LoadX509KeyPair(hc.TLSCertificate, hc.TLSCertificateKey)
+			if err != nil {
+				return nil, fmt.Errorf("%s: load certificate %s: %w", path, hc.TLSCertificate, err)
+			}
+			certs[v] = cert
+		}
+		for j, lc := range hc.Location {
+			l, err := s.compileLocation(lc, deps)
+			if err != nil {
+				return nil, fmt.Errorf("%s.location[%d] (%s): %w", path, j, lc.Path, err)
+			}
+			v.addLocation(l)
+		}
+		for _, addr := range hc.Listen {
+			canon, err := config.ParseListen(addr)
+			if err != nil {
+				return nil, fmt.Errorf("%s.listen: %w", path, err)
+			}
+			g := s.groups[canon]
+			if g == nil {
+				g = &listenGroup{s: s, addr: canon, dflt: v, maxHead: int(hc.ClientHeaderMaxSize.Bytes),
+					hdrTimeout: hc.ClientHeaderTimeout.Duration}
+				s.groups[canon] = g
+			}
+			g.names.add(v)
+			g.proxyProto = g.proxyProto || hc.AcceptProxyProtocol
+		}
+	}
+	for _, g := range s.groups {
+		if err := g.setupTLS(servers, certs); err != nil {
+			return nil, err
+		}
+		g.ln = newChanListener(g.addr)
+		dc := g.dflt.cfg
+		g.http = &http.Server{
+			Handler:           g,
+			ReadHeaderTimeout: dc.ClientHeaderTimeout.Duration,
+			IdleTimeout:       dc.KeepaliveTimeout.Duration,
+			MaxHeaderBytes:    g.maxHead,
+			ErrorLog:          zap.NewStdLog(s.log.WithOptions(zap.IncreaseLevel(zap.DebugLevel))),
+			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+				return context.WithValue(ctx, connKey{}, c)
+			},
+		}
+		if g.tlsConfig != nil {
+			g.tlsConfig.NextProtos = []string{"h2", "http/1.1"}
+			g.h2ln = newChanListener(g.addr)
+			g.h2 = &http.Server{
+				Handler:        g,
+				TLSConfig:      g.tlsConfig,
+				IdleTimeout:    dc.KeepaliveTimeout.Duration,
+				MaxHeaderBytes: g.maxHead,
+				ErrorLog:       g.http.ErrorLog,
+				ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+					if cc, ok := g.h2Conns.LoadAndDelete(c); ok {
+						return context.WithValue(ctx, connKey{}, cc)
+					}
+					return ctx
+				},
+				ConnState: func(c net.Conn, st http.ConnState) {
+					if st == http.StateClosed || st == http.StateHijacked {
+						s.connClosed()
+					}
+				},
+			}
+		}
+	}
+	for _, g := range s.groups {
+		s.serving.Add(1)
+		go func(g *listenGroup) {
+			defer s.serving.Done()
+			_ = g.http.Serve(g.ln)
+		}(g)
+		if g.h2 != nil {
+			s.serving.Add(1)
+			go func(g *listenGroup) {
+				defer s.serving.Done()
+				_ = g.h2.Serve(g.h2ln)
+			}(g)
+		}
+	}
+	return s, nil
+}
+
+func (s *Server) compileLocation(lc *config.Location, deps Deps) (*location, error) {
+	l := &location{cfg: lc, pattern: lc.Pattern}
+	if lc.Target == nil {
+		return l, nil
+	}
+	l.autoRedirect = lc.Match == config.MatchPrefix && strings.HasSuffix(lc.Pattern, "/") && len(lc.Pattern) > 1
+	rules, ignored, err := compileHeaders(lc.ProxySetHeader)
+	if err != nil {
+		return nil, err
+	}
+	if len(ignored) > 0 {
+		s.log.Debug("proxy_set_header of hop-by-hop headers ignored (managed by the proxy)",
+			zap.String("location", lc.Path), zap.Strings("headers", ignored))
+	}
+	l.headers = rules
+	l.next = compileNextUpstream(lc)
+	l.redirects = defaultRedirects(lc)
+	pool, err := s.pool(lc.Target, deps)
+	if err != nil {
+		return nil, err
+	}
+	l.pool = pool
+	return l, nil
+}
+
+// pool returns the generation's connection pool of a proxy_pass target.
+func (s *Server) pool(t *config.ProxyTarget, deps Deps) (*upstreamPool, error) {
+	key := t.Upstream
+	if key == "" {
+		key = "addr " + t.Address
+	}
+	if p := s.pools[key]; p != nil {
+		return p, nil
+	}
+	p := &upstreamPool{name: t.Upstream}
+	keepalive := literalKeepalive
+	if t.Upstream != "" {
+		p.bal = deps.Upstreams[t.Upstream]
+		if p.bal == nil {
+			return nil, fmt.Errorf("upstream %q is not built", t.Upstream)
+		}
+		if uc := deps.UpstreamConfig[t.Upstream]; uc != nil {
+			if uc.Keepalive != nil {
+				keepalive = *uc.Keepalive
+			}
+			if uc.Balance == "hash" && uc.Hash != "" {
+				tmpl, err := compileTemplate(uc.Hash)
+				if err != nil {
+					return nil, fmt.Errorf("upstream %s hash: %w", t.Upstream, err)
+				}
+				p.hashKey = tmpl
+			}
+		}
+	} else {
+		p.name = t.Address
+		p.literal = &literalPeer{addr: t.Address}
+	}
+	p.transport = newTransport(keepalive)
+	s.pools[key] = p
+	return p, nil
+}
+
+func (g *listenGroup) setupTLS(servers []*config.HTTPServer, certs map[*vhost]tls.Certificate) error {
+	var withCert serverNames
+	byVhost := map[*vhost]*tls.Certificate{}
+	for _, v := range g.allVhosts() {
+		if c, ok := certs[v]; ok {
+			c := c
+			byVhost[v] = &c
+			withCert.add(v)
+		}
+	}
+	if len(byVhost) == 0 {
+		return nil
+	}
+	g.tlsConfig = &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			v := withCert.find(normalizeHost(hello.ServerName))
+			return byVhost[v], nil
+		},
+	}
+	return nil
+}
+
+func (g *listenGroup) servers() []*http.Server {
+	if g.h2 != nil {
+		return []*http.Server{g.http, g.h2}
+	}
+	return []*http.Server{g.http}
+}
+
+func (g *listenGroup) allVhosts() []*vhost {
+	seen := map[*vhost]bool{}
+	var out []*vhost
+	add := func(v *vhost) {
+		if v != nil && !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	add(g.names.dflt)
+	for _, v := range g.names.exact {
+		add(v)
+	}
+	for _, w := range g.names.leading {
+		add(w.v)
+	}
+	for _, w := range g.names.trailing {
+		add(w.v)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].index < out[j].index })
+	return out
+}
+
+// Handler returns the connection handler of a listen address (canonical
+// form, config.ParseListen), or nil when this generation does not serve it.
+func (s *Server) Handler(listenAddr string) proxy.Handler {
+	g := s.groups[listenAddr]
+	if g == nil {
+		return nil
+	}
+	return g
+}
+
+// Addresses lists the listen addresses this generation serves.
+func (s *Server) Addresses() []string {
+	out := make([]string, 0, len(s.groups))
+	for a := range s.groups {
+		out = append(out, a)
+	}
+	sort.Strings(out)
+	return out
+}
+
+type connKey struct{}
+
+// ServeConn takes one accepted client connection: PROXY protocol header
+// and TLS handshake first (within client_header_timeout), then net/http
+// (HTTP/1.x) or the HTTP/2 server.
+func (g *listenGroup) ServeConn(c net.Conn) {
+	s := g.s
+	if !s.connOpened() {
+		_ = c.Close()
+		return
+	}
+	var remote netip.AddrPort
+	if g.proxyProto {
+		pc, src, _, err := proxyproto.ReadHeader(c, g.hdrTimeout)
+		if err != nil {
+			s.log.Debug("PROXY protocol header refused", zap.String("listen", g.addr),
+				zap.Stringer("peer", c.RemoteAddr()), zap.Error(err))
+			_ = c.Close()
+			s.connClosed()
+			return
+		}
+		c = pc
+		if src != nil {
+			remote = addrPortOf(src)
+		}
+	}
+	isTLS := false
+	if g.tlsConfig != nil {
+		tc := tls.Server(c, g.tlsConfig)
+		ctx, cancel := context.WithTimeout(context.Background(), g.hdrTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			s.log.Debug("TLS handshake failed", zap.String("listen", g.addr), zap.Stringer("peer", c.RemoteAddr()), zap.Error(err))
+			_ = c.Close()
+			s.connClosed()
+			return
+		}
+		isTLS = true
+		if tc.ConnectionState().NegotiatedProtocol == "h2" {
+			g.serveH2(tc, remote)
+			return
+		}
+		c = tc
+	}
+	cc := newClientConn(c, g, g.maxHead)
+	cc.tls = isTLS
+	if remote.IsValid() {
+		cc.remote = remote
+	}
+	cc.onClose = s.connClosed
+	if !g.ln.push(cc) {
+		_ = cc.Close()
+	}
+}
+
+func (g *listenGroup) serveH2(tc *tls.Conn, remote netip.AddrPort) {
+	cc := newClientConn(tc, g, g.maxHead) // connection facts only: HTTP/2 frames itself
+	cc.tls = true
+	if remote.IsValid() {
+		cc.remote = remote
+	}
+	g.h2Conns.Store(tc, cc)
+	if !g.h2ln.push(tc) {
+		g.h2Conns.Delete(tc)
+		_ = tc.Close()
+		g.s.connClosed()
+	}
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		ap := t.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+func (s *Server) connOpened() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutting {
+		return false
+	}
+	s.conns++
+	return true
+}
+
+func (s *Server) connClosed() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conns--
+	s.checkIdleLocked()
+}
+
+func (s *Server) checkIdleLocked() {
+	if s.retired && s.conns == 0 && len(s.tunnels) == 0 && !s.idleDone {
+		s.idleDone = true
+		close(s.idle)
+	}
+}
+
+func (s *Server) addTunnel(t *tunnel) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tunnels[t] = struct{}{}
+	return true
+}
+
+func (s *Server) removeTunnel(t *tunnel) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.tunnels, t)
+	s.checkIdleLocked()
+}
+
+// Retire tells the generation that no new connection will come (a newer
+// generation took over): Idle is closed once its last connection is gone.
+func (s *Server) Retire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.retired = true
+	s.checkIdleLocked()
+}
+
+// Idle is closed when the generation is retired and has no connection left
+// (the daemon then calls Shutdown to free its goroutines and pools).
+func (s *Server) Idle() <-chan struct{} { return s.idle }
+
+// Drain starts the soft drain of a stop or handover: every response from
+// now on carries Connection: close and idle keep-alive client connections
+// are closed now; new connections are still served.
+func (s *Server) Drain() {
+	s.draining.Store(true)
+	for _, g := range s.groups {
+		for _, hs := range g.servers() {
+			hs.SetKeepAlivesEnabled(false)
+		}
+	}
+}
+
+// CloseLongLived closes the upgraded (WebSocket) connections now.
+func (s *Server) CloseLongLived() {
+	s.mu.Lock()
+	ts := make([]*tunnel, 0, len(s.tunnels))
+	for t := range s.tunnels {
+		ts = append(ts, t)
+	}
+	s.mu.Unlock()
+	for _, t := range ts {
+		t.close()
+	}
+}
+
+// Shutdown stops accepting, lets in-flight requests and WebSocket tunnels
+// finish until ctx is done, then closes everything, upstream idle
+// connections included.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutting = true
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, g := range s.groups {
+		for _, hs := range g.servers() {
+			wg.Add(1)
+			go func(hs *http.Server) {
+				defer wg.Done()
+				_ = hs.Shutdown(ctx)
+			}(hs)
+		}
+	}
+	wg.Wait()
+	tick := time.NewTicker(20 * time.Millisecond)
+	for ctx.Err() == nil {
+		s.mu.Lock()
+		n := len(s.tunnels)
+		s.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		}
+	}
+	tick.Stop()
+	s.CloseLongLived()
+	for _, g := range s.groups {
+		for _, hs := range g.servers() {
+			_ = hs.Close()
+		}
+	}
+	s.serving.Wait()
+	for _, p := range s.pools {
+		p.transport.CloseIdleConnections()
+	}
+	return ctx.Err()
+}
+
+// Probe sends one in-process request ("GET /") through a listen address's
+// handler chain and fails when it cannot be answered or the answer is a
+// 5xx (node self-check).
+func (s *Server) Probe(ctx context.Context, listenAddr string) error {
+	g := s.groups[listenAddr]
+	if g == nil {
+		return fmt.Errorf("probe %s: not served by this generation", listenAddr)
+	}
+	client, server := net.Pipe()
+	defer client.Close()
+	go g.ServeConn(server)
+	if d, ok := ctx.Deadline(); ok {
+		_ = client.SetDeadline(d)
+	}
+	host := "localhost"
+	if names := g.dflt.cfg.ServerName; len(names) > 0 && !strings.ContainsAny(names[0], "*") {
+		host = names[0]
+	}
+	req := "GET / HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: vipgate-probe\r\nConnection: close\r\n\r\n"
+	if _, err := client.Write([]byte(req)); err != nil {
+		return fmt.Errorf("probe %s: %w", listenAddr, err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(client), nil)
+	if err != nil {
+		return fmt.Errorf("probe %s: %w", listenAddr, err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode >= 500 {
+		return fmt.Errorf("probe %s: status %d", listenAddr, resp.StatusCode)
+	}
+	return nil
+}
+
+// chanListener is the net.Listener net/http serves: connections come from
+// ServeConn rather than from accept(2).
+type chanListener struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newChanListener(addr string) *chanListener {
+	a, _ := net.ResolveTCPAddr("tcp", addr)
+	return &chanListener{addr: a, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) push(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }

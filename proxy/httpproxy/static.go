@@ -1,0 +1,82 @@
+package httpproxy
+
+import (
+	"errors"
+	"io/fs"
+	"mime"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// serveStatic serves root + uri as nginx's root directive does. uri is the
+// normalised $uri: it has no ".." segment, so the path cannot leave root.
+// A directory is served by its index.html; a directory asked for without
+// its trailing slash gets a 301 to it.
+func (s *Server) serveStatic(w http.ResponseWriter, r *http.Request, v *vhost, root, uri string, rec *logRecord) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		s.errorResponse(w, v, http.StatusMethodNotAllowed)
+		return
+	}
+	name := filepath.Join(root, filepath.FromSlash(path.Clean("/"+uri)))
+	if strings.HasSuffix(uri, "/") {
+		name = filepath.Join(name, "index.html")
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		status := http.StatusNotFound
+		if errors.Is(err, fs.ErrPermission) {
+			status = http.StatusForbidden
+		}
+		s.errorResponse(w, v, status)
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		s.errorResponse(w, v, http.StatusInternalServerError)
+		return
+	}
+	if st.IsDir() {
+		if strings.HasSuffix(uri, "/") {
+			s.errorResponse(w, v, http.StatusForbidden)
+			return
+		}
+		target := escapeURI(uri) + "/"
+		if r.URL.RawQuery != "" {
+			target += "?" + r.URL.RawQuery
+		}
+		w.Header().Set("Location", target)
+		s.errorResponse(w, v, http.StatusMovedPermanently)
+		return
+	}
+	ctype := mime.TypeByExtension(filepath.Ext(name))
+	if ctype == "" {
+		ctype = "application/octet-stream" // nginx's default_type
+	}
+	w.Header().Set("Content-Type", ctype)
+	http.ServeContent(w, r, "", st.ModTime(), f)
+}
+
+// countingWriter records status and body bytes for the access log.
+type countingWriter struct {
+	http.ResponseWriter
+	rec *logRecord
+}
+
+func (c *countingWriter) WriteHeader(code int) {
+	c.rec.status = code
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	if c.rec.status == 0 {
+		c.rec.status = http.StatusOK
+	}
+	n, err := c.ResponseWriter.Write(b)
+	c.rec.bytes += int64(n)
+	return n, err
+}
