@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
+	"golang.org/x/sys/unix"
 
 	"github.com/vipgate/vipgate/balancer"
 	"github.com/vipgate/vipgate/config"
@@ -251,7 +252,7 @@ func echo(c *net.TCPConn) {
 	c.CloseWrite()
 }
 
-// freeAddr returns a loopback address nobody listens on (connects are refused).
+// freeAddr returns a free loopback port for a peer program to listen on.
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -261,6 +262,26 @@ func freeAddr(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
+}
+
+// refusedAddr returns a loopback address that refuses connections: a
+// socket bound but not listening, kept for the test so that no listener
+// (the proxy's own, say) gets the port in the meantime.
+func refusedAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
 }
 
 // streamConf renders a [[stream]] with extra keys, and upstream sections.

@@ -129,7 +129,7 @@ func TestOneWayTrafficIsNotIdle(t *testing.T) {
 
 func TestFailoverOnRefusedConnect(t *testing.T) {
 	be := startBackend(t, "127.0.0.1", echo)
-	dead := freeAddr(t)
+	dead := refusedAddr(t)
 	p := newProxy(t, "127.0.0.1", func(l string) string {
 		return streamConf(l, "pool", "", upstreamConf("pool", dead, be.addr))
 	})
