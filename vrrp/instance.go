@@ -126,7 +126,7 @@ func (in *instance) post(f func()) bool {
 // call runs f on the instance's goroutine and waits for it.
 func (in *instance) call(f func()) bool {
 	ran := make(chan struct{})
-	if !in.post(func() { f(); close(ran) }) {
+	if !in.post(func() { f(); in.updateStatus(); close(ran) }) {
 		return false
 	}
 	select {
@@ -156,6 +156,7 @@ func (in *instance) run() {
 	poll := time.NewTicker(linkPollInterval)
 	defer poll.Stop()
 	for !in.stopped {
+		in.updateStatus()
 		if next := in.fsm.nextDeadline(); next.IsZero() {
 			timer.Reset(time.Hour)
 		} else {
@@ -171,8 +172,8 @@ func (in *instance) run() {
 		case <-poll.C:
 			in.pollLinks(false)
 		}
-		in.updateStatus()
 	}
+	in.updateStatus()
 }
 
 // pollLinks notices tracked interfaces going down or up (or away). The

@@ -437,3 +437,89 @@ func TestAutoVIPLifetime(t *testing.T) {
 		}
 	}
 }
+
+func TestManagerNotifyScripts(t *testing.T) {
+	type call struct {
+		cmdline string
+		args    []string
+		user    string
+	}
+	var mu sync.Mutex
+	var calls []call
+	n := &fakeNet{}
+	o := newFakeOS(n, "192.0.2.1")
+	m := newManager(zaptest.NewLogger(t), o)
+	m.runScript = func(_ context.Context, cmdline string, args []string, user string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, call{cmdline, args, user})
+		return nil
+	}
+	cfg := testConfig(200)
+	cfg.NotifyMaster = "/etc/vipgate/master.sh --now"
+	cfg.NotifyBackup = "/etc/vipgate/backup.sh"
+	cfg.Notify = "/etc/vipgate/notify.sh"
+	cfg.ScriptUser = "nobody"
+	if err := m.Apply([]Config{cfg}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, "MASTER", func() bool { return m.Status()[0].State == "MASTER" })
+	m.Stop()
+	mu.Lock()
+	defer mu.Unlock()
+	want := []call{
+		{"/etc/vipgate/backup.sh", nil, "nobody"},
+		{"/etc/vipgate/notify.sh", []string{"INSTANCE", "VI_1", "BACKUP", "200"}, "nobody"},
+		{"/etc/vipgate/master.sh --now", nil, "nobody"},
+		{"/etc/vipgate/notify.sh", []string{"INSTANCE", "VI_1", "MASTER", "200"}, "nobody"},
+		{"/etc/vipgate/notify.sh", []string{"INSTANCE", "VI_1", "STOP", "200"}, "nobody"},
+	}
+	if len(calls) != len(want) {
+		t.Fatalf("notify calls %+v, want %+v", calls, want)
+	}
+	for i := range want {
+		if calls[i].cmdline != want[i].cmdline || !slices.Equal(calls[i].args, want[i].args) || calls[i].user != want[i].user {
+			t.Errorf("call %d: %+v, want %+v", i, calls[i], want[i])
+		}
+	}
+}
+
+func TestManagerMissingInterfaceIsFault(t *testing.T) {
+	n := &fakeNet{}
+	o := newFakeOS(n, "192.0.2.1")
+	o.setLink(false) // the fake's link state stands for "no such interface" too
+	m := newManager(zaptest.NewLogger(t), o)
+	if err := m.Apply([]Config{testConfig(200)}); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	time.Sleep(100 * time.Millisecond)
+	st := m.Status()[0]
+	if st.State != "FAULT" || !slices.Contains(st.Faults, "interface:eth0") || len(o.held()) != 0 {
+		t.Fatalf("status %+v, VIPs %v", st, o.held())
+	}
+}
+
+func TestRunScriptAsUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching users needs root")
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755) // nobody must reach the script
+	os.Chmod(filepath.Dir(dir), 0o755)
+	script := filepath.Join(dir, "uid.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\ntest \"$(id -un)\" = \"$1\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := runScript(ctx, script+" nobody", nil, "nobody"); err != nil {
+		t.Fatalf("script as nobody: %v", err)
+	}
+	if err := runScript(ctx, script+" root", nil, "nobody"); err == nil {
+		t.Fatal("the script ran as root although script_user is nobody")
+	}
+	os.Chmod(script, 0o777)
+	if err := runScript(ctx, script+" nobody", nil, "nobody"); err == nil {
+		t.Fatal("a world-writable script ran")
+	}
+}
