@@ -58,6 +58,7 @@ func newDirection(ss *session, src, dst net.Conn, timeout time.Duration, fromCli
 }
 
 func (d *direction) run() {
+	defer d.ss.directionDone()
 	var err error
 	if d.raw != nil {
 		err = d.spliceLoop()

@@ -22,7 +22,13 @@ import (
 	"github.com/vipgate/vipgate/internal/accesslog"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		runChild()
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // lockedBuffer collects access log lines from several goroutines.
 type lockedBuffer struct {

@@ -45,6 +45,10 @@ type session struct {
 	upstream net.Conn // set once connected
 	aborted  bool
 
+	server         *balancer.Server // the picked server, released at teardown
+	dirUp, dirDown *direction       // client->upstream, upstream->client
+	running        atomic.Int32     // directions not finished yet
+
 	end        atomic.Pointer[endReason] // first reason wins
 	lastActive atomic.Int64              // ns since start of the last byte moved either way
 
@@ -54,18 +58,22 @@ type session struct {
 	fromClient, toClient  atomic.Int64
 }
 
-// ServeConn serves one accepted client connection; it owns c.
+// ServeConn serves one accepted client connection; it owns c. It returns
+// once the stream is set up: the two directions then run on goroutines of
+// their own, fresh and with small stacks, which is what an idle stream
+// keeps (the deep stack of connecting is not kept for hours).
 func (r *route) ServeConn(c net.Conn) {
 	r.listenCounters.accepted.Add(1)
 	ctx, cancel := context.WithCancel(context.Background())
 	ss := &session{r: r, start: time.Now(), client: c, ctx: ctx, cancel: cancel, status: 200}
-	defer cancel()
 	if !r.srv.add(ss) {
+		cancel()
 		_ = c.Close()
 		return
 	}
-	defer r.srv.remove(ss)
-	ss.serve()
+	if !ss.serve() {
+		ss.teardown()
+	}
 }
 
 func (ss *session) setEnd(why endReason) {
@@ -87,10 +95,29 @@ func (ss *session) abort(why endReason) {
 	}
 }
 
-func (ss *session) serve() {
+// teardown releases everything the session holds and writes its log line.
+// It runs once: on the goroutine of ServeConn when the stream never started,
+// or on the last direction to finish.
+func (ss *session) teardown() {
+	_ = ss.client.Close()
+	if ss.upstream != nil {
+		_ = ss.upstream.Close()
+		ss.r.upCounters.active.Add(-1)
+	}
+	if ss.server != nil {
+		ss.server.Release()
+	}
+	ss.cancel()
+	ss.finish()
+	ss.r.srv.remove(ss)
+}
+
+// serve reads the inbound header, connects, sends the outbound header and
+// starts the two directions. It reports false when the stream did not
+// start (the caller tears the session down).
+func (ss *session) serve() bool {
 	r := ss.r
 	cfg := r.cfg
-	defer ss.finish()
 
 	client := ss.client
 	var pending []byte
@@ -112,8 +139,7 @@ func (ss *session) serve() {
 			if ce := r.srv.log.Check(zap.InfoLevel, "stream: PROXY protocol header refused"); ce != nil {
 				ce.Write(zap.String("listen", r.listen), zap.Stringer("client", client.RemoteAddr()), zap.String("reason", string(reason)), zap.Error(err))
 			}
-			_ = client.Close()
-			return
+			return false
 		}
 		hdrSrc, hdrDst = src, dst
 		client, pending = pc.(*proxyproto.Conn).Unwrap()
@@ -124,39 +150,29 @@ func (ss *session) serve() {
 		ss.clientAddr = addrPort(hdrSrc)
 		ss.localAddr = addrPort(hdrDst)
 	}
-
-	tc, isTCP := client.(*net.TCPConn)
-	if isTCP {
-		setSocketOptions(tc, cfg.SOKeepalive == nil || *cfg.SOKeepalive, nodelay(cfg))
+	if tc, ok := client.(*net.TCPConn); ok {
+		setSocketOptions(tc, keepalive(cfg), nodelay(cfg))
 	}
 
 	up, srv, err := ss.connect()
 	if err != nil {
 		ss.status = 502
-		_ = client.Close()
-		return
+		return false
 	}
-	if srv != nil {
-		defer srv.Release()
-	}
+	ss.server = srv
 	r.upCounters.active.Add(1)
 	r.upCounters.streams.Add(1)
-	defer r.upCounters.active.Add(-1)
-
 	ss.mu.Lock()
 	aborted := ss.aborted
 	ss.upstream = up
 	ss.mu.Unlock()
 	if aborted {
-		_ = up.Close()
-		_ = client.Close()
-		return
+		return false
 	}
-	defer up.Close()
-	defer client.Close()
-
 	if !nodelay(cfg) {
-		_ = up.(*net.TCPConn).SetNoDelay(false)
+		if tc, ok := up.(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(false)
+		}
 	}
 
 	// The outbound header and the bytes read past the inbound one go out in
@@ -172,7 +188,7 @@ func (ss *session) serve() {
 			ss.status = 500
 			ss.setEnd(endInternal)
 			r.srv.log.Error("stream: cannot build the PROXY protocol header", zap.String("listen", r.listen), zap.Error(err))
-			return
+			return false
 		}
 		first = h
 	}
@@ -189,11 +205,11 @@ func (ss *session) serve() {
 		_ = up.SetWriteDeadline(time.Now().Add(timeout))
 		if _, err := up.Write(first); err != nil {
 			ss.setEnd(endUpstreamError)
-			return
+			return false
 		}
 	}
-
 	ss.pipe(client, up, srv, timeout)
+	return true
 }
 
 // connect picks servers and dials them until one connection is up, trying
@@ -260,33 +276,37 @@ func (ss *session) connectFailed(addr string, err error) {
 	}
 }
 
-// pipe moves bytes both ways until both directions are done or one fails.
+// pipe starts moving bytes both ways; the last direction to finish
+// tears the session down.
 func (ss *session) pipe(client, up net.Conn, srv *balancer.Server, timeout time.Duration) {
 	ss.touch()
-	toUp := newDirection(ss, client, up, timeout, true, srv)
-	toClient := newDirection(ss, up, client, timeout, false, srv)
+	ss.dirUp = newDirection(ss, client, up, timeout, true, srv)
+	ss.dirDown = newDirection(ss, up, client, timeout, false, srv)
 	first := time.Duration(ss.lastActive.Load()) + timeout
-	if err := toUp.setReadDeadline(first); err != nil {
+	if err := ss.dirUp.setReadDeadline(first); err != nil {
 		ss.abort(endClientError)
 	}
-	if err := toClient.setReadDeadline(first); err != nil {
+	if err := ss.dirDown.setReadDeadline(first); err != nil {
 		ss.abort(endUpstreamError)
 	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		toClient.run()
-	}()
-	toUp.run()
-	wg.Wait()
-	if toUp.eofAt > 0 && toClient.eofAt > 0 {
-		if toUp.eofAt <= toClient.eofAt {
+	ss.running.Store(2)
+	go ss.dirUp.run()
+	go ss.dirDown.run()
+}
+
+// directionDone is called by each direction when it has finished.
+func (ss *session) directionDone() {
+	if ss.running.Add(-1) > 0 {
+		return
+	}
+	if a, b := ss.dirUp.eofAt, ss.dirDown.eofAt; a > 0 && b > 0 {
+		if a <= b {
 			ss.setEnd(endClientClosed)
 		} else {
 			ss.setEnd(endUpstreamClosed)
 		}
 	}
+	ss.teardown()
 }
 
 // touch records that bytes moved now.
