@@ -1,0 +1,282 @@
+// Command vipgate is the node process: HTTP/WebSocket and TCP proxy with
+// built-in VRRP. See spec/config.md for the command line contract.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/BurntSushi/toml"
+	"go.uber.org/zap"
+
+	"github.com/vipgate/vipgate/config"
+	"github.com/vipgate/vipgate/daemon"
+	"github.com/vipgate/vipgate/internal/accesslog"
+	"github.com/vipgate/vipgate/internal/logging"
+	"github.com/vipgate/vipgate/internal/pidfile"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "version":
+			printVersion(stdout)
+			return 0
+		case "status":
+			return status(args[1:], stdout, stderr)
+		}
+	}
+	fs := flag.NewFlagSet("vipgate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", config.DefaultPath, "configuration `file`")
+	test := fs.Bool("t", false, "check the configuration file and exit (0 valid, 1 invalid)")
+	noHost := fs.Bool("no-host", false, "with -t: skip the checks against this host (interfaces, files)")
+	sig := fs.String("s", "", "send a `signal` to the running instance: reload, stop, quit, handover")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: vipgate [-c FILE] | -t [--no-host] [-c FILE] | -s reload|stop|quit|handover [-c FILE] | status [-c FILE] | version\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "vipgate: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	switch {
+	case *test:
+		return checkConfig(*path, !*noHost, stdout, stderr)
+	case *sig != "":
+		return signalRunning(*path, *sig, stdout, stderr)
+	}
+	return serve(*path, stderr)
+}
+
+func printVersion(w io.Writer) {
+	fmt.Fprintf(w, "vipgate %s\n", version)
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		fmt.Fprintf(w, "go %s\n", bi.GoVersion)
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" || s.Key == "vcs.time" || s.Key == "vcs.modified" {
+				fmt.Fprintf(w, "%s %s\n", s.Key, s.Value)
+			}
+		}
+	}
+}
+
+func printProblems(w io.Writer, path string, err error) {
+	var p *config.Problems
+	if errors.As(err, &p) {
+		fmt.Fprintf(w, "vipgate: %s: %d problem(s):\n", path, len(p.List))
+		for _, e := range p.List {
+			fmt.Fprintf(w, "  %s\n", e)
+		}
+		return
+	}
+	fmt.Fprintf(w, "vipgate: %s: %v\n", path, err)
+}
+
+func checkConfig(path string, host bool, stdout, stderr io.Writer) int {
+	cfg, err := config.Load(path)
+	if err == nil && host {
+		err = config.CheckHost(cfg)
+	}
+	if err != nil {
+		printProblems(stderr, path, err)
+		return 1
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "vipgate: warning: %s\n", w)
+	}
+	fmt.Fprintf(stdout, "vipgate: %s: configuration ok\n", path)
+	return 0
+}
+
+// pidFileOf finds global.pid_file even in a file that does not validate
+// (stop and quit must still reach the running instance).
+func pidFileOf(path string) (string, error) {
+	if cfg, err := config.Load(path); err == nil {
+		return cfg.Global.PidFile, nil
+	}
+	var partial struct {
+		Global struct {
+			PidFile string `toml:"pid_file"`
+		} `toml:"global"`
+	}
+	if _, err := toml.DecodeFile(path, &partial); err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	if partial.Global.PidFile == "" {
+		return "/run/vipgate.pid", nil
+	}
+	return partial.Global.PidFile, nil
+}
+
+var signalsByName = map[string]syscall.Signal{
+	"reload":   syscall.SIGHUP,
+	"stop":     syscall.SIGTERM,
+	"quit":     syscall.SIGQUIT,
+	"handover": syscall.SIGUSR2,
+	"reopen":   syscall.SIGUSR1,
+}
+
+func signalRunning(path, name string, stdout, stderr io.Writer) int {
+	sig, ok := signalsByName[name]
+	if !ok {
+		fmt.Fprintf(stderr, "vipgate: -s %s: unknown signal (want reload, stop, quit, handover or reopen)\n", name)
+		return 2
+	}
+	if name == "reload" {
+		if _, err := config.Load(path); err != nil {
+			printProblems(stderr, path, err)
+			fmt.Fprintf(stderr, "vipgate: reload refused: the running instance keeps its configuration\n")
+			return 1
+		}
+	}
+	pidPath, err := pidFileOf(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "vipgate: %v\n", err)
+		return 1
+	}
+	pid, err := pidfile.Read(pidPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "vipgate: no running instance: %v\n", err)
+		return 1
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		fmt.Fprintf(stderr, "vipgate: signal pid %d (%s): %v\n", pid, pidPath, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "vipgate: sent %s to pid %d\n", sig, pid)
+	return 0
+}
+
+// raiseFileLimit lifts RLIMIT_NOFILE to its hard limit: a proxy holds two
+// descriptors per connection.
+func raiseFileLimit() (uint64, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, err
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, err
+	}
+	return lim.Cur, nil
+}
+
+func serve(path string, stderr io.Writer) int {
+	cfg, err := config.Load(path)
+	if err != nil {
+		printProblems(stderr, path, err)
+		return 1
+	}
+	g := cfg.Global
+	logger, err := logging.New(logging.Options{Level: g.LogLevel, Format: g.LogFormat, Path: g.ErrorLog})
+	if err != nil {
+		fmt.Fprintf(stderr, "vipgate: %v\n", err)
+		return 1
+	}
+	log := logger.Logger
+	defer func() { _ = log.Sync() }()
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration warning", zap.String("problem", w))
+	}
+	if n, err := raiseFileLimit(); err != nil {
+		log.Warn("cannot raise the open files limit", zap.Error(err))
+	} else {
+		log.Debug("open files limit", zap.Uint64("nofile", n))
+	}
+	access, err := accesslog.Open(g.AccessLog)
+	if err != nil {
+		log.Error("cannot open access log", zap.Error(err))
+		return 1
+	}
+	defer func() { _ = access.Close() }()
+	if err := pidfile.Claim(g.PidFile); err != nil {
+		log.Error("cannot start", zap.Error(err))
+		return 1
+	}
+	defer pidfile.Remove(g.PidFile)
+
+	// Subscribe before starting so a signal sent right after start-up is
+	// not lost (or, worse, kills the process with the default action).
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+
+	d, err := daemon.Start(cfg, daemon.Options{Log: log, AccessLog: access})
+	if err != nil {
+		log.Error("cannot start", zap.Error(err))
+		return 1
+	}
+	log.Info("vipgate started", zap.String("version", version), zap.String("node", g.NodeName), zap.Int("pid", os.Getpid()), zap.String("config", path))
+	for s := range sigs {
+		switch s {
+		case syscall.SIGHUP:
+			reload(d, path, log)
+		case syscall.SIGUSR1:
+			if err := logger.Reopen(); err != nil {
+				log.Error("reopen error log", zap.Error(err))
+			}
+			if err := access.Reopen(); err != nil {
+				log.Error("reopen access log", zap.Error(err))
+			}
+			log.Info("log files reopened")
+		case syscall.SIGUSR2:
+			if err := d.Handover(); err != nil {
+				log.Error("handover", zap.Error(err))
+			}
+		case syscall.SIGQUIT:
+			log.Info("SIGQUIT: stopping at once")
+			d.Quit()
+			return 0
+		case syscall.SIGTERM, syscall.SIGINT:
+			log.Info("stopping gracefully", zap.String("signal", s.String()))
+			if err := d.Stop(d.Config().Global.ShutdownTimeout.Duration); err != nil {
+				log.Warn("stopped", zap.Error(err))
+			} else {
+				log.Info("stopped")
+			}
+			return 0
+		}
+	}
+	return 0
+}
+
+func reload(d *daemon.Daemon, path string, log *zap.Logger) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		var p *config.Problems
+		var list []string
+		if errors.As(err, &p) {
+			for _, e := range p.List {
+				list = append(list, e.Error())
+			}
+		} else {
+			list = []string{err.Error()}
+		}
+		log.Error("reload refused: invalid configuration, the running one stays in force",
+			zap.String("file", path), zap.Uint64("generation", d.Generation()), zap.Strings("problems", list))
+		return
+	}
+	if err := d.Reload(cfg); err != nil {
+		log.Error("reload failed: the running configuration stays in force", zap.Uint64("generation", d.Generation()), zap.Error(err))
+		return
+	}
+	log.Info("reloaded", zap.Uint64("generation", d.Generation()))
+}

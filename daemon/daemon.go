@@ -1,0 +1,525 @@
+// Package daemon wires the pieces of one vipgate node together: it builds a
+// runtime generation from a Config (upstream pools, HTTP and stream servers,
+// health checks, VRRP instances), swaps it in atomically on reload, and runs
+// the stop and handover sequences of the contract.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"github.com/vipgate/vipgate/admin"
+	"net"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/vipgate/vipgate/balancer"
+	"github.com/vipgate/vipgate/config"
+	"github.com/vipgate/vipgate/health"
+	"github.com/vipgate/vipgate/internal/accesslog"
+	"github.com/vipgate/vipgate/proxy"
+	"github.com/vipgate/vipgate/proxy/httpproxy"
+	"github.com/vipgate/vipgate/proxy/stream"
+	"github.com/vipgate/vipgate/vrrp"
+)
+
+// Daemon is one running node.
+type Daemon struct {
+	log       *zap.Logger
+	accessLog *accesslog.Writer
+
+	table     *balancer.Table
+	listeners *proxy.Listeners
+	checks    *health.Manager
+	vrrp      *vrrp.Manager
+
+	// reloadMu serialises reloads, stop and handover.
+	reloadMu   sync.Mutex
+	current    atomic.Pointer[generation]
+	retired    []*generation
+	generation atomic.Uint64
+	reloadsOK  atomic.Uint64
+	reloadsBad atomic.Uint64
+
+	stopTrack chan struct{}
+	trackDone chan struct{}
+
+	version   string
+	startedAt time.Time
+	transMu   sync.Mutex
+	trans     transitions
+
+	// gensMu guards retired for readers that must not wait for a reload
+	// or a stop in progress (the admin API).
+	gensMu sync.Mutex
+
+	admin     *admin.Server
+	adminAddr string
+
+	// reapers are the goroutines that free retired generations once their
+	// last connection is gone; stopTrack ends them.
+	reapers sync.WaitGroup
+
+	// streamStats are shared by every generation so counters survive reloads.
+	streamStats *stream.Stats
+}
+
+// generation is everything built from one config file.
+type generation struct {
+	id        uint64
+	cfg       *config.Config
+	upstreams map[string]*balancer.Upstream
+	http      *httpproxy.Server
+	stream    *stream.Server
+	handlers  map[string]proxy.Handler
+}
+
+// Options are what the command line adds to the config.
+type Options struct {
+	Log       *zap.Logger
+	AccessLog *accesslog.Writer
+	Version   string
+}
+
+// Start builds the first generation from cfg and starts serving. On error
+// nothing is left running.
+func Start(cfg *config.Config, o Options) (*Daemon, error) {
+	d := &Daemon{
+		log:         o.Log,
+		accessLog:   o.AccessLog,
+		table:       balancer.NewTable(time.Now),
+		listeners:   proxy.NewListeners(o.Log),
+		checks:      health.NewManager(o.Log),
+		vrrp:        vrrp.NewManager(o.Log),
+		stopTrack:   make(chan struct{}),
+		trackDone:   make(chan struct{}),
+		version:     o.Version,
+		streamStats: stream.NewStats(),
+		startedAt:   time.Now(),
+		trans:       transitions{last: map[string]vrrp.Transition{}, count: map[string]uint64{}},
+	}
+	d.vrrp.OnTransition(d.recordTransition)
+	if err := d.apply(cfg); err != nil {
+		d.listeners.Close()
+		d.checks.Stop()
+		d.vrrp.Stop()
+		return nil, err
+	}
+	go d.trackLoop()
+	return d, nil
+}
+
+// Generation is the number of the configuration in force (1 = the first).
+func (d *Daemon) Generation() uint64 { return d.generation.Load() }
+
+// Config is the configuration in force.
+func (d *Daemon) Config() *config.Config { return d.current.Load().cfg }
+
+// Reload applies cfg in place. On error the running configuration is left
+// exactly as it was.
+func (d *Daemon) Reload(cfg *config.Config) error {
+	if err := d.apply(cfg); err != nil {
+		d.reloadsBad.Add(1)
+		return err
+	}
+	d.reloadsOK.Add(1)
+	return nil
+}
+
+func (d *Daemon) apply(cfg *config.Config) error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	id := d.generation.Load() + 1
+	gen, err := d.build(id, cfg)
+	if err != nil {
+		return fmt.Errorf("generation %d: %w", id, err)
+	}
+	newAdmin, err := d.startAdmin(*cfg.Global.AdminListen)
+	if err != nil {
+		gen.shutdownNow()
+		return fmt.Errorf("generation %d: %w", id, err)
+	}
+	closeNewAdmin := func() {
+		if newAdmin != nil {
+			newAdmin.Close()
+		}
+	}
+	if err := d.listeners.Apply(gen.handlers); err != nil {
+		closeNewAdmin()
+		gen.shutdownNow()
+		return fmt.Errorf("generation %d: %w", id, err)
+	}
+	vcfgs, err := vrrpConfigs(cfg)
+	if err == nil {
+		err = d.vrrp.Apply(vcfgs)
+	}
+	if err != nil {
+		if old := d.current.Load(); old != nil {
+			// Give the kept listeners back to the old handlers and close
+			// the ones this generation opened.
+			if rerr := d.listeners.Apply(old.handlers); rerr != nil {
+				d.log.Error("roll back listeners after failed VRRP reload", zap.Error(rerr))
+			}
+		}
+		closeNewAdmin()
+		gen.shutdownNow()
+		return fmt.Errorf("generation %d: vrrp: %w", id, err)
+	}
+	d.checks.Apply(healthChecks(cfg, gen.upstreams))
+	d.table.Forget(upstreamSpecs(gen))
+	d.gensMu.Lock()
+	if old := d.current.Swap(gen); old != nil {
+		d.retired = append(d.retired, old)
+		old.retire()
+		if old.http != nil && old.stream == nil {
+			d.reapers.Add(1)
+			go d.reapWhenIdle(old)
+		}
+	}
+	d.gensMu.Unlock()
+	d.generation.Store(id)
+	d.swapAdmin(newAdmin, *cfg.Global.AdminListen)
+	d.log.Info("configuration applied", zap.Uint64("generation", id), zap.String("file", cfg.Path),
+		zap.Int("listeners", len(gen.handlers)), zap.Int("upstreams", len(gen.upstreams)), zap.Int("vrrp_instances", len(vcfgs)))
+	return nil
+}
+
+func (d *Daemon) build(id uint64, cfg *config.Config) (*generation, error) {
+	gen := &generation{id: id, cfg: cfg, upstreams: map[string]*balancer.Upstream{}, handlers: map[string]proxy.Handler{}}
+	for _, name := range sortedNames(cfg.Upstream) {
+		spec, err := upstreamSpec(name, cfg.Upstream[name])
+		if err != nil {
+			return nil, err
+		}
+		u, err := d.table.Build(spec)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", name, err)
+		}
+		gen.upstreams[name] = u
+	}
+	if len(cfg.HTTP) > 0 {
+		s, err := httpproxy.New(cfg.HTTP, httpproxy.Deps{Log: d.log, AccessLog: d.accessLog, Upstreams: gen.upstreams, UpstreamConfig: cfg.Upstream})
+		if err != nil {
+			return nil, fmt.Errorf("http: %w", err)
+		}
+		gen.http = s
+		for _, h := range cfg.HTTP {
+			for _, addr := range h.Listen {
+				canon, _ := config.ParseListen(addr)
+				gen.handlers[canon] = s.Handler(canon)
+			}
+		}
+	}
+	if len(cfg.Stream) > 0 {
+		s, err := stream.New(cfg.Stream, stream.Deps{Log: d.log, AccessLog: d.accessLog, Upstreams: gen.upstreams, UpstreamConfig: cfg.Upstream, Stats: d.streamStats})
+		if err != nil {
+			return nil, fmt.Errorf("stream: %w", err)
+		}
+		gen.stream = s
+		for _, st := range cfg.Stream {
+			for _, addr := range st.Listen {
+				canon, _ := config.ParseListen(addr)
+				gen.handlers[canon] = s.Handler(canon)
+			}
+		}
+	}
+	return gen, nil
+}
+
+// upstreamSpec resolves host names (at load and reload, as nginx does: a
+// name with several addresses becomes several servers).
+func upstreamSpec(name string, u *config.Upstream) (balancer.UpstreamSpec, error) {
+	spec := balancer.UpstreamSpec{Name: name, Balance: u.Balance}
+	for _, s := range u.Server {
+		host, port, _ := net.SplitHostPort(s.Address)
+		addrs := []string{s.Address}
+		if _, err := netip.ParseAddr(host); err != nil {
+			ips, err := net.LookupHost(host)
+			if err != nil {
+				return spec, fmt.Errorf("upstream %s: resolve %s: %w", name, host, err)
+			}
+			addrs = addrs[:0]
+			for _, ip := range ips {
+				addrs = append(addrs, net.JoinHostPort(ip, port))
+			}
+		}
+		for _, a := range addrs {
+			spec.Servers = append(spec.Servers, balancer.ServerSpec{
+				Address: a, Weight: *s.Weight, MaxFails: *s.MaxFails, FailTimeout: s.FailTimeout.Duration,
+				Backup: s.Backup, Down: s.Down, MaxConns: s.MaxConns,
+			})
+		}
+	}
+	return spec, nil
+}
+
+func upstreamSpecs(gen *generation) []balancer.UpstreamSpec {
+	var specs []balancer.UpstreamSpec
+	for _, u := range gen.upstreams {
+		spec := balancer.UpstreamSpec{Name: u.Name()}
+		for _, s := range u.Servers() {
+			spec.Servers = append(spec.Servers, balancer.ServerSpec{Address: s.Address()})
+		}
+		specs = append(specs, spec)
+	}
+	return specs
+}
+
+func healthChecks(cfg *config.Config, ups map[string]*balancer.Upstream) map[string]health.UpstreamChecks {
+	out := map[string]health.UpstreamChecks{}
+	for name, u := range cfg.Upstream {
+		hc := u.HealthCheck
+		if hc == nil || ups[name] == nil {
+			continue
+		}
+		spec := health.CheckSpec{
+			Type: hc.Type, Path: hc.Path, Host: hc.Host, ExpectStatus: hc.StatusRanges,
+			Interval: hc.Interval.Duration, Timeout: hc.Timeout.Duration, Rise: hc.Rise, Fall: hc.Fall,
+		}
+		for _, st := range cfg.Stream {
+			if st.Upstream == name && st.ProxyProtocol != "" {
+				spec.ProxyProtocol = st.ProxyProtocol
+			}
+		}
+		out[name] = health.UpstreamChecks{Spec: spec, Servers: ups[name].Servers()}
+	}
+	return out
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// shutdownNow closes a generation that never served (a failed reload).
+func (g *generation) shutdownNow() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	g.shutdown(ctx)
+}
+
+func (g *generation) shutdown(ctx context.Context) {
+	if g.http != nil {
+		_ = g.http.Shutdown(ctx)
+	}
+	if g.stream != nil {
+		_ = g.stream.Shutdown(ctx)
+	}
+}
+
+func (d *Daemon) generations() []*generation { return d.generationsLocked() }
+
+// generationsLocked returns the current and retired generations.
+func (d *Daemon) generationsLocked() []*generation {
+	d.gensMu.Lock()
+	defer d.gensMu.Unlock()
+	gens := append([]*generation(nil), d.retired...)
+	if cur := d.current.Load(); cur != nil {
+		gens = append(gens, cur)
+	}
+	return gens
+}
+
+// trackLoop feeds what the proxy knows into VRRP: the node's own listeners
+// (always tracked) and each instance's track_upstream.
+func (d *Daemon) trackLoop() {
+	defer close(d.trackDone)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var lastListeners string
+	for {
+		select {
+		case <-d.stopTrack:
+			return
+		case <-tick.C:
+		}
+		var broken []string
+		for _, st := range d.listeners.Status() {
+			if !st.Serving {
+				broken = append(broken, st.Address)
+			}
+		}
+		d.vrrp.SetTrack("listeners", nil, len(broken) > 0, 0)
+		if msg := fmt.Sprint(broken); msg != lastListeners {
+			if len(broken) > 0 {
+				d.log.Error("listeners cannot serve: VRRP instances go to FAULT", zap.Strings("listeners", broken))
+			} else if lastListeners != "" {
+				d.log.Info("listeners serve again")
+			}
+			lastListeners = msg
+		}
+		gen := d.current.Load()
+		for _, v := range gen.cfg.VRRP {
+			for _, name := range v.TrackUpstream {
+				u := gen.upstreams[name]
+				down := u == nil || !u.Available()
+				weight := 0
+				if down {
+					weight = v.TrackUpstreamWeight
+				}
+				d.vrrp.SetTrack("upstream:"+name, []string{v.Name}, down && v.TrackUpstreamWeight == 0, weight)
+			}
+		}
+	}
+}
+
+// Stop runs the contract's stop sequence: soft drain, resign as VRRP master
+// (priority 0, keeping the VIPs until the new master is heard), release the
+// VIPs, close long-lived connections, close listeners, let in-flight work
+// finish until timeout.
+func (d *Daemon) Stop(timeout time.Duration) error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	d.log.Info("stopping", zap.Duration("shutdown_timeout", timeout))
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	close(d.stopTrack)
+	<-d.trackDone
+	d.reapers.Wait()
+	gens := d.generations()
+	for _, g := range gens {
+		if g.http != nil {
+			g.http.Drain()
+		}
+	}
+	d.vrrp.Resign(ctx)
+	d.vrrp.Release()
+	for _, g := range gens {
+		g.closeLongLived()
+	}
+	d.listeners.Close()
+	var wg sync.WaitGroup
+	for _, g := range gens {
+		wg.Add(1)
+		go func() { defer wg.Done(); g.shutdown(ctx) }()
+	}
+	wg.Wait()
+	d.vrrp.Stop()
+	d.checks.Stop()
+	d.swapAdmin(nil, "")
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("shutdown_timeout %s reached: remaining connections closed", timeout)
+	}
+	return nil
+}
+
+// Quit stops at once (SIGQUIT): no drain, VIPs removed, connections closed.
+func (d *Daemon) Quit() {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	close(d.stopTrack)
+	<-d.trackDone
+	d.reapers.Wait()
+	d.vrrp.Stop()
+	d.listeners.Close()
+	for _, g := range d.generations() {
+		g.closeLongLived()
+		g.shutdownNow()
+	}
+	d.checks.Stop()
+	d.swapAdmin(nil, "")
+}
+
+func (g *generation) closeLongLived() {
+	if g.http != nil {
+		g.http.CloseLongLived()
+	}
+	if g.stream != nil {
+		g.stream.CloseLongLived()
+	}
+}
+
+// Listeners exposes the listener set (admin API, tests).
+func (d *Daemon) Listeners() *proxy.Listeners { return d.listeners }
+
+// VRRP exposes the VRRP manager (admin API).
+func (d *Daemon) VRRP() *vrrp.Manager { return d.vrrp }
+
+// Handover (SIGUSR2) moves the VIPs of a MASTER to the best backup without
+// losing a request and keeps this node up as BACKUP: soft drain, resign,
+// release, close long-lived connections so their clients reconnect to the
+// new master at once.
+func (d *Daemon) Handover() error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	gens := d.generations()
+	for _, g := range gens {
+		if g.http != nil {
+			g.http.Drain()
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d.current.Load().cfg.Global.ShutdownTimeout.Duration)
+	defer cancel()
+	d.vrrp.Resign(ctx)
+	d.vrrp.Release()
+	for _, g := range gens {
+		g.closeLongLived()
+	}
+	d.log.Info("handover done: this node is BACKUP")
+	return nil
+}
+
+// startAdmin starts an admin server on addr when addr differs from the
+// running one's; nil when nothing changes or the API is off.
+func (d *Daemon) startAdmin(addr string) (*admin.Server, error) {
+	if addr == d.adminAddr || addr == "" {
+		return nil, nil
+	}
+	return admin.Start(addr, admin.SourceFunc(d.Status), d.log)
+}
+
+// swapAdmin puts s (started for addr) in place of the running admin server.
+func (d *Daemon) swapAdmin(s *admin.Server, addr string) {
+	if addr == d.adminAddr {
+		return
+	}
+	if d.admin != nil {
+		d.admin.Close()
+	}
+	d.admin, d.adminAddr = s, addr
+}
+
+// retire tells an old generation it gets no new connections: it closes
+// idle keep-alive connections as they go idle and ends when its last
+// connection does.
+func (g *generation) retire() {
+	if g.http != nil {
+		g.http.Retire()
+	}
+}
+
+func (g *generation) addCounters(st *admin.Status) {
+	if g.stream != nil {
+		st.ActiveStreams += g.stream.Active()
+	}
+}
+
+// reapWhenIdle frees a retired HTTP generation when its last client
+// connection has closed, so reloads do not accumulate goroutines and pools.
+func (d *Daemon) reapWhenIdle(g *generation) {
+	defer d.reapers.Done()
+	select {
+	case <-g.http.Idle():
+	case <-d.stopTrack:
+		return
+	}
+	g.shutdownNow()
+	d.gensMu.Lock()
+	for i, r := range d.retired {
+		if r == g {
+			d.retired = append(d.retired[:i], d.retired[i+1:]...)
+			break
+		}
+	}
+	d.gensMu.Unlock()
+	d.log.Debug("retired generation freed", zap.Uint64("generation", g.id))
+}
