@@ -35,7 +35,15 @@ func Parse(data []byte, path string) (*Config, error) {
 	pos := scanPositions(data)
 	md, err := toml.Decode(string(data), cfg)
 	if err != nil {
-		return nil, &Problems{List: []error{decodeProblem(err, path)}}
+		p := decodeProblem(err, path)
+		// The decoder names keys without array indices; the scanner knows
+		// which element sits on that line.
+		for _, o := range pos.occurrences[p.Key] {
+			if o.line == p.Line {
+				p.Key = o.path
+			}
+		}
+		return nil, &Problems{List: []error{p}}
 	}
 	var errs *multierror.Error
 	seen := map[string]int{}
@@ -85,6 +93,11 @@ type Problem struct {
 	Line    int    // 1-based; 0 when unknown
 	Key     string // key path such as "upstream.myapp.server[2].weight"; "" for syntax errors
 	Message string
+
+	// decoder is set on the one problem the TOML decoder stops at (syntax
+	// or type); with several such mistakes, which one comes first can vary
+	// between runs because the decoder walks maps in random order.
+	decoder bool
 }
 
 // Error reads "FILE:LINE: KEY: MESSAGE", leaving out what is unknown.
@@ -114,13 +127,66 @@ var decodeTypeError = regexp.MustCompile(`^toml: line (\d+) \(last key "(.*?)"\)
 func decodeProblem(err error, path string) *Problem {
 	var perr toml.ParseError
 	if errors.As(err, &perr) {
-		return &Problem{File: path, Line: perr.Position.Line, Key: perr.LastKey, Message: perr.Message}
+		return &Problem{File: path, Line: perr.Position.Line, Key: perr.LastKey, Message: perr.Message, decoder: true}
 	}
 	if m := decodeTypeError.FindStringSubmatch(err.Error()); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		return &Problem{File: path, Line: line, Key: m[2], Message: m[3]}
+		return &Problem{File: path, Line: line, Key: m[2], Message: humanTypeError(m[3]), decoder: true}
 	}
-	return &Problem{File: path, Message: err.Error()}
+	return &Problem{File: path, Message: err.Error(), decoder: true}
+}
+
+var (
+	badTypeMessage  = regexp.MustCompile(`^incompatible types: TOML value has type (.+); destination has type (.+)$`)
+	notTableMessage = regexp.MustCompile(`^type mismatch for .+: expected table but found (.+)$`)
+)
+
+// humanTypeError rewords the decoder's type mismatch, which names Go types,
+// in the file's terms.
+func humanTypeError(msg string) string {
+	if m := badTypeMessage.FindStringSubmatch(msg); m != nil {
+		want := m[2]
+		switch want {
+		case "slice":
+			want = "array"
+		case "map":
+			want = "table"
+		}
+		return fmt.Sprintf("must be %s, not %s", article(want), tomlTypeWord(m[1]))
+	}
+	if m := notTableMessage.FindStringSubmatch(msg); m != nil {
+		return "must be a table, not " + tomlTypeWord(m[1])
+	}
+	return msg
+}
+
+func article(word string) string {
+	if strings.ContainsAny(word[:1], "aeiou") {
+		return "an " + word
+	}
+	return "a " + word
+}
+
+func tomlTypeWord(goType string) string {
+	switch goType {
+	case "string":
+		return "a string"
+	case "int64":
+		return "an integer"
+	case "float64":
+		return "a float"
+	case "bool":
+		return "a boolean"
+	case "map[string]any":
+		return "a table"
+	case "[]map[string]any":
+		return "an array of tables ([[...]])"
+	case "[]any":
+		return "an array"
+	case "time.Time", "toml.LocalDate", "toml.LocalTime", "toml.LocalDatetime":
+		return "a date or time"
+	}
+	return goType
 }
 
 var (

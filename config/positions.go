@@ -113,7 +113,7 @@ func (p *positions) line(path string) int {
 			return l
 		}
 		switch {
-		case strings.HasSuffix(path, "]"):
+		case strings.HasSuffix(path, "]") && strings.Contains(path, "["):
 			path = path[:strings.LastIndex(path, "[")]
 		case strings.HasSuffix(path, `"`):
 			// A quoted last segment (error_page."502 503"): drop it whole.

@@ -320,8 +320,11 @@ func TestDecodeErrors(t *testing.T) {
 		{"missing value", "[global]\n\nlog_level =\n", "", "expected value"},
 		{"duplicate key", "[global]\nlog_level = \"info\"\nlog_level = \"debug\" # <-\n", "", "already been defined"},
 		{"bad table header", "[global\nlog_level = \"info\" # <-\n", "", ""},
-		{"integer where a string goes", "[global]\nlog_level = 3 # <-\n", "global.log_level", "incompatible types"},
-		{"string where an integer goes", upApp + "weight = \"3\" # <-\n", "upstream.app.server.weight", "incompatible types"},
+		{"integer where a string goes", "[global]\nlog_level = 3 # <-\n", "global.log_level", "must be a string, not an integer"},
+		{"string where an integer goes", upApp + "[[upstream.app.server]]\naddress = \"127.0.0.1:2\"\nweight = \"3\" # <-\n", "upstream.app.server[1].weight", "must be an integer, not a string"},
+		{"float where an integer goes", "[upstream.app]\nkeepalive = 1.5 # <-\n", "upstream.app.keepalive", "must be an integer, not a float"},
+		{"string where an array goes", "[[http]]\nlisten = \"0.0.0.0:80\" # <-\n", "http[0].listen", "must be an array, not a string"},
+		{"array of tables where a table goes", "[[upstream.app]] # <-\n", "upstream.app[0]", "must be a table, not an array of tables"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
