@@ -13,6 +13,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 P=vgdemo
 SW=$P-switch
 WORK=$(mktemp -d /tmp/vgdemo.XXXXXX)
+chmod 755 "$WORK" # nginx workers (www-data) read the backends' pages from here
 VIP=192.0.2.50
 T0=$(date +%s%3N)
 
@@ -53,6 +54,7 @@ start_node() { # name priority
   local n=$1
   ip netns exec $P-$n "$BIN" -c "$WORK/$n.toml" >>"$WORK/$n.log" 2>&1 &
   echo $! >"$WORK/$n.run.pid"
+  disown # no "Killed" noise from the shell when the demo kills a node
 }
 for n in a b; do
   prio=$([ $n = a ] && echo 100 || echo 90)
