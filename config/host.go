@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -12,18 +13,31 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // CheckHost checks a valid configuration against this machine, as
 // `vipgate -t` does unless --no-host is given: named interfaces exist, TLS
 // certificate and key files are readable and form a pair, track and notify
 // scripts exist and are executable, root directories and error pages are
-// there, script_user exists, mcast_src_ip is one of this host's addresses,
-// and the directories of the pid and log files exist. It only reads: it
-// opens no socket and changes nothing. The error, when not nil, is a
-// *Problems listing every finding.
+// there, script_user exists, mcast_src_ip is one of this host's addresses
+// (or, without it, the VRRP interface has an address to send adverts
+// from), the directories of the pid and log files exist, and host names in
+// upstream servers and proxy_pass resolve. It reads files and asks the
+// resolver; it opens no listening socket and changes nothing. The error,
+// when not nil, is a *Problems listing every finding.
 func CheckHost(cfg *Config) error {
-	h := &hostChecker{cfg: cfg, addrs: map[netip.Addr]bool{}}
+	return checkHost(cfg, func(ctx context.Context, host string) error {
+		_, err := net.DefaultResolver.LookupHost(ctx, host)
+		return err
+	})
+}
+
+// resolveTimeout bounds each host name lookup of CheckHost.
+const resolveTimeout = 3 * time.Second
+
+func checkHost(cfg *Config, resolve func(ctx context.Context, host string) error) error {
+	h := &hostChecker{cfg: cfg, addrs: map[netip.Addr]bool{}, resolve: resolve, resolved: map[string]error{}}
 	h.run()
 	if len(h.problems) == 0 {
 		return nil
@@ -35,6 +49,8 @@ type hostChecker struct {
 	cfg      *Config
 	problems []error
 	addrs    map[netip.Addr]bool // every address of every local interface
+	resolve  func(ctx context.Context, host string) error
+	resolved map[string]error // each name is looked up once
 }
 
 func (h *hostChecker) fail(key, format string, args ...any) {
@@ -62,9 +78,23 @@ func (h *hostChecker) run() {
 	if g.AccessLog != "stdout" && g.AccessLog != "off" {
 		h.parentDir("global.access_log", g.AccessLog)
 	}
+	for _, name := range sortedKeys(h.cfg.Upstream) {
+		if u := h.cfg.Upstream[name]; u != nil {
+			for i, s := range u.Server {
+				if s != nil {
+					h.hostName(fmt.Sprintf("upstream.%s.server[%d].address", name, i), s.Address)
+				}
+			}
+		}
+	}
 	for i, s := range h.cfg.HTTP {
 		if s != nil {
 			h.httpServer(fmt.Sprintf("http[%d]", i), s)
+		}
+	}
+	for i, s := range h.cfg.Stream {
+		if s != nil && s.Address != "" {
+			h.hostName(fmt.Sprintf("stream[%d].proxy_pass", i), s.Address)
 		}
 	}
 	for _, name := range sortedKeys(h.cfg.VRRPScript) {
@@ -93,6 +123,9 @@ func (h *hostChecker) httpServer(path string, s *HTTPServer) {
 		h.readable(fmt.Sprintf("%s.error_page.%q", path, codes), s.ErrorPage[codes])
 	}
 	for i, l := range s.Location {
+		if l != nil && l.Target != nil && l.Target.Address != "" {
+			h.hostName(fmt.Sprintf("%s.location[%d].proxy_pass", path, i), l.Target.Address)
+		}
 		if l == nil || l.Root == "" {
 			continue
 		}
@@ -119,6 +152,9 @@ func (h *hostChecker) vrrp(path string, r *VRRP) {
 	if r.SourceIP.IsValid() && len(h.addrs) > 0 && !h.addrs[r.SourceIP] {
 		h.fail(path+".mcast_src_ip", "%s is not an address of this host", r.SourceIP)
 	}
+	if !r.SourceIP.IsValid() && r.Family != 0 {
+		h.sourceAddress(path, r)
+	}
 	for _, n := range []struct{ key, script string }{
 		{"notify_master", r.NotifyMaster}, {"notify_backup", r.NotifyBackup},
 		{"notify_fault", r.NotifyFault}, {"notify", r.Notify},
@@ -126,6 +162,57 @@ func (h *hostChecker) vrrp(path string, r *VRRP) {
 		if n.script != "" {
 			h.script(path+"."+n.key, n.script)
 		}
+	}
+}
+
+// sourceAddress checks that, without mcast_src_ip, the interface has an
+// address adverts can come from: IPv4 for VRRP over IPv4, link-local for
+// IPv6 (RFC 5798 section 5.1.2.1).
+func (h *hostChecker) sourceAddress(path string, r *VRRP) {
+	ifi, err := net.InterfaceByName(r.Interface)
+	if err != nil {
+		return // reported by iface
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		h.fail(path+".interface", "addresses of %s: %v", r.Interface, err)
+		return
+	}
+	for _, a := range addrs {
+		p, err := netip.ParsePrefix(a.String())
+		if err != nil {
+			continue
+		}
+		ip := p.Addr().Unmap()
+		if r.Family == 4 && ip.Is4() || r.Family == 6 && ip.Is6() && ip.IsLinkLocalUnicast() {
+			return
+		}
+	}
+	want := "IPv4 address"
+	if r.Family == 6 {
+		want = "IPv6 link-local address"
+	}
+	h.fail(path+".interface", "%s has no %s to send adverts from; add one or set mcast_src_ip", r.Interface, want)
+}
+
+// hostName resolves the host of a host:port that is not an IP address.
+func (h *hostChecker) hostName(key, hostPort string) {
+	host, _, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return // validation reported it
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return
+	}
+	err, done := h.resolved[host]
+	if !done {
+		ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
+		err = h.resolve(ctx, host)
+		cancel()
+		h.resolved[host] = err
+	}
+	if err != nil {
+		h.fail(key, "host name %q does not resolve: %v", host, err)
 	}
 }
 

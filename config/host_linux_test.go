@@ -1,15 +1,18 @@
 package config
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -200,5 +203,72 @@ func TestCheckHostReportsAll(t *testing.T) {
 	ps := problemList(t, CheckHost(cfg))
 	if len(ps) != 3 {
 		t.Errorf("got %d problems, want 3: %v", len(ps), ps)
+	}
+}
+
+func TestCheckHostVRRPSourceAddress(t *testing.T) {
+	f := newHostFixture(t)
+	// Without mcast_src_ip, lo's 127.0.0.1 is the IPv4 source.
+	cfg := mustParse(t, f.file(`mcast_src_ip = "127.0.0.1"`, ``))
+	if err := CheckHost(cfg); err != nil {
+		t.Errorf("IPv4 instance on lo: %v", err)
+	}
+	// lo has ::1 but no link-local address, which VRRP over IPv6 sends from.
+	cfg = mustParse(t, f.file(`mcast_src_ip = "127.0.0.1"`, `version = 3`, `virtual_ipaddress = ["192.0.2.100/24 dev lo"]`, `virtual_ipaddress = ["2001:db8::100/64"]`))
+	ps := problemList(t, CheckHost(cfg))
+	if len(ps) != 1 || ps[0].Key != "vrrp[0].interface" || !strings.Contains(ps[0].Message, "no IPv6 link-local address") {
+		t.Errorf("IPv6 instance on lo: %v", ps)
+	}
+}
+
+// TestCheckHostResolvesNames uses a fake resolver: tests send no DNS query.
+func TestCheckHostResolvesNames(t *testing.T) {
+	cfg := mustParse(t, `
+[upstream.app]
+[[upstream.app.server]]
+address = "tomcat-1.internal:8080"
+[[upstream.app.server]]
+address = "tomcat-2.internal:8080"
+[[upstream.app.server]]
+address = "198.51.100.3:8080"
+
+[[http]]
+listen = ["127.0.0.1:8888"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+[[http.location]]
+path = "/legacy"
+proxy_pass = "http://tomcat-2.internal:8080/old"
+
+[[stream]]
+listen = ["127.0.0.1:1883"]
+proxy_pass = "broker.internal:1883"
+`)
+	asked := map[string]int{}
+	err := checkHost(cfg, func(ctx context.Context, host string) error {
+		asked[host]++
+		if _, ok := ctx.Deadline(); !ok {
+			t.Errorf("lookup of %s has no deadline", host)
+		}
+		if host == "tomcat-1.internal" {
+			return nil
+		}
+		return errors.New("no such host")
+	})
+	want := map[string]int{"tomcat-1.internal": 1, "tomcat-2.internal": 1, "broker.internal": 1}
+	if !reflect.DeepEqual(asked, want) {
+		t.Errorf("looked up %v, want each name once: %v", asked, want)
+	}
+	var keys []string
+	for _, p := range problemList(t, err) {
+		if !strings.Contains(p.Message, "does not resolve: no such host") {
+			t.Errorf("unexpected problem %v", p)
+		}
+		keys = append(keys, p.Key)
+	}
+	wantKeys := []string{"upstream.app.server[1].address", "http[0].location[1].proxy_pass", "stream[0].proxy_pass"}
+	if !reflect.DeepEqual(keys, wantKeys) {
+		t.Errorf("problems at %q, want %q", keys, wantKeys)
 	}
 }
