@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -333,4 +334,108 @@ func TestLabIPv6(t *testing.T) {
 		mac, _ := client.NeighbourMAC(vip6)
 		return mac.String() == b.MAC.String()
 	})
+}
+
+// IPv4 and IPv6 routers with the same VRID on one interface are
+// independent: here a wins IPv4 and b wins IPv6.
+func TestLabDualStackSameVRID(t *testing.T) {
+	lab := netlab.New(t, netlab.Options{Hosts: 2})
+	a, b := lab.Hosts[0], lab.Hosts[1]
+	v6 := func(prio uint8) vrrp.Config {
+		c := fastConfig(prio)
+		c.Name, c.Family = "VI_6", 6
+		c.VIPs = []vrrp.VIP{{Prefix: netip.PrefixFrom(vip6, 64)}}
+		return c
+	}
+	startNode(t, a, fastConfig(200), v6(100))
+	startNode(t, b, fastConfig(100), v6(200))
+	t.Logf("v4 after %v", waitSoleHolder(t, lab.Hosts, vip4, a, 3*time.Second, 0))
+	t.Logf("v6 after %v", waitSoleHolder(t, lab.Hosts, vip6, b, 3*time.Second, 500*time.Millisecond))
+	if hs := holders(lab.Hosts, vip4); len(hs) != 1 || hs[0] != a {
+		t.Fatalf("IPv4 VIP moved while IPv6 settled")
+	}
+}
+
+// A VIP left on a node by a crash (without lifetime, as keepalived
+// leaves it) is removed at start-up, before the election.
+func TestLabStaleVIPRemovedAtStart(t *testing.T) {
+	lab := netlab.New(t, netlab.Options{Hosts: 2})
+	a, b := lab.Hosts[0], lab.Hosts[1]
+	startNode(t, a, fastConfig(200))
+	waitSoleHolder(t, lab.Hosts, vip4, a, 3*time.Second, 0)
+	b.MustRun(t, "ip", "addr", "add", netip.PrefixFrom(vip4, 24).String(), "dev", "eth0")
+	startNode(t, b, fastConfig(100))
+	waitSoleHolder(t, lab.Hosts, vip4, a, time.Second, 300*time.Millisecond)
+}
+
+// SIGHUP reload: renamed, new priority, VIP list changed: the MASTER stays
+// MASTER, the removed VIP goes, the added one comes.
+func TestLabReloadKeepsMaster(t *testing.T) {
+	lab := netlab.New(t, netlab.Options{Hosts: 2})
+	a, b := lab.Hosts[0], lab.Hosts[1]
+	na := startNode(t, a, fastConfig(200))
+	startNode(t, b, fastConfig(100))
+	waitSoleHolder(t, lab.Hosts, vip4, a, 3*time.Second, 200*time.Millisecond)
+	cfg := fastConfig(150)
+	cfg.Name = "renamed"
+	vip2 := netip.MustParseAddr("192.0.2.51")
+	cfg.VIPs = []vrrp.VIP{{Prefix: netip.PrefixFrom(vip2, 24)}}
+	data, _ := json.Marshal([]vrrp.Config{cfg})
+	if err := os.WriteFile(na.conf, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := na.proc.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "old VIP removed, new one added", func() bool { return !a.HasAddr(vip4) && a.HasAddr(vip2) })
+	time.Sleep(500 * time.Millisecond)
+	if b.HasAddr(vip4) || b.HasAddr(vip2) {
+		t.Fatal("the reload made the backup take over")
+	}
+	if out := na.proc.Output(); strings.Count(out, "TRANSITION") != 2 { // INIT->BACKUP->MASTER only
+		t.Fatalf("reload caused transitions:\n%s", out)
+	}
+}
+
+// An interface that disappears at run time means FAULT, not a crash; when
+// it comes back (a new ifindex) the instance joins again and recovers.
+func TestLabInterfaceDisappears(t *testing.T) {
+	lab := netlab.New(t, netlab.Options{Hosts: 1})
+	h := lab.Hosts[0]
+	addDummy := func() {
+		// A veth pair inside the host (no dummy module everywhere).
+		h.MustRun(t, "ip", "link", "add", "vg0", "type", "veth", "peer", "name", "vg1")
+		h.MustRun(t, "ip", "addr", "add", "192.0.2.201/29", "dev", "vg0")
+		h.MustRun(t, "ip", "link", "set", "vg1", "up")
+		h.MustRun(t, "ip", "link", "set", "vg0", "up")
+	}
+	addDummy()
+	cfg := fastConfig(200)
+	cfg.Interface = "vg0"
+	vip := netip.MustParseAddr("192.0.2.202")
+	cfg.VIPs = []vrrp.VIP{{Prefix: netip.PrefixFrom(vip, 29)}}
+	n := startNode(t, h, cfg)
+	transitions := func() int { return strings.Count(n.proc.Output(), "TRANSITION") }
+	waitFor(t, 2*time.Second, "MASTER on the dummy", func() bool { return strings.Contains(n.proc.Output(), "BACKUP MASTER") })
+	h.MustRun(t, "ip", "link", "del", "vg0")
+	waitFor(t, time.Second, "FAULT", func() bool { return strings.Contains(n.proc.Output(), "MASTER FAULT") })
+	before := transitions()
+	addDummy()
+	waitFor(t, 2*time.Second, "MASTER again", func() bool {
+		return transitions() >= before+2 && strings.HasSuffix(strings.TrimSpace(lastTransition(n.proc.Output())), "MASTER")
+	})
+	if err := n.proc.Wait(0); err != os.ErrDeadlineExceeded {
+		t.Fatalf("node exited: %v", err)
+	}
+}
+
+func lastTransition(out string) string {
+	last := ""
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "TRANSITION ") {
+			f := strings.Fields(l)
+			last = f[2] + " " + f[3]
+		}
+	}
+	return last
 }
