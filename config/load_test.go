@@ -398,6 +398,12 @@ proxy_pass = "http://127.0.0.1:9000"
 [[http.location]]
 path = "~* \\.(png|jpg)$"
 root = "/srv/www"
+[[http.location]]
+path = "=/50x.html"
+root = "/srv/www"
+[[http.location]]
+path = "~^/api/v[0-9]+/"
+proxy_pass = "http://app"
 [[vrrp]]
 name = "VI_1"
 interface = "eth0"
@@ -422,6 +428,10 @@ virtual_ipaddress = ["192.0.2.100/24 dev eth1", "192.0.2.101"]
 	}
 	if l2.Match != MatchRegex || l2.Regex == nil || !l2.Regex.MatchString("/A.PNG") || l2.Regex.MatchString("/a.gif") || l2.Target != nil {
 		t.Errorf("~* location: match %s, regex %v", l2.Match, l2.Regex)
+	}
+	if l3, l4 := h.Location[3], h.Location[4]; l3.Match != MatchExact || l3.Pattern != "/50x.html" ||
+		l4.Match != MatchRegex || l4.Pattern != "^/api/v[0-9]+/" || !l4.Regex.MatchString("/api/v2/x") {
+		t.Errorf("locations without a space after the modifier: %s %q, %s %q", l3.Match, l3.Pattern, l4.Match, l4.Pattern)
 	}
 	r := cfg.VRRP[0]
 	wantVIPs := []VIP{{Prefix: netip.MustParsePrefix("192.0.2.100/24"), Device: "eth1"}, {Prefix: netip.MustParsePrefix("192.0.2.101/32")}}

@@ -449,14 +449,17 @@ func (v *validator) location(path string, l *Location, seen map[string]bool) {
 	}
 	p := strings.TrimSpace(l.Path)
 	switch {
-	case strings.HasPrefix(p, "= "):
-		l.Match, l.Pattern = MatchExact, strings.TrimSpace(p[2:])
-	case strings.HasPrefix(p, "~ "), strings.HasPrefix(p, "~* "):
-		// "~*" is nginx's case-insensitive regex location.
-		marker, rest, _ := strings.Cut(p, " ")
-		l.Match, l.Pattern = MatchRegex, strings.TrimSpace(rest)
-		expr := l.Pattern
-		if marker == "~*" {
+	case strings.HasPrefix(p, "="):
+		// "= /x", and "=/x" as nginx also accepts.
+		l.Match, l.Pattern = MatchExact, strings.TrimSpace(p[1:])
+	case strings.HasPrefix(p, "~"):
+		// "~ re", or "~* re" for nginx's case-insensitive match; the space
+		// may be left out, as in nginx.
+		expr := strings.TrimPrefix(p, "~")
+		icase := strings.HasPrefix(expr, "*")
+		expr = strings.TrimSpace(strings.TrimPrefix(expr, "*"))
+		l.Match, l.Pattern = MatchRegex, expr
+		if icase {
 			expr = "(?i)" + expr
 		}
 		re, err := regexp.Compile(expr)
@@ -466,6 +469,10 @@ func (v *validator) location(path string, l *Location, seen map[string]bool) {
 			v.fail(path+".path", "empty regex")
 		}
 		l.Regex = re
+	case strings.HasPrefix(p, "^~"):
+		v.fail(path+".path", "nginx's \"^~\" modifier is not supported; write the prefix alone or use \"= /exact\"")
+		l.Match, l.Pattern = MatchPrefix, strings.TrimSpace(p[2:])
+		return
 	default:
 		l.Match, l.Pattern = MatchPrefix, p
 	}

@@ -180,6 +180,8 @@ func TestValidateLocation(t *testing.T) {
 	runRuleCases(t, []ruleCase{
 		{"path relative", head + "path = \"app\" # <-\nproxy_pass = \"http://app\"\n", "http[0].location[0].path", "must start with /"},
 		{"exact path relative", head + "path = \"= app\" # <-\nproxy_pass = \"http://app\"\n", "http[0].location[0].path", "must start with /"},
+		{"nginx ^~ modifier", head + "path = \"^~ /static\" # <-\nproxy_pass = \"http://app\"\n", "http[0].location[0].path", `"^~" modifier is not supported`},
+		{"regex empty", head + "path = \"~* \" # <-\nproxy_pass = \"http://app\"\n", "http[0].location[0].path", "empty regex"},
 		{"regex invalid", head + "path = \"~ ^/(a\" # <-\nproxy_pass = \"http://app\"\n", "http[0].location[0].path", "invalid regex"},
 		{"duplicate", head + "path = \"/a\"\nproxy_pass = \"http://app\"\n[[http.location]]\npath = \"/a\" # <-\nproxy_pass = \"http://app\"\n", "http[0].location[1].path", `duplicate location "/a"`},
 		{"proxy_pass and root", head[:len(head)-1] + " # <-\npath = \"/\"\nproxy_pass = \"http://app\"\nroot = \"/srv\"\n", "http[0].location[0]", "cannot both be set"},
