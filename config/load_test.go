@@ -404,6 +404,7 @@ root = "/srv/www"
 [[http.location]]
 path = "~^/api/v[0-9]+/"
 proxy_pass = "http://app"
+proxy_set_header = { Host = "${host}:$server_port", X-Forwarded-For = "$proxy_add_x_forwarded_for", X-Client = "$remote_addr:$remote_port $scheme $request_uri $uri", X-Agent = "$http_user_agent", X-Session = "$cookie_JSESSIONID", X-Empty = "" }
 [[vrrp]]
 name = "VI_1"
 interface = "eth0"

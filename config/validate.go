@@ -212,6 +212,8 @@ func (v *validator) upstream(name string, u *Upstream) {
 	}
 	if u.Hash != "" && u.Balance != "hash" {
 		v.fail(path+".hash", "only used with balance = \"hash\"")
+	} else if u.Hash != "" {
+		v.checkTemplate(path+".hash", "key", u.Hash)
 	}
 	if *u.Keepalive < 0 {
 		v.fail(path+".keepalive", "must be >= 0")
@@ -511,6 +513,8 @@ func (v *validator) location(path string, l *Location, seen map[string]bool) {
 		}
 		if strings.ContainsAny(l.ProxySetHeader[name], "\r\n\x00") {
 			v.fail(path+".proxy_set_header", "value of %s must not contain CR, LF or NUL", name)
+		} else {
+			v.checkTemplate(path+".proxy_set_header", name, l.ProxySetHeader[name])
 		}
 	}
 	off := false
