@@ -79,6 +79,8 @@ type instance struct {
 	scripts  *scriptSet
 	notify   *notifier
 	stopped  bool
+	// lastOpenErr keeps a failing socket from logging every poll.
+	lastOpenErr string
 
 	mu     sync.Mutex
 	status InstanceStatus
@@ -226,6 +228,7 @@ func (in *instance) openConn() {
 		return
 	}
 	in.conn, in.src = conn, src
+	in.lastOpenErr = ""
 	in.gen++
 	in.policy.Own = src
 	in.fsm.cfg.Primary = src
@@ -241,8 +244,13 @@ func (in *instance) openConn() {
 	}()
 }
 
+// socketFault holds the instance in FAULT while its socket cannot be
+// opened; it is retried at every link poll, logged once per new error.
 func (in *instance) socketFault(err error) {
-	in.log.Error("cannot open the VRRP socket", zap.Error(err))
+	if msg := err.Error(); msg != in.lastOpenErr {
+		in.lastOpenErr = msg
+		in.log.Error("cannot open the VRRP socket: FAULT until it can", zap.Error(err))
+	}
 	in.exec(in.fsm.setTrack(in.m.now(), "socket", true, 0))
 }
 
@@ -493,6 +501,9 @@ func (in *instance) reconfigure(cfg Config) {
 		}
 		in.addVIPs()
 		in.announce(added)
+	}
+	if old.ScriptUser != cfg.ScriptUser {
+		in.scripts.stop() // restarted below as the new user
 	}
 	in.scripts.apply(cfg.Scripts)
 	in.pollLinks(false)

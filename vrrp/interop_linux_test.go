@@ -127,25 +127,32 @@ func TestLabKeepalivedInterop(t *testing.T) {
 func TestLabTsharkDecodesAdverts(t *testing.T) {
 	testutil.RequireCommand(t, "tshark")
 	for _, tc := range []struct {
-		name string
-		cfg  func(vrrp.Config) vrrp.Config
-		want []string
+		name     string
+		cfg      func(vrrp.Config) vrrp.Config
+		want     []string
+		announce []string // tshark filter, fields, and the lines wanted
 	}{
 		{"v2 auth", func(c vrrp.Config) vrrp.Config {
 			c.Version, c.AdvertInterval, c.AuthPass = 2, time.Second, "secret"
 			c.StartAsMaster = true // master after one 1s interval, within the capture
 			return c
-		}, []string{"Version 2", "Simple Text Authentication", "secret", "192.0.2.50"}},
-		{"v3 IPv4", func(c vrrp.Config) vrrp.Config { return c }, []string{"Version 3", "192.0.2.50"}},
+		}, []string{"Version 2", "Simple Text Authentication", "secret", "192.0.2.50"}, nil},
+		{"v3 IPv4", func(c vrrp.Config) vrrp.Config { return c }, []string{"Version 3", "192.0.2.50"},
+			// Gratuitous ARP as a request and as a reply, both from the master's MAC.
+			[]string{"arp.src.proto_ipv4 == 192.0.2.50 && arp.dst.proto_ipv4 == 192.0.2.50", "arp.opcode,arp.src.hw_mac,eth.dst",
+				"1\t02:00:00:00:00:01\tff:ff:ff:ff:ff:ff", "2\t02:00:00:00:00:01\tff:ff:ff:ff:ff:ff"}},
 		{"v3 IPv6", func(c vrrp.Config) vrrp.Config {
 			c.Family, c.VIPs = 6, []vrrp.VIP{{Prefix: netip.PrefixFrom(vip6, 64)}}
 			return c
-		}, []string{"Version 3", "2001:db8::50"}},
+		}, []string{"Version 3", "2001:db8::50"},
+			// Unsolicited NA to all nodes, Override set, target link-layer address.
+			[]string{"icmpv6.type == 136", "ipv6.dst,icmpv6.nd.na.flag.o,icmpv6.nd.na.target_address,icmpv6.opt.linkaddr",
+				"ff02::1\t1\t2001:db8::50\t02:00:00:00:00:01"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lab := netlab.New(t, netlab.Options{Hosts: 2})
 			pcap := filepath.Join(t.TempDir(), "vrrp.pcap")
-			cap := lab.Hosts[1].Start(t, "tshark", "-q", "-i", "eth0", "-f", "ip proto 112 or ip6 proto 112", "-w", pcap, "-a", "duration:3")
+			cap := lab.Hosts[1].Start(t, "tshark", "-q", "-i", "eth0", "-f", "ip proto 112 or ip6 proto 112 or arp or icmp6", "-w", pcap, "-a", "duration:3")
 			time.Sleep(700 * time.Millisecond) // let the capture start
 			startNode(t, lab.Hosts[0], tc.cfg(fastConfig(200)))
 			if err := cap.Wait(10 * time.Second); err != nil {
@@ -172,6 +179,19 @@ func TestLabTsharkDecodesAdverts(t *testing.T) {
 			}
 			if !regexp.MustCompile(`(?i)\[correct\]|Checksum Status: Good`).MatchString(out) {
 				t.Errorf("tshark did not verify the checksum:\n%.3000s", out)
+			}
+			if tc.announce == nil {
+				return
+			}
+			args := []string{"-r", pcap, "-Y", tc.announce[0], "-T", "fields"}
+			for _, f := range strings.Split(tc.announce[1], ",") {
+				args = append(args, "-e", f)
+			}
+			out = lab.Hosts[1].MustRun(t, "tshark", args...)
+			for _, want := range tc.announce[2:] {
+				if !strings.Contains(out, want) {
+					t.Errorf("announcements lack %q:\n%s", want, out)
+				}
 			}
 		})
 	}

@@ -91,12 +91,13 @@ type fakeOS struct {
 	mu    sync.Mutex
 	down  bool
 	vips  map[netip.Prefix]time.Duration
+	devs  map[netip.Prefix]string // device each VIP is on
 	opens int
 	garps int
 }
 
 func newFakeOS(n *fakeNet, addr string) *fakeOS {
-	return &fakeOS{net: n, addr: netip.MustParseAddr(addr), vips: map[netip.Prefix]time.Duration{}}
+	return &fakeOS{net: n, addr: netip.MustParseAddr(addr), vips: map[netip.Prefix]time.Duration{}, devs: map[netip.Prefix]string{}}
 }
 
 func (o *fakeOS) linkUp() bool { o.mu.Lock(); defer o.mu.Unlock(); return !o.down }
@@ -117,10 +118,11 @@ func (o *fakeOS) Open(ifname string, family int, src netip.Addr, unicast bool) (
 func (o *fakeOS) PrimaryAddr(string, int, []netip.Addr) (netip.Addr, error) { return o.addr, nil }
 func (o *fakeOS) LinkUp(string) bool                                        { return o.linkUp() }
 
-func (o *fakeOS) AddVIP(_ string, p netip.Prefix, life time.Duration) error {
+func (o *fakeOS) AddVIP(dev string, p netip.Prefix, life time.Duration) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.vips[p] = life
+	o.devs[p] = dev
 	return nil
 }
 
@@ -536,5 +538,27 @@ func TestRunScriptAsUser(t *testing.T) {
 	os.Chmod(script, 0o777)
 	if err := runScript(ctx, script+" nobody", nil, "nobody"); err == nil {
 		t.Fatal("a world-writable script ran")
+	}
+}
+
+func TestManagerVIPDevicesLifetimeAndGARP(t *testing.T) {
+	n := &fakeNet{}
+	cfg := testConfig(200)
+	other := netip.MustParsePrefix("192.0.2.7/32")
+	cfg.VIPs = append(cfg.VIPs, VIP{Prefix: other, Device: "eth1"})
+	cfg.VIPLifetime = 3 * time.Second
+	cfg.GARPMasterRepeat = 3
+	a := startTestNode(t, n, "192.0.2.1", cfg)
+	eventually(t, time.Second, "MASTER", func() bool { return a.state() == "MASTER" })
+	a.os.mu.Lock()
+	defer a.os.mu.Unlock()
+	if a.os.devs[testVIP] != "eth0" || a.os.devs[other] != "eth1" {
+		t.Errorf("VIP devices %v, want the instance's interface and the dev form's eth1", a.os.devs)
+	}
+	if a.os.vips[testVIP] != 3*time.Second {
+		t.Errorf("VIP lifetime %v, want 3s", a.os.vips[testVIP])
+	}
+	if a.os.garps != 6 {
+		t.Errorf("%d announcements, want 3 per VIP", a.os.garps)
 	}
 }

@@ -190,7 +190,11 @@ func (c *conn6) Read(b []byte) (int, received, error) {
 
 func (c *conn6) Write(b []byte, dst netip.Addr) error {
 	cm := &ipv6.ControlMessage{Src: c.src.AsSlice(), IfIndex: c.ifi.Index, HopLimit: 255}
-	_, err := c.pc.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice(), Zone: c.ifi.Name})
+	to := &net.IPAddr{IP: dst.AsSlice()}
+	if dst.IsLinkLocalUnicast() || dst.IsLinkLocalMulticast() {
+		to.Zone = c.ifi.Name
+	}
+	_, err := c.pc.WriteTo(b, cm, to)
 	return err
 }
 
