@@ -33,7 +33,25 @@ func Load(path string) (*Config, error) {
 func Parse(data []byte, path string) (*Config, error) {
 	cfg := &Config{Path: path}
 	pos := scanPositions(data)
-	md, err := toml.Decode(string(data), cfg)
+	// The decoder stops at the first value of a wrong type. A first pass
+	// over the generic document finds all of them; the values in question
+	// are dropped so the rest decodes and is validated too.
+	var typeProblems []*Problem
+	var raw map[string]any
+	if _, err := toml.Decode(string(data), &raw); err != nil {
+		return nil, &Problems{List: []error{decodeProblem(err, path)}}
+	}
+	checkTypes(raw, reflect.TypeOf(cfg).Elem(), "", func(key, msg string) {
+		typeProblems = append(typeProblems, &Problem{File: path, Line: pos.line(key), Key: key, Message: msg})
+	})
+	source := string(data)
+	if len(typeProblems) > 0 {
+		var buf strings.Builder
+		if err := toml.NewEncoder(&buf).Encode(raw); err == nil {
+			source = buf.String()
+		}
+	}
+	md, err := toml.Decode(source, cfg)
 	if err != nil {
 		p := decodeProblem(err, path)
 		// The decoder names keys without array indices; the scanner knows
@@ -46,6 +64,9 @@ func Parse(data []byte, path string) (*Config, error) {
 		return nil, &Problems{List: []error{p}}
 	}
 	var errs *multierror.Error
+	for _, p := range typeProblems {
+		errs = multierror.Append(errs, p)
+	}
 	seen := map[string]int{}
 	undecoded := md.Undecoded()
 	unknownTables := map[string]bool{}
@@ -70,7 +91,7 @@ func Parse(data []byte, path string) (*Config, error) {
 	})
 	cfg.applyDefaults()
 	cfg.pos = pos
-	v := &validator{cfg: cfg, errs: errs, pos: pos}
+	v := &validator{cfg: cfg, errs: errs, pos: pos, typeProblems: typeProblems}
 	v.validate()
 	if err := v.errs.ErrorOrNil(); err != nil {
 		return nil, problems(err)

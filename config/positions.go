@@ -112,6 +112,9 @@ func (p *positions) line(path string) int {
 		if l, ok := p.lines[path]; ok {
 			return l
 		}
+		if occ := p.occurrences[path]; len(occ) > 0 {
+			return occ[0].line // "a.b" written as [[a.b]]: its first element
+		}
 		switch {
 		case strings.HasSuffix(path, "]") && strings.Contains(path, "["):
 			path = path[:strings.LastIndex(path, "[")]

@@ -62,8 +62,12 @@ func tomlTypeName(v any) string {
 		return "a string"
 	case []any:
 		return "an array"
+	case []map[string]any:
+		return "an array of tables ([[...]])"
 	case map[string]any:
 		return "a table"
+	case time.Time:
+		return "a date or time"
 	}
 	return fmt.Sprintf("%T", v)
 }

@@ -18,6 +18,9 @@ type validator struct {
 	cfg  *Config
 	errs *multierror.Error
 	pos  *positions
+	// typeProblems are the values dropped for their type; problems that
+	// follow from the drop are not reported again.
+	typeProblems []*Problem
 
 	listens []listenClaim
 	// httpByListen is, per canonical listen address, the [[http]] blocks
@@ -40,7 +43,20 @@ func (v *validator) problem(path, format string, args ...any) *Problem {
 }
 
 func (v *validator) fail(path, format string, args ...any) {
+	for _, tp := range v.typeProblems {
+		if related(path, tp.Key) {
+			return // a consequence of the value dropped for its type
+		}
+	}
 	v.errs = multierror.Append(v.errs, v.problem(path, format, args...))
+}
+
+// related tells whether one key path is the other or inside it.
+func related(a, b string) bool {
+	inside := func(x, y string) bool {
+		return x == y || strings.HasPrefix(x, y) && (x[len(y)] == '.' || x[len(y)] == '[')
+	}
+	return inside(a, b) || inside(b, a)
 }
 
 func (v *validator) warn(path, format string, args ...any) {

@@ -316,6 +316,57 @@ func TestUnknownKeys(t *testing.T) {
 
 func v0(extra string) string { return vrrpHead + extra }
 
+// TestTypeErrors: a value of the wrong TOML type is reported with its key
+// path like any other problem (the decoder alone would stop at the first).
+func TestTypeErrors(t *testing.T) {
+	runRuleCases(t, []ruleCase{
+		{"integer where a string goes", "[global]\nlog_level = 3 # <-\n", "global.log_level", "must be a string, not an integer"},
+		{"string where an integer goes", upApp + "[[upstream.app.server]]\naddress = \"127.0.0.2:8080\"\nweight = \"3\" # <-\n", "upstream.app.server[1].weight", "must be an integer, not a string"},
+		{"float where an integer goes", "[upstream.app]\nkeepalive = 1.5 # <-\n[[upstream.app.server]]\naddress = \"127.0.0.1:1\"\n", "upstream.app.keepalive", "must be an integer, not a float"},
+		{"string where a boolean goes", upApp + "backup = \"yes\" # <-\n", "upstream.app.server[0].backup", "must be a boolean, not a string"},
+		{"date where a string goes", "[global]\nadmin_listen = 1979-05-27 # <-\n", "global.admin_listen", "must be a string, not a date or time"},
+		{"string where an array goes", upApp + "[[http]]\nlisten = \"0.0.0.0:80\" # <-\n[[http.location]]\npath = \"/\"\nproxy_pass = \"http://app\"\n", "http[0].listen", "must be an array, not a string"},
+		{"integer in an array of strings", upApp + "[[http]]\nlisten = [\"127.0.0.1:80\", 8080] # <-\n[[http.location]]\npath = \"/\"\nproxy_pass = \"http://app\"\n", "http[0].listen[1]", "must be a string, not an integer"},
+		{"string where a table goes", "http = \"on\" # <-\n", "http", "must be an array, not a string"},
+		{"array of tables where a table goes", "[[upstream.app]] # <-\n", "upstream.app", "must be a table, not an array of tables"},
+		{"table where a string goes", "[global.log_level] # <-\n", "global.log_level", "must be a string, not a table"},
+		{"header value not a string", upApp + "[[http]]\nlisten = [\"127.0.0.1:80\"]\n[[http.location]]\npath = \"/\"\nproxy_pass = \"http://app\"\nproxy_set_header = { X-Port = 80 } # <-\n", "http[0].location[0].proxy_set_header.X-Port", "must be a string, not an integer"},
+	})
+}
+
+// TestTypeErrorsAllReported: several wrong types and other mistakes in one
+// file all come out together.
+func TestTypeErrorsAllReported(t *testing.T) {
+	file := upApp + `weight = "3"
+[[http]]
+listen = ["127.0.0.1:80"]
+keepalive_timeout = 75
+[[http.location]]
+path = "/"
+proxy_pass = "http://ap"
+proxy_buffering = "off"
+[[vrrp]]
+name = "VI_1"
+interface = "eth0"
+virtual_router_id = "51"
+priority = 300
+virtual_ipaddress = ["192.0.2.100/24"]
+nopreempt = true
+`
+	_, err := Parse([]byte(file), "f.toml")
+	var keys []string
+	for _, p := range problemList(t, err) {
+		keys = append(keys, p.Key)
+	}
+	want := []string{
+		"upstream.app.server[0].weight", "http[0].keepalive_timeout", "http[0].location[0].proxy_pass",
+		"http[0].location[0].proxy_buffering", "vrrp[0].virtual_router_id", "vrrp[0].priority", "vrrp[0].nopreempt",
+	}
+	if strings.Join(keys, " ") != strings.Join(want, " ") {
+		t.Errorf("problems at\n %q\nwant\n %q\n%v", keys, want, err)
+	}
+}
+
 // TestDecodeErrors: mistakes the TOML decoder stops at (syntax, types)
 // still come as one Problem with the line.
 func TestDecodeErrors(t *testing.T) {
@@ -326,11 +377,6 @@ func TestDecodeErrors(t *testing.T) {
 		{"missing value", "[global]\n\nlog_level =\n", "", "expected value"},
 		{"duplicate key", "[global]\nlog_level = \"info\"\nlog_level = \"debug\" # <-\n", "", "already been defined"},
 		{"bad table header", "[global\nlog_level = \"info\" # <-\n", "", ""},
-		{"integer where a string goes", "[global]\nlog_level = 3 # <-\n", "global.log_level", "must be a string, not an integer"},
-		{"string where an integer goes", upApp + "[[upstream.app.server]]\naddress = \"127.0.0.1:2\"\nweight = \"3\" # <-\n", "upstream.app.server[1].weight", "must be an integer, not a string"},
-		{"float where an integer goes", "[upstream.app]\nkeepalive = 1.5 # <-\n", "upstream.app.keepalive", "must be an integer, not a float"},
-		{"string where an array goes", "[[http]]\nlisten = \"0.0.0.0:80\" # <-\n", "http[0].listen", "must be an array, not a string"},
-		{"array of tables where a table goes", "[[upstream.app]] # <-\n", "upstream.app[0]", "must be a table, not an array of tables"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
