@@ -819,6 +819,19 @@ func (v *validator) vrrp(path string, r *VRRP, identities, names map[string]stri
 		}
 		r.UnicastPeers = append(r.UnicastPeers, a)
 	}
+	// A VIP comes and goes with the MASTER role; a node's own address must
+	// not (keepalived's "address owner" with priority 255 is not supported).
+	for _, vip := range r.VIPs {
+		a := vip.Prefix.Addr()
+		if a == r.SourceIP {
+			v.fail(path+".mcast_src_ip", "%s is also a VIP; the source must be the node's own address", a)
+		}
+		for i, peer := range r.UnicastPeer {
+			if pa, err := netip.ParseAddr(peer); err == nil && pa == a {
+				v.fail(fmt.Sprintf("%s.unicast_peer[%d]", path, i), "%s is also a VIP; list the peers' own addresses", a)
+			}
+		}
+	}
 	if r.Interface != "" && r.VirtualRouterID > 0 && r.Family != 0 {
 		id := fmt.Sprintf("%s/%d/IPv%d", r.Interface, r.VirtualRouterID, r.Family)
 		if prev, dup := identities[id]; dup {

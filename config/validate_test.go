@@ -270,6 +270,8 @@ func TestValidateVRRP(t *testing.T) {
 		{"unicast_peer family", v("unicast_peer = [\"2001:db8::2\"] # <-\n"), "vrrp[0].unicast_peer[0]", "address family differs"},
 		{"unicast_peer self", v("mcast_src_ip = \"192.0.2.1\"\nunicast_peer = [\"192.0.2.1\"] # <-\n"), "vrrp[0].unicast_peer[0]", "own mcast_src_ip"},
 		{"unicast_peer twice", v("unicast_peer = [\"192.0.2.2\", \"192.0.2.2\"] # <-\n"), "vrrp[0].unicast_peer[1]", "listed twice"},
+		{"mcast_src_ip is a VIP", v("mcast_src_ip = \"192.0.2.100\" # <-\n"), "vrrp[0].mcast_src_ip", "192.0.2.100 is also a VIP"},
+		{"unicast_peer is a VIP", v("unicast_peer = [\"192.0.2.2\", \"192.0.2.100\"] # <-\n"), "vrrp[0].unicast_peer[1]", "192.0.2.100 is also a VIP"},
 		{"same router twice", v("") + "[[vrrp]]\nname = \"VI_2\"\ninterface = \"eth0\"\nvirtual_router_id = 51 # <-\nvirtual_ipaddress = [\"192.0.2.101/24\"]\n", "vrrp[1].virtual_router_id", "vrrp[0] already uses virtual_router_id 51 on eth0 for IPv4"},
 		{"garp_master_repeat", v("garp_master_repeat = -1 # <-\n"), "vrrp[0].garp_master_repeat", "must be >= 0"},
 		{"vip_lifetime syntax", v("vip_lifetime = \"forever\" # <-\n"), "vrrp[0].vip_lifetime", `must be "auto" or a duration`},
