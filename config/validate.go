@@ -770,6 +770,14 @@ func (v *validator) vrrp(path string, r *VRRP, identities, names map[string]stri
 			v.fail(vp, "%s is not a unicast address", addr)
 			continue
 		}
+		if addr.Is4() && vip.Prefix.Bits() < 31 {
+			network := vip.Prefix.Masked().Addr()
+			broadcast := lastAddr(vip.Prefix)
+			if addr == network || addr == broadcast {
+				v.fail(vp, "%s is the network or broadcast address of %s; a VIP needs a host address (\"192.0.2.100/24\")", addr, vip.Prefix.Masked())
+				continue
+			}
+		}
 		if prev, dup := v.vips[addr]; dup {
 			v.fail(vp, "%s is already a VIP of %s", addr, prev)
 			continue
@@ -927,4 +935,13 @@ func checkInterfaceName(name string) error {
 		return fmt.Errorf("invalid interface name %q", name)
 	}
 	return nil
+}
+
+// lastAddr is the highest address of an IPv4 prefix (its broadcast address).
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	host := uint32(1)<<(32-p.Bits()) - 1
+	n := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	n |= host
+	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
 }
