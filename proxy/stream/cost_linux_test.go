@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,17 +24,22 @@ import (
 // clients and servers.
 const childEnv = "VIPGATE_STREAM_TEST_CHILD"
 
-// runChild serves [[stream]] listen=127.0.0.1:0 -> $VIPGATE_STREAM_TEST_CHILD
-// with PROXY v2 out, prints "ready ADDR", then answers "gc" on stdin (a
-// collection, so Go's pool of splice pipes is emptied) with "ok" until
-// stdin closes.
+// runChild serves [[stream]] listen = $..._LISTEN (default 127.0.0.1:0),
+// proxy_pass = $VIPGATE_STREAM_TEST_CHILD, with the extra keys of
+// $..._EXTRA, prints "ready ADDR", then answers each line on stdin with a
+// collection (so Go's pool of splice pipes is emptied) and "ok STATS",
+// until stdin closes. Benchmarks run it as a proxy process of its own.
 func runChild() {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	listen := os.Getenv(childEnv + "_LISTEN")
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
-	conf := streamConf(ln.Addr().String(), os.Getenv(childEnv), `proxy_protocol = "v2"`, "")
+	conf := streamConf(ln.Addr().String(), os.Getenv(childEnv), os.Getenv(childEnv+"_EXTRA"), "")
 	cfg, err := config.Parse([]byte(conf), "child.toml")
 	if err != nil {
 		fmt.Println("error", err)
@@ -54,6 +60,12 @@ func runChild() {
 			go h.ServeConn(c)
 		}
 	}()
+	if path := os.Getenv(childEnv + "_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
 	fmt.Println("ready", ln.Addr())
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
@@ -106,7 +118,7 @@ func TestIdleStreamCost(t *testing.T) {
 		io.CopyBuffer(c, r, make([]byte, 512))
 	})
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+be.addr, "GOMAXPROCS=1")
+	cmd.Env = append(os.Environ(), childEnv+"="+be.addr, childEnv+`_EXTRA=proxy_protocol = "v2"`, "GOMAXPROCS=1")
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr

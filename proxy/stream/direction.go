@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"syscall"
 	"time"
 
@@ -17,9 +18,9 @@ import (
 // whole session is aborted).
 //
 // Between bursts it waits for src to become readable without holding
-// anything but its goroutine, then splices exactly the bytes the kernel
-// has queued (SIOCINQ), so Go's splice never parks on an empty socket with
-// a pipe in hand. Idle limits cost no per-byte work: the read deadline is
+// anything but its goroutine (no buffer, no pipe). Small reads are copied;
+// bulk transfers splice exactly the bytes the kernel has queued, so Go's
+// splice never parks on an empty socket with a pipe in hand. Idle limits cost no per-byte work: the read deadline is
 // only moved when it fires (to the session's last activity plus
 // proxy_timeout), and the write deadline is refreshed when half of it is
 // used up.
@@ -33,8 +34,11 @@ type direction struct {
 	// Fast path: both sockets are *net.TCPConn.
 	srcTCP, dstTCP *net.TCPConn
 	raw            syscall.RawConn
-	avail          int   // bytes queued on src, found by check
-	checkErr       error // socket error found by check
+	bulk           bool    // the last round filled a buffer: splice
+	avail          int     // bulk: bytes queued on src (up to peekLimit), found by check
+	buf            *[]byte // not bulk: pooled buffer holding what check read
+	copied         int     // not bulk: bytes check read into buf
+	checkErr       error   // socket error found by check
 	check          func(fd uintptr) bool
 	lr             io.LimitedReader
 
@@ -61,7 +65,7 @@ func (d *direction) run() {
 	defer d.ss.directionDone()
 	var err error
 	if d.raw != nil {
-		err = d.spliceLoop()
+		err = d.rawLoop()
 	} else {
 		err = d.copyLoop()
 	}
@@ -116,10 +120,15 @@ func (e *sideError) Unwrap() error { return e.err }
 
 var errIdle = errors.New("proxy_timeout: no data either way")
 
-// spliceLoop is the zero-copy path.
-func (d *direction) spliceLoop() error {
+// rawLoop is the path between two TCP sockets. Small reads are copied
+// through a pooled buffer (recv and send: fewer and cheaper system calls
+// than a readiness check and two splices, which is what MQTT traffic and
+// short connections are made of); once a read fills the buffer the
+// direction is bulk and moves to splice, the kernel's zero-copy path,
+// until a round finds less than a buffer's worth queued.
+func (d *direction) rawLoop() error {
 	for {
-		d.avail, d.checkErr = 0, nil
+		d.avail, d.copied, d.checkErr = 0, 0, nil
 		if err := d.raw.Read(d.check); err != nil {
 			if isTimeout(err) {
 				if idleErr := d.idleExpired(); idleErr != nil {
@@ -132,58 +141,135 @@ func (d *direction) spliceLoop() error {
 		if d.checkErr != nil {
 			return &sideError{err: d.checkErr}
 		}
-		if d.avail == 0 {
+		if d.bulk {
+			if d.avail == 0 {
+				return nil // EOF
+			}
+			if err := d.splice(); err != nil {
+				return err
+			}
+			d.bulk = d.avail >= copyBufSize
+			continue
+		}
+		if d.copied == 0 {
 			return nil // EOF
 		}
 		d.refreshWriteDeadline()
-		d.lr.N = int64(d.avail)
-		n, err := d.dstTCP.ReadFrom(&d.lr)
-		d.count(n)
+		n, err := d.dstTCP.Write((*d.buf)[:d.copied])
+		d.count(int64(n))
+		d.bulk = d.copied == copyBufSize
+		d.releaseBuf()
 		if err != nil {
-			if isTimeout(err) && time.Since(d.ss.start) >= d.readDeadline {
-				// The read deadline is only moved when it fires, so it can
-				// fire in the middle of a busy transfer: that is not idleness.
-				if idleErr := d.idleExpired(); idleErr != nil {
-					return idleErr
-				}
-				continue
-			}
-			// ReadFrom does not say which socket failed. The bytes were
-			// queued on src when it started, so blame the destination.
 			return &sideError{write: true, err: err}
 		}
 	}
 }
 
-// readable is the RawConn.Read callback: true once src has bytes queued,
-// is at EOF (avail 0), or has an error; false (wait) while it has nothing.
-func (d *direction) readable(fd uintptr) bool {
+// splice moves the d.avail bytes queued on src to dst without copying.
+func (d *direction) splice() error {
 	for {
-		n, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
-		if err != nil {
-			d.checkErr = err
-			return true
+		d.refreshWriteDeadline()
+		d.lr.N = int64(d.avail)
+		n, err := d.dstTCP.ReadFrom(&d.lr)
+		d.count(n)
+		if err == nil {
+			return nil
 		}
-		if n > 0 {
-			d.avail = n
-			return true
+		if isTimeout(err) && time.Since(d.ss.start) >= d.readDeadline {
+			// The read deadline is only moved when it fires, so it can
+			// fire in the middle of a busy transfer: that is not idleness.
+			if idleErr := d.idleExpired(); idleErr != nil {
+				return idleErr
+			}
+			d.avail -= int(n)
+			if d.avail > 0 {
+				continue
+			}
+			return nil
 		}
-		var b [1]byte
-		m, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		// ReadFrom does not say which socket failed. The bytes were
+		// queued on src when it started, so blame the destination.
+		return &sideError{write: true, err: err}
+	}
+}
+
+// readable is the RawConn.Read callback: true once src has bytes (read
+// into the buffer, or counted for a bulk direction), is at EOF, or has an
+// error; false (wait) while it has nothing. A buffer is taken from the
+// pool only for a read and given back at once when there was nothing to
+// read, so an idle direction holds none.
+func (d *direction) readable(fd uintptr) bool {
+	if d.bulk {
+		return d.peek(fd)
+	}
+	if d.buf == nil {
+		d.buf = copyBufPool.Get().(*[]byte)
+	}
+	for {
+		n, err := unix.Read(int(fd), *d.buf)
 		switch {
+		case err == nil:
+			d.copied = n
+			if n == 0 {
+				d.releaseBuf()
+			}
+			return true
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
+			d.releaseBuf()
 			return false
-		case err != nil:
+		default:
+			d.releaseBuf()
 			d.checkErr = err
 			return true
-		case m == 0:
-			return true // EOF
 		}
-		// Bytes arrived between the two calls: count them again.
 	}
 }
+
+func (d *direction) releaseBuf() {
+	if d.buf != nil {
+		copyBufPool.Put(d.buf)
+		d.buf = nil
+	}
+}
+
+// copyBufSize is the most a direction copies in one round; a read that
+// fills it makes the direction bulk (spliced).
+const copyBufSize = 16 << 10
+
+var copyBufPool = sync.Pool{New: func() any {
+	b := make([]byte, copyBufSize)
+	return &b
+}}
+
+// peek counts the bytes queued on src for a bulk direction. One
+// recv(MSG_PEEK|MSG_TRUNC) tells data, EOF and nothing apart: on TCP,
+// MSG_TRUNC with MSG_PEEK counts the queued bytes (up to len) without
+// copying them (tcp(7)), so no buffer is passed; 0 means EOF and EAGAIN
+// means wait.
+func (d *direction) peek(fd uintptr) bool {
+	for {
+		n, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, 0, peekLimit,
+			unix.MSG_PEEK|unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case 0:
+			d.avail = int(n)
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		default:
+			d.checkErr = errno
+			return true
+		}
+	}
+}
+
+// peekLimit bounds one splice round: more than a socket queues by default,
+// and what is left is spliced on the next round.
+const peekLimit = 4 << 20
 
 // copyLoop is the fallback for connections that are not plain TCP sockets.
 func (d *direction) copyLoop() error {

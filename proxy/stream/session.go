@@ -345,6 +345,10 @@ func addrPort(a net.Addr) netip.AddrPort {
 	return ap
 }
 
+// setSocketOptions applies so_keepalive and tcp_nodelay to the client's
+// socket with as few system calls as possible (a short connection's budget
+// is a few dozen): SO_KEEPALIVE alone, keeping whatever timers the listener
+// set, and TCP_NODELAY only when turned off (Go sets it on every socket).
 func setSocketOptions(c *net.TCPConn, keepalive, nodelay bool) {
 	if keepalive {
 		_ = c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1})
