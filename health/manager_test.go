@@ -77,7 +77,7 @@ func build(t *testing.T, tab *balancer.Table, addrs ...string) *balancer.Upstrea
 }
 
 func httpSpec(interval time.Duration) CheckSpec {
-	return CheckSpec{Type: "http", Path: "/", Interval: interval, Timeout: 150 * time.Millisecond, Rise: 2, Fall: 3}
+	return CheckSpec{Type: "http", Path: "/", Interval: interval, Timeout: 500 * time.Millisecond, Rise: 2, Fall: 3}
 }
 
 func TestStalledBackendIsMarkedDownBeforeAnyRequest(t *testing.T) {
@@ -88,9 +88,10 @@ func TestStalledBackendIsMarkedDownBeforeAnyRequest(t *testing.T) {
 	m := NewManager(zaptest.NewLogger(t))
 	defer m.Stop()
 
-	// The interval is long: only the first check can be what finds it.
-	m.Apply(map[string]UpstreamChecks{"app": {Spec: httpSpec(2 * time.Second), Servers: u.Servers()}})
-	e := waitEvent(t, ev, stalled.address()+" unhealthy", 200*time.Millisecond+150*time.Millisecond+300*time.Millisecond)
+	// The interval is long: only the first check (after at most a tenth of
+	// the interval, then its 500ms timeout) can be what finds it.
+	m.Apply(map[string]UpstreamChecks{"app": {Spec: httpSpec(10 * time.Second), Servers: u.Servers()}})
+	e := waitEvent(t, ev, stalled.address()+" unhealthy", 3*time.Second)
 	if !strings.Contains(e, "first health check failed") || !strings.Contains(e, "deadline exceeded") {
 		t.Errorf("event %q, want the first check's timeout as reason", e)
 	}
@@ -122,7 +123,7 @@ func TestFlappingBackendNeedsRiseAndFall(t *testing.T) {
 
 	b.status.Store(503)
 	before := b.hits.Load()
-	e := waitEvent(t, ev, b.address()+" unhealthy", 2*time.Second)
+	e := waitEvent(t, ev, b.address()+" unhealthy", 5*time.Second)
 	if n := b.hits.Load() - before; n < 3 {
 		t.Errorf("marked unhealthy after %d failed checks, want fall = 3", n)
 	}
@@ -132,7 +133,7 @@ func TestFlappingBackendNeedsRiseAndFall(t *testing.T) {
 
 	b.status.Store(200)
 	before = b.hits.Load()
-	e = waitEvent(t, ev, b.address()+" up", 2*time.Second)
+	e = waitEvent(t, ev, b.address()+" up", 5*time.Second)
 	if n := b.hits.Load() - before; n < 2 {
 		t.Errorf("marked up after %d passed checks, want rise = 2", n)
 	}
@@ -161,7 +162,7 @@ func TestApplyKeepsUnchangedChecksAcrossReloads(t *testing.T) {
 	defer m.Stop()
 	spec := httpSpec(20 * time.Millisecond)
 	m.Apply(map[string]UpstreamChecks{"app": {Spec: spec, Servers: gen1.Servers()[:1]}})
-	waitEvent(t, ev, b.address()+" unhealthy: first health check failed", time.Second)
+	waitEvent(t, ev, b.address()+" unhealthy: first health check failed", 5*time.Second)
 	key := checkKey{"app", b.address()}
 	first := m.checks[key]
 
@@ -176,7 +177,7 @@ func TestApplyKeepsUnchangedChecksAcrossReloads(t *testing.T) {
 	if first.server.Load() != gen2.Servers()[0] {
 		t.Error("the kept check still reports to the old generation's server")
 	}
-	e := waitEvent(t, ev, b.address()+" up", time.Second)
+	e := waitEvent(t, ev, b.address()+" up", 5*time.Second)
 	if !strings.Contains(e, "passed 2 times in a row") {
 		t.Errorf("after reload: %q, want rise counted by the same check", e)
 	}
@@ -191,9 +192,9 @@ func TestApplyKeepsUnchangedChecksAcrossReloads(t *testing.T) {
 
 	// Removing the health check stops it and leaves the server usable.
 	b.status.Store(503)
-	waitEvent(t, ev, b.address()+" unhealthy", time.Second)
+	waitEvent(t, ev, b.address()+" unhealthy", 5*time.Second)
 	m.Apply(map[string]UpstreamChecks{})
-	waitEvent(t, ev, b.address()+" up: active health check removed", time.Second)
+	waitEvent(t, ev, b.address()+" up: active health check removed", 5*time.Second)
 	hits := b.hits.Load()
 	time.Sleep(100 * time.Millisecond)
 	if n := b.hits.Load() - hits; n != 0 {
@@ -211,9 +212,9 @@ func TestTCPCheckThroughManager(t *testing.T) {
 	u := build(t, tab, b.address(), "127.0.0.1:1") // nothing listens on port 1
 	m := NewManager(zaptest.NewLogger(t))
 	defer m.Stop()
-	spec := CheckSpec{Type: "tcp", Interval: 50 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 1, Fall: 1}
+	spec := CheckSpec{Type: "tcp", Interval: 50 * time.Millisecond, Timeout: time.Second, Rise: 1, Fall: 1}
 	m.Apply(map[string]UpstreamChecks{"app": {Spec: spec, Servers: u.Servers()}})
-	e := waitEvent(t, ev, "127.0.0.1:1 unhealthy", time.Second)
+	e := waitEvent(t, ev, "127.0.0.1:1 unhealthy", 5*time.Second)
 	if !strings.Contains(e, "refused") {
 		t.Errorf("event %q, want connection refused", e)
 	}
@@ -221,7 +222,7 @@ func TestTCPCheckThroughManager(t *testing.T) {
 		t.Error("upstream unavailable although one server accepts connections")
 	}
 	b.srv.Close()
-	waitEvent(t, ev, b.address()+" unhealthy", time.Second)
+	waitEvent(t, ev, b.address()+" unhealthy", 5*time.Second)
 	if u.Available() {
 		t.Error("upstream available with every server refusing connections")
 	}
