@@ -148,6 +148,10 @@ func TestLabTsharkDecodesAdverts(t *testing.T) {
 			// Unsolicited NA to all nodes, Override set, target link-layer address.
 			[]string{"icmpv6.type == 136", "ipv6.dst,icmpv6.nd.na.flag.o,icmpv6.nd.na.target_address,icmpv6.opt.linkaddr",
 				"ff02::1\t1\t2001:db8::50\t02:00:00:00:00:01"}},
+		{"v3 IPv4 checksum as v2", func(c vrrp.Config) vrrp.Config {
+			c.V3ChecksumAsV2 = true
+			return c
+		}, []string{"Version 3", "192.0.2.50"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lab := netlab.New(t, netlab.Options{Hosts: 2})
@@ -158,11 +162,9 @@ func TestLabTsharkDecodesAdverts(t *testing.T) {
 			if err := cap.Wait(10 * time.Second); err != nil {
 				t.Fatalf("tshark capture: %v\n%s", err, cap.Output())
 			}
-			out, err := lab.Hosts[1].Run("tshark", "-r", pcap, "-Y", "vrrp", "-V", "-o", "vrrp.v3_checksum_as_v2:FALSE")
-			if err != nil {
-				// Older tshark lacks the preference; its default is right.
-				out, err = lab.Hosts[1].Run("tshark", "-r", pcap, "-Y", "vrrp", "-V")
-			}
+			cfg := tc.cfg(fastConfig(200))
+			asV2 := fmt.Sprintf("vrrp.v3_checksum_as_in_v2:%v", cfg.V3ChecksumAsV2)
+			out, err := lab.Hosts[1].Run("tshark", "-r", pcap, "-Y", "vrrp", "-V", "-o", asV2)
 			if err != nil {
 				t.Fatal(err)
 			}
