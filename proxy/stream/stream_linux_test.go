@@ -659,3 +659,70 @@ func TestExpandHashKey(t *testing.T) {
 		}
 	}
 }
+
+// TestBalancingUsesHeaderAddress: with accept_proxy_protocol, the client
+// address from the header (not the L4 balancer's) is the hash key: each
+// address keeps its server, and different addresses spread.
+func TestBalancingUsesHeaderAddress(t *testing.T) {
+	names := map[string]string{}
+	var bes []*backend
+	for _, name := range []string{"a", "b"} {
+		be := startBackend(t, "127.0.0.1", func(c *net.TCPConn) {
+			c.Write([]byte(name))
+		})
+		names[be.addr] = name
+		bes = append(bes, be)
+	}
+	p := newProxy(t, "127.0.0.1", func(l string) string {
+		up := strings.Replace(upstreamConf("pool", bes[0].addr, bes[1].addr), "[upstream.pool]\n", "[upstream.pool]\nbalance = \"hash\"\nhash = \"$remote_addr\"\n", 1)
+		return streamConf(l, "pool", "accept_proxy_protocol = true", up)
+	})
+	ask := func(clientIP string) string {
+		c := p.dial()
+		fmt.Fprintf(c, "PROXY TCP4 %s 192.0.2.1 4000 1883\r\n", clientIP)
+		got, err := readAllWithin(t, c, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(got)
+	}
+	seen := map[string]bool{}
+	for i := range 16 {
+		ip := fmt.Sprintf("198.51.100.%d", i+1)
+		first := ask(ip)
+		if again := ask(ip); again != first {
+			t.Errorf("client %s went to %q, then to %q", ip, first, again)
+		}
+		seen[first] = true
+	}
+	if !seen["a"] || !seen["b"] {
+		t.Errorf("16 header addresses all hashed to %v: the header address is not the key", seen)
+	}
+}
+
+// TestNonTCPClientConnUsesCopyPath: a client connection that is not a
+// *net.TCPConn (a wrapper of the listener) still works, by copying.
+func TestNonTCPClientConnUsesCopyPath(t *testing.T) {
+	be := startBackend(t, "127.0.0.1", echo)
+	p := newProxy(t, "127.0.0.1", func(l string) string { return streamConf(l, be.addr, "", "") })
+	client, proxied := net.Pipe()
+	defer client.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.cur.Load().Handler(p.listen).ServeConn(proxied)
+	}()
+	<-done // ServeConn returns once the stream runs on its own goroutines
+	client.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := client.Write([]byte("over a pipe")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 11)
+	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "over a pipe" {
+		t.Fatalf("echo through a non-TCP client conn: %q, %v", buf, err)
+	}
+	client.Close()
+	if l := p.waitLines(1)[0]; !strings.Contains(l, " TCP 200 11 11 ") {
+		t.Errorf("access line %q, want 11 bytes each way", l)
+	}
+}
