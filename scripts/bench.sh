@@ -1,0 +1,462 @@
+#!/usr/bin/env bash
+# make bench: vipgate side by side with nginx and haproxy (HTTP and TCP
+# stream), and with keepalived for VRRP failover, all measured in this one
+# run. Pinning: the proxy under test on CPU 0 (one worker, GOMAXPROCS=1),
+# backends and load generators on CPU 1. Every load is bounded in time and
+# goes to 127.0.0.1 only (the failover lab lives in its own namespaces).
+#
+#   QUICK=1 scripts/bench.sh      one repetition of 2 s (development)
+#   BENCH_ONLY="http stream failover"   sections to run (default: all)
+#   BENCH_DURATION=10             seconds per load run (default 10, QUICK 2)
+#
+# Tables go to stdout and to bench-results/<time>/ (report.txt, raw
+# records in results.tsv, logs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BIN=$ROOT/bin/vipgate
+export PATH=$PATH:/usr/local/go/bin GOTOOLCHAIN=local
+[ "$(id -u)" = 0 ] || { echo "bench: run as root (taskset, prlimit, strace, network namespaces)"; exit 1; }
+[ -x "$BIN" ] || { echo "bench: $BIN not built (make build)"; exit 1; }
+[ "$(nproc)" -ge 2 ] || { echo "bench: needs 2 CPUs (proxy on CPU 0, load on CPU 1)"; exit 1; }
+
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then REPS=1; DUR=${BENCH_DURATION:-2}; else REPS=3; DUR=${BENCH_DURATION:-10}; fi
+ONLY=${BENCH_ONLY:-http stream failover}
+HTTP_IDLE_CONNS=10000
+STREAM_IDLE_CONNS=5000
+CLK_TCK=$(getconf CLK_TCK)
+
+OUT=$ROOT/bench-results/$(date +%Y%m%d-%H%M%S)
+mkdir -p "$OUT"
+RESULTS=$OUT/results.tsv
+: >"$RESULTS"
+WORK=$(mktemp -d /tmp/vgbench.XXXXXX)
+chmod 755 "$WORK" # nginx workers (nobody) read the backend's files from here
+STARTED=()        # PIDs of every long-running process this script started
+
+cleanup() {
+  set +e
+  for pid in "${STARTED[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  sleep 0.3
+  for pid in "${STARTED[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+  cp "$WORK"/*.log "$WORK"/*.err "$OUT"/ 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Both the holder of idle connections and the proxies get 20,000 descriptors.
+ulimit -n 20000
+
+exec > >(tee "$OUT/report.txt") 2>&1
+
+log() { printf '== %s  %s\n' "$(date +%T)" "$*" >&2; }
+rec() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$RESULTS"; } # table row column value
+
+log "building benchtool"
+go build -o "$WORK/benchtool" ./scripts/benchtool
+BT=$WORK/benchtool
+
+# start NAME CPU CMD...: runs CMD pinned to CPU in the background, logs to
+# $WORK/NAME.log; the PID (taskset execs, so it is CMD's) lands in $PID.
+start() {
+  local name=$1 cpu=$2
+  shift 2
+  taskset -c "$cpu" "$@" >>"$WORK/$name.log" 2>&1 &
+  PID=$!
+  STARTED+=("$PID")
+}
+
+# stop PID: TERM, then KILL after 3 s.
+stop() {
+  local pid=$1 i
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for i in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+wait_port() { # host:port
+  local i
+  for i in $(seq 100); do
+    (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "bench: nothing listens on $1" >&2
+  return 1
+}
+
+tree() { echo "$1" $(pgrep -P "$1" || true); } # a process and its children (nginx workers)
+
+cpu_ticks() { # PID: utime+stime of it and its children, in clock ticks
+  local t=0 p v
+  for p in $(tree "$1"); do
+    v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}') || v=0
+    t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
+
+rss_kb() { # PID: VmRSS of it and its children
+  local t=0 p v
+  for p in $(tree "$1"); do
+    v=$(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null) || v=0
+    t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
+
+fd_count() { # PID [pattern]: open descriptors of it and its children (matching pattern)
+  local t=0 p
+  for p in $(tree "$1"); do
+    t=$((t + $(find "/proc/$p/fd" -mindepth 1 -printf '%l\n' 2>/dev/null | grep -c "${2:-.}" || true)))
+  done
+  echo "$t"
+}
+
+# hold ADDR N MODE NAME: opens N idle connections with benchtool hold
+# (CPU 1) and returns when they are all open; $HOLD_PID, $HOLD_OK set.
+hold() {
+  local i
+  start "$4" 1 "$BT" hold -addr "$1" -n "$2" -mode "$3" -parallel 64 -duration 3m
+  HOLD_PID=$PID
+  for i in $(seq 900); do grep -q '^ready' "$WORK/$4.log" && break; sleep 0.1; done
+  HOLD_OK=$(sed -n 's/^ready ok=\([0-9]*\).*/\1/p' "$WORK/$4.log")
+  HOLD_OK=${HOLD_OK:-0}
+  sleep 1 # let the proxy settle (lazy buffers, GC)
+}
+
+ratio_note() { echo "  (each cell: median (min-max) of $REPS run(s) of ${DUR}s; 'x nginx' divides medians)"; }
+
+# ---------------------------------------------------------------- HTTP
+bench_http() {
+  log "HTTP: backend nginx on CPU 1"
+  mkdir -p "$WORK/www"
+  head -c 65536 /dev/urandom >"$WORK/www/64k"
+  chmod -R a+rX "$WORK/www"
+  cat >"$WORK/backend.conf" <<EOF
+worker_processes 1; daemon off; pid $WORK/backend.pid; error_log $WORK/backend.err;
+worker_rlimit_nofile 20000;
+events { worker_connections 20000; }
+http {
+  access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
+  server {
+    listen 127.0.0.1:9000 backlog=4096; root $WORK/www;
+    location = /small { default_type text/plain; return 200 "hello from the backend\n"; }
+    location = /64k { }
+  }
+}
+EOF
+  start backend 1 nginx -c "$WORK/backend.conf" -p "$WORK"
+  local backend=$PID
+  wait_port 127.0.0.1:9000
+
+  cat >"$WORK/nginx-http.conf" <<EOF
+worker_processes 1; daemon off; pid $WORK/nginx-http.pid; error_log $WORK/nginx-http.err;
+worker_rlimit_nofile 20000;
+events { worker_connections 20000; }
+http {
+  access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
+  upstream be { server 127.0.0.1:9000; keepalive 64; keepalive_requests 100000000; }
+  server {
+    listen 127.0.0.1:8081 backlog=4096;
+    location / {
+      proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_buffers 16 8k; # 64 KiB responses stay in memory, no temp file
+    }
+  }
+}
+EOF
+  cat >"$WORK/haproxy-http.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 9900 # maxsock = 2 x maxconn + listeners must fit in 20,000 descriptors
+  ulimit-n 20000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 300s
+  timeout server 300s
+  timeout http-keep-alive 300s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:8082
+  default_backend be
+backend be
+  server s1 127.0.0.1:9000
+EOF
+  cat >"$WORK/vipgate-http.toml" <<EOF
+[global]
+node_name = "bench"
+pid_file = "$WORK/vipgate-http.pid"
+admin_listen = ""
+access_log = "off"
+
+[upstream.be]
+keepalive = 64
+[[upstream.be.server]]
+address = "127.0.0.1:9000"
+
+[[http]]
+listen = ["127.0.0.1:8083"]
+keepalive_timeout = "300s"
+[[http.location]]
+path = "/"
+proxy_pass = "http://be"
+EOF
+  declare -A PORT=([nginx]=8081 [haproxy]=8082 [vipgate]=8083) PROXY
+  log "HTTP: proxies on CPU 0"
+  start nginx-http 0 nginx -c "$WORK/nginx-http.conf" -p "$WORK"; PROXY[nginx]=$PID
+  start haproxy-http 0 haproxy -db -f "$WORK/haproxy-http.cfg"; PROXY[haproxy]=$PID
+  start vipgate-http 0 env GOMAXPROCS=1 "$BIN" -c "$WORK/vipgate-http.toml"; PROXY[vipgate]=$PID
+  local p
+  for p in nginx haproxy vipgate; do wait_port "127.0.0.1:${PORT[$p]}"; done
+  for p in nginx haproxy vipgate; do # warm-up: upstream pools, page cache
+    taskset -c 1 wrk -t1 -c64 -d1s "http://127.0.0.1:${PORT[$p]}/small" >/dev/null
+  done
+
+  local -a SCEN=(ka close big)
+  declare -A TITLE=(
+    [ka]="HTTP small GET, keep-alive, 64 connections"
+    [close]="HTTP small GET, new connection per request (Connection: close), 64 connections"
+    [big]="HTTP 64 KiB responses, keep-alive, 64 connections")
+  declare -A URL=([ka]=/small [close]=/small [big]=/64k)
+  local rep s c0 c1 line rps p50 p99 n errs
+  for rep in $(seq "$REPS"); do
+    for s in "${SCEN[@]}"; do
+      for p in nginx haproxy vipgate; do
+        local -a extra=()
+        [ "$s" = close ] && extra=(-H "Connection: close")
+        c0=$(cpu_ticks "${PROXY[$p]}")
+        taskset -c 1 wrk -t1 -c64 -d"${DUR}s" --latency "${extra[@]}" "http://127.0.0.1:${PORT[$p]}${URL[$s]}" >"$WORK/wrk.out" 2>&1 || true
+        cp "$WORK/wrk.out" "$WORK/wrk-$s-$p-$rep.log"
+        c1=$(cpu_ticks "${PROXY[$p]}")
+        if ! line=$("$BT" wrk <"$WORK/wrk.out"); then
+          log "wrk against $p failed:"; cat "$WORK/wrk.out" >&2; continue
+        fi
+        read -r rps p50 p99 n errs <<<"$line"
+        log "rep $rep $s $p: $rps req/s p50 ${p50}ms p99 ${p99}ms errors $errs"
+        rec "${TITLE[$s]}" "$p" "req/s" "$rps"
+        rec "${TITLE[$s]}" "$p" "p50 ms" "$p50"
+        rec "${TITLE[$s]}" "$p" "p99 ms" "$p99"
+        rec "${TITLE[$s]}" "$p" "CPU us/req" "$(awk -v a="$c0" -v b="$c1" -v n="$n" -v hz="$CLK_TCK" 'BEGIN{printf "%.2f", (b-a)*1e6/hz/n}')"
+        rec "${TITLE[$s]}" "$p" "errors" "$errs"
+      done
+    done
+  done
+
+  log "HTTP: $HTTP_IDLE_CONNS idle keep-alive client connections per proxy"
+  local t="HTTP idle keep-alive client connections ($HTTP_IDLE_CONNS, one GET each, then idle)"
+  local r0 r1 f0 f1
+  for p in nginx haproxy vipgate; do
+    r0=$(rss_kb "${PROXY[$p]}"); f0=$(fd_count "${PROXY[$p]}")
+    hold "127.0.0.1:${PORT[$p]}" "$HTTP_IDLE_CONNS" http "hold-http-$p"
+    r1=$(rss_kb "${PROXY[$p]}"); f1=$(fd_count "${PROXY[$p]}")
+    stop "$HOLD_PID"
+    log "$p: $HOLD_OK connections held, RSS $r0 -> $r1 KiB, fds $f0 -> $f1"
+    rec "$t" "$p" "connections held" "$HOLD_OK"
+    rec "$t" "$p" "RSS before KiB" "$r0"
+    rec "$t" "$p" "RSS held KiB" "$r1"
+    if [ "$HOLD_OK" -gt 0 ]; then
+      rec "$t" "$p" "KiB/conn" "$(awk -v a="$r0" -v b="$r1" -v n="$HOLD_OK" 'BEGIN{printf "%.2f", (b-a)/n}')"
+      rec "$t" "$p" "fds/conn" "$(awk -v a="$f0" -v b="$f1" -v n="$HOLD_OK" 'BEGIN{printf "%.2f", (b-a)/n}')"
+    fi
+  done
+  for p in nginx haproxy vipgate; do stop "${PROXY[$p]}"; done
+  stop "$backend"
+
+  echo
+  echo "################ HTTP (proxy on CPU 0, one worker; backend nginx + wrk -t1 on CPU 1)"
+  ratio_note
+  "$BT" report -in "$RESULTS" -table "HTTP" -noratio "errors,connections held,RSS before KiB,RSS held KiB"
+  echo "  nginx: upstream keepalive 64, proxy_http_version 1.1, Connection \"\", proxy_buffers 16 8k;"
+  echo "  haproxy: nbthread 1, http-reuse always; vipgate: GOMAXPROCS=1, upstream keepalive 64."
+  echo "  CPU us/req: the proxy's utime+stime (/proc/PID/stat, master and workers) over the run / requests."
+
+  echo
+  echo "Allocations per proxied request (go test -bench ./proxy/httpproxy/):"
+  if grep -qs '^func Benchmark' proxy/httpproxy/*_test.go; then
+    go test -run '^$' -bench . -benchmem -benchtime 1s ./proxy/httpproxy/ 2>&1 | tee "$OUT/httpproxy-bench.txt" |
+      awk '/^Benchmark/ {printf "  %-50s %s ns/op  %s B/op  %s allocs/op\n", $1, $3, $5, $7} /^(FAIL|ok|---)/'
+  else
+    echo "  (no Benchmark function in proxy/httpproxy yet: nothing to report)"
+  fi
+}
+
+# ---------------------------------------------------------------- stream
+bench_stream() {
+  local mod
+  mod=$(ls /usr/lib/nginx/modules/ngx_stream_module.so /usr/share/nginx/modules/ngx_stream_module.so 2>/dev/null | head -1)
+  [ -n "$mod" ] || { echo "bench: ngx_stream_module.so not found (libnginx-mod-stream)"; return 1; }
+  log "stream: iperf3 server and echo server on CPU 1"
+  start iperf3-server 1 iperf3 -s -B 127.0.0.1 -p 5201
+  local iperf=$PID
+  start echo 1 "$BT" echo -listen 127.0.0.1:9100 -duration 1h
+  local echo_pid=$PID
+  wait_port 127.0.0.1:5201
+  wait_port 127.0.0.1:9100
+
+  # Per proxy three listeners: bulk (to iperf3), short (to echo), idle
+  # (to echo, with a PROXY header: v2 where the proxy can send it).
+  cat >"$WORK/nginx-stream.conf" <<EOF
+load_module $mod;
+worker_processes 1; daemon off; pid $WORK/nginx-stream.pid; error_log $WORK/nginx-stream.err;
+worker_rlimit_nofile 20000;
+events { worker_connections 20000; }
+stream {
+  server { listen 127.0.0.1:7081; proxy_pass 127.0.0.1:5201; }
+  server { listen 127.0.0.1:7091 backlog=4096; proxy_pass 127.0.0.1:9100; }
+  server { listen 127.0.0.1:7101 backlog=4096; proxy_pass 127.0.0.1:9100; proxy_protocol on; }
+}
+EOF
+  cat >"$WORK/haproxy-stream.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 9900 # maxsock = 2 x maxconn + listeners must fit in 20,000 descriptors
+  ulimit-n 20000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 300s
+  timeout server 300s
+  option splice-auto
+listen bulk
+  bind 127.0.0.1:7082
+  server s1 127.0.0.1:5201
+listen short
+  bind 127.0.0.1:7092
+  server s1 127.0.0.1:9100
+listen idle
+  bind 127.0.0.1:7102
+  server s1 127.0.0.1:9100 send-proxy-v2
+EOF
+  cat >"$WORK/vipgate-stream.toml" <<EOF
+[global]
+node_name = "bench"
+pid_file = "$WORK/vipgate-stream.pid"
+admin_listen = ""
+access_log = "off"
+
+[[stream]]
+listen = ["127.0.0.1:7083"]
+proxy_pass = "127.0.0.1:5201"
+[[stream]]
+listen = ["127.0.0.1:7093"]
+proxy_pass = "127.0.0.1:9100"
+[[stream]]
+listen = ["127.0.0.1:7103"]
+proxy_pass = "127.0.0.1:9100"
+proxy_protocol = "v2"
+EOF
+  declare -A PROXY BULK=([nginx]=7081 [haproxy]=7082 [vipgate]=7083 [direct]=5201) \
+    SHORT=([nginx]=7091 [haproxy]=7092 [vipgate]=7093 [direct]=9100) IDLE=([nginx]=7101 [haproxy]=7102 [vipgate]=7103)
+  log "stream: proxies on CPU 0"
+  start nginx-stream 0 nginx -c "$WORK/nginx-stream.conf" -p "$WORK"; PROXY[nginx]=$PID
+  start haproxy-stream 0 haproxy -db -f "$WORK/haproxy-stream.cfg"; PROXY[haproxy]=$PID
+  start vipgate-stream 0 env GOMAXPROCS=1 "$BIN" -c "$WORK/vipgate-stream.toml"; PROXY[vipgate]=$PID
+  local p
+  for p in nginx haproxy vipgate; do wait_port "127.0.0.1:${BULK[$p]}"; wait_port "127.0.0.1:${SHORT[$p]}"; done
+
+  local tb="Stream bulk throughput (iperf3 -t $DUR through the proxy; direct = ceiling, no proxy)"
+  local ts="Stream short connections (connect, 5 bytes echoed, close; 16 loops, ${DUR}s)"
+  local rep c0 c1 line gbps bytes
+  for rep in $(seq "$REPS"); do
+    for p in direct nginx haproxy vipgate; do
+      [ "$p" = direct ] || c0=$(cpu_ticks "${PROXY[$p]}")
+      if ! taskset -c 1 iperf3 -c 127.0.0.1 -p "${BULK[$p]}" -t "$DUR" -J >"$WORK/iperf.json" 2>&1 ||
+        ! line=$("$BT" iperf <"$WORK/iperf.json"); then
+        log "iperf3 through $p failed"; head -c 2000 "$WORK/iperf.json" >&2; continue
+      fi
+      read -r gbps bytes <<<"$line"
+      rec "$tb" "$p" "Gbit/s" "$gbps"
+      if [ "$p" != direct ]; then
+        c1=$(cpu_ticks "${PROXY[$p]}")
+        rec "$tb" "$p" "proxy CPU-s/GB" "$(awk -v a="$c0" -v b="$c1" -v n="$bytes" -v hz="$CLK_TCK" 'BEGIN{printf "%.3f", (b-a)/hz/(n/1e9)}')"
+      fi
+      log "rep $rep bulk $p: $gbps Gbit/s"
+    done
+    for p in direct nginx haproxy vipgate; do
+      [ "$p" = direct ] || c0=$(cpu_ticks "${PROXY[$p]}")
+      line=$(taskset -c 1 "$BT" short -addr "127.0.0.1:${SHORT[$p]}" -workers 16 -duration "${DUR}s" | head -1)
+      local conns errs rate
+      conns=$(sed -n 's/.*conns=\([0-9]*\).*/\1/p' <<<"$line")
+      errs=$(sed -n 's/.*errors=\([0-9]*\).*/\1/p' <<<"$line")
+      rate=$(sed -n 's/.*rate=\([0-9.]*\).*/\1/p' <<<"$line")
+      log "rep $rep short $p: $line"
+      rec "$ts" "$p" "conns/s" "$rate"
+      rec "$ts" "$p" "errors" "$errs"
+      if [ "$p" != direct ] && [ "${conns:-0}" -gt 0 ]; then
+        c1=$(cpu_ticks "${PROXY[$p]}")
+        rec "$ts" "$p" "proxy CPU us/conn" "$(awk -v a="$c0" -v b="$c1" -v n="$conns" -v hz="$CLK_TCK" 'BEGIN{printf "%.1f", (b-a)*1e6/hz/n}')"
+      fi
+    done
+  done
+
+  # Splice: count splice(2) calls with strace and pipe descriptors while
+  # a 3 s iperf3 flows (a separate run: strace slows the proxy down).
+  log "stream: splice evidence (strace -c -e trace=splice during a 3 s iperf3)"
+  local tsp="Stream splice evidence (during a separate 3 s iperf3 through the proxy)"
+  local straced
+  for p in nginx haproxy vipgate; do
+    taskset -c 1 iperf3 -c 127.0.0.1 -p "${BULK[$p]}" -t 3 >/dev/null 2>&1 &
+    local ip=$!
+    sleep 0.5
+    local pipes=0 w
+    for w in $(tree "${PROXY[$p]}"); do pipes=$((pipes + $(fd_count "$w" pipe:))); done
+    straced=$(tree "${PROXY[$p]}" | tr ' ' '\n' | tail -1) # nginx: the worker
+    timeout -s INT 2 strace -f -c -e trace=splice -p "$straced" 2>"$WORK/strace-$p.txt" >/dev/null || true
+    wait "$ip" || true
+    local calls
+    calls=$(awk '$NF == "splice" {print $(NF-1) ~ /^[0-9]+$/ ? $(NF-1) : $(NF-2)}' "$WORK/strace-$p.txt" | head -1)
+    rec "$tsp" "$p" "splice calls in 2 s" "${calls:-0}"
+    rec "$tsp" "$p" "pipe fds while flowing" "$pipes"
+  done
+
+  log "stream: $STREAM_IDLE_CONNS idle streams per proxy"
+  local ti="Stream idle streams ($STREAM_IDLE_CONNS, PROXY header to the server: v2; nginx can only send v1)"
+  local r0 r1 f0 f1 pp
+  for p in nginx haproxy vipgate; do
+    r0=$(rss_kb "${PROXY[$p]}"); f0=$(fd_count "${PROXY[$p]}")
+    hold "127.0.0.1:${IDLE[$p]}" "$STREAM_IDLE_CONNS" stream "hold-stream-$p"
+    r1=$(rss_kb "${PROXY[$p]}"); f1=$(fd_count "${PROXY[$p]}"); pp=$(fd_count "${PROXY[$p]}" pipe:)
+    stop "$HOLD_PID"
+    log "$p: $HOLD_OK streams held, RSS $r0 -> $r1 KiB, fds $f0 -> $f1 ($pp pipes)"
+    rec "$ti" "$p" "streams held" "$HOLD_OK"
+    if [ "$HOLD_OK" -gt 0 ]; then
+      rec "$ti" "$p" "KiB/stream" "$(awk -v a="$r0" -v b="$r1" -v n="$HOLD_OK" 'BEGIN{printf "%.2f", (b-a)/n}')"
+      rec "$ti" "$p" "fds/stream" "$(awk -v a="$f0" -v b="$f1" -v n="$HOLD_OK" 'BEGIN{printf "%.2f", (b-a)/n}')"
+    fi
+    rec "$ti" "$p" "pipe fds held" "$pp"
+  done
+  for p in nginx haproxy vipgate; do stop "${PROXY[$p]}"; done
+  stop "$iperf"
+  stop "$echo_pid"
+
+  echo
+  echo "################ TCP stream (proxy on CPU 0, one worker; iperf3 / echo server and clients on CPU 1)"
+  ratio_note
+  "$BT" report -in "$RESULTS" -table "Stream" -noratio "errors,streams held,pipe fds held,splice calls in 2 s,pipe fds while flowing"
+  echo "  haproxy: option splice-auto. nginx stream has no splice; it copies through its 16k buffer."
+}
+
+# ---------------------------------------------------------------- failover
+bench_failover() {
+  log "failover: keepalived + nginx pair vs vipgate pair in network namespaces"
+  echo
+  echo "################ VRRP failover (namespace lab; client probes the VIP every 20 ms)"
+  VIPGATE_BENCH_OUT=$OUT/failover.txt VIPGATE_BENCH_QUICK=$QUICK \
+    go test -count=1 -run '^$' -bench Failover -benchtime 1x -timeout 15m ./internal/failoverbench/ 2>&1 |
+    grep -v '^\(goos\|goarch\|pkg\|cpu\):' || echo "  failover benchmark failed (see above)"
+}
+
+for section in $ONLY; do
+  case $section in
+  http) bench_http ;;
+  stream) bench_stream ;;
+  failover) bench_failover ;;
+  *) echo "bench: unknown section $section"; exit 2 ;;
+  esac
+done
+echo
+echo "Results: $OUT (report.txt, results.tsv, logs)"

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// runWrk reads `wrk --latency` output on stdin and prints
+// "rps p50_ms p99_ms requests errors": errors counts socket errors and
+// non-2xx/3xx responses, so a proxy that answers fast with 502s is seen.
+func runWrk(args []string) error {
+	fs := flag.NewFlagSet("wrk", flag.ExitOnError)
+	fs.Parse(args)
+	var rps, p50, p99 float64
+	var requests, errs int64
+	p50, p99 = -1, -1
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		switch {
+		case len(f) == 2 && f[0] == "Requests/sec:":
+			rps, _ = strconv.ParseFloat(f[1], 64)
+		case len(f) == 2 && f[0] == "50%":
+			p50 = durationMS(f[1])
+		case len(f) == 2 && f[0] == "99%":
+			p99 = durationMS(f[1])
+		case len(f) > 2 && f[1] == "requests" && f[2] == "in":
+			requests, _ = strconv.ParseInt(f[0], 10, 64)
+		case len(f) > 1 && f[0] == "Socket" && f[1] == "errors:":
+			// Socket errors: connect 0, read 0, write 0, timeout 0
+			for i := 2; i+1 < len(f); i += 2 {
+				n, _ := strconv.ParseInt(strings.TrimSuffix(f[i+1], ","), 10, 64)
+				errs += n
+			}
+		case len(f) > 4 && f[0] == "Non-2xx":
+			n, _ := strconv.ParseInt(f[len(f)-1], 10, 64)
+			errs += n
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	if requests == 0 || p50 < 0 {
+		return fmt.Errorf("no wrk results on stdin")
+	}
+	fmt.Printf("%.1f %.3f %.3f %d %d\n", rps, p50, p99, requests, errs)
+	return nil
+}
+
+// durationMS converts wrk's "1.23ms", "456.00us", "1.02s" to milliseconds.
+func durationMS(s string) float64 {
+	units := []struct {
+		suffix string
+		ms     float64
+	}{{"us", 1e-3}, {"ms", 1}, {"m", 60e3}, {"s", 1e3}}
+	for _, u := range units {
+		if v, ok := strings.CutSuffix(s, u.suffix); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return -1
+			}
+			return f * u.ms
+		}
+	}
+	return -1
+}
