@@ -9,32 +9,52 @@ import (
 
 // consistentHash is nginx's "hash $key consistent"
 // (ngx_http_upstream_hash_module.c), ketama style: 160 points per weight
-// unit per server, point j = crc32(host "\0" port prev) where prev is point
-// j-1 as 4 little-endian bytes (0 for the first). A key goes to the first
-// point >= crc32(key); an unusable server passes it on to the next point,
-// up to 20 times, then round robin decides. Removing a server only moves
-// the keys that were on its points. An empty key uses round robin.
+// unit per server name, point j = crc32(host "\0" port prev) where prev is
+// point j-1 as 4 little-endian bytes (0 for the first). The name is the
+// server as configured (ServerSpec.Name), so the servers a host name
+// resolves to share its points and take turns by round robin, as in nginx.
+// A key goes to the first point >= crc32(key); when none of the point's
+// servers is usable the next point is tried, up to 20 times, then round
+// robin decides. Removing a server only moves the keys that were on its
+// points. An empty key uses round robin.
 type consistentHash struct {
 	t      *tier
 	points []chashPoint
+	groups [][]*Server // the servers of each name, in configuration order
 }
 
 type chashPoint struct {
-	hash   uint32
-	server int // index in t.servers
+	hash  uint32
+	group int // index in groups
 }
 
 var _ Selector = (*consistentHash)(nil)
 
 func newConsistentHash(t *tier) Selector {
-	h := &consistentHash{t: t, points: make([]chashPoint, 0, 160*t.totalWeight)}
-	for i, s := range t.servers {
-		host, port := splitHostPort(s.address)
+	h := &consistentHash{t: t}
+	var names []string
+	weights := map[string]int{}
+	groupOf := map[string]int{}
+	for _, s := range t.servers {
+		g, ok := groupOf[s.name]
+		if !ok {
+			g = len(h.groups)
+			groupOf[s.name] = g
+			h.groups = append(h.groups, nil)
+			names = append(names, s.name)
+		}
+		h.groups[g] = append(h.groups[g], s)
+		// Each address of a name adds the same chain of points; after
+		// removing duplicates the longest chain is what remains.
+		weights[s.name] = max(weights[s.name], s.weight)
+	}
+	for g, name := range names {
+		host, port := splitHostPort(name)
 		base := crc32.ChecksumIEEE([]byte(host + "\x00" + port))
 		var prev [4]byte
-		for range 160 * s.weight {
+		for range 160 * weights[name] {
 			p := crc32.Update(base, crc32.IEEETable, prev[:])
-			h.points = append(h.points, chashPoint{hash: p, server: i})
+			h.points = append(h.points, chashPoint{hash: p, group: g})
 			binary.LittleEndian.PutUint32(prev[:], p)
 		}
 	}
@@ -89,10 +109,7 @@ func (h *consistentHash) Select(c *pickContext) *Server {
 	}
 	p := h.point(c.keyHash)
 	for tries := 0; ; {
-		s := servers[h.points[p%len(h.points)].server]
-		if c.usable(s) {
-			// nginx runs round robin among the peers sharing the point's
-			// server name; here that is this one server.
+		if s := smoothWeighted(c, h.groups[h.points[p%len(h.points)].group]); s != nil {
 			return s
 		}
 		p++

@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"fmt"
+	"strings"
 	"hash/crc32"
 	"math"
 	"testing"
@@ -184,7 +185,7 @@ func TestConsistentHashRingIsNginxs(t *testing.T) {
 		byte(first), byte(first >> 8), byte(first >> 16), byte(first >> 24)})
 	found := 0
 	for _, p := range h.points {
-		if (p.hash == first || p.hash == second) && p.server == 0 {
+		if (p.hash == first || p.hash == second) && p.group == 0 {
 			found++
 		}
 	}
@@ -194,16 +195,60 @@ func TestConsistentHashRingIsNginxs(t *testing.T) {
 	// A key lands on the first point at or after crc32(key), wrapping.
 	key := "/some/uri"
 	kh := crc32.ChecksumIEEE([]byte(key))
-	want := h.points[0].server
+	want := h.points[0].group
 	for _, p := range h.points {
 		if p.hash >= kh {
-			want = p.server
+			want = p.group
 			break
 		}
 	}
 	got := pickOne(t, u, PickRequest{HashKey: key})
 	if got != u.Servers()[want] {
 		t.Errorf("key %q on %s, want %s", key, got.Address(), u.Servers()[want].Address())
+	}
+}
+
+func TestConsistentHashPlacesResolvedAddressesByConfiguredName(t *testing.T) {
+	// "app.internal:8080" resolving to two addresses is one name on the
+	// ring (nginx hashes the server as written); its keys alternate between
+	// the two addresses by round robin, and a name's keys do not depend on
+	// what it resolves to.
+	tab, _ := newTestTable()
+	specs := servers(1, 1, 1)
+	specs[0].Name = "app.internal:8080"
+	specs[1].Name = "app.internal:8080"
+	specs[2].Name = "other.internal:8080"
+	u := mustBuild(t, tab, UpstreamSpec{Balance: "hash", Servers: specs})
+	h := u.primary.sel.(*consistentHash)
+	if len(h.groups) != 2 || len(h.points) != 320 {
+		t.Fatalf("%d names with %d points, want 2 names with 160 points each", len(h.groups), len(h.points))
+	}
+	respec := servers(1, 1, 1)
+	respec[0].Name = "app.internal:8080"
+	respec[1].Name = "other.internal:8080" // the other name now resolves elsewhere
+	respec[2].Name = "app.internal:8080"
+	u2 := mustBuild(t, tab, UpstreamSpec{Name: "resolved", Balance: "hash", Servers: respec})
+	sawA, sawB := false, false
+	for i := range 200 {
+		key := PickRequest{HashKey: fmt.Sprintf("k%d", i)}
+		got := pickSeq(t, u, 2, key)
+		onApp := got[0] != 'c'
+		if onApp {
+			sawA = sawA || strings.Contains(got, "a")
+			sawB = sawB || strings.Contains(got, "b")
+			if got != "ab" && got != "ba" {
+				t.Errorf("key %s on app.internal: %s, want its two addresses in turn", key.HashKey, got)
+			}
+		} else if got != "cc" {
+			t.Errorf("key %s on other.internal: %s, want cc", key.HashKey, got)
+		}
+		got2 := pickSeq(t, u2, 1, key)
+		if onApp == (got2 == "b") {
+			t.Errorf("key %s changed name when the addresses changed: %s then %s", key.HashKey, got, got2)
+		}
+	}
+	if !sawA || !sawB {
+		t.Error("one address of app.internal never used")
 	}
 }
 

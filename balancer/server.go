@@ -10,6 +10,7 @@ type Server struct {
 	state    *serverState
 	index    int
 	address  string
+	name     string // as configured (ServerSpec.Name)
 
 	weight      int
 	maxFails    int32

@@ -328,7 +328,6 @@ func TestBuildRejectsBadSpecs(t *testing.T) {
 		{"no servers", UpstreamSpec{Name: "u"}, "no non-backup server"},
 		{"only backups", UpstreamSpec{Name: "u", Servers: []ServerSpec{{Address: "a:1", Weight: 1, Backup: true}}}, "no non-backup server"},
 		{"zero weight", UpstreamSpec{Name: "u", Servers: []ServerSpec{{Address: "a:1"}}}, "weight 0 < 1"},
-		{"duplicate", UpstreamSpec{Name: "u", Servers: []ServerSpec{ok, ok}}, "listed twice"},
 		{"negative", UpstreamSpec{Name: "u", Servers: []ServerSpec{{Address: "a:1", Weight: 1, MaxConns: -1}}}, "negative"},
 	}
 	for _, tt := range tests {
@@ -392,5 +391,21 @@ func TestConcurrentUse(t *testing.T) {
 				t.Errorf("%s %s: %d active connections after every release", policy, s.Address(), c)
 			}
 		}
+	}
+}
+
+func TestAddressListedTwiceSharesOneState(t *testing.T) {
+	// Two host names resolving to one address give two pool entries, as
+	// nginx does; their state is the one of that address.
+	tab, _ := newTestTable()
+	specs := servers(1, 1, 1)
+	specs[2].Address = specs[0].Address
+	u := mustBuild(t, tab, UpstreamSpec{Servers: specs})
+	if n := len(tab.Statuses()); n != 2 {
+		t.Fatalf("%d states, want 2 (one per address)", n)
+	}
+	u.Servers()[2].ReportFailure()
+	if got := pickSeq(t, u, 4, PickRequest{}); got != "bbbb" {
+		t.Errorf("after a failure of the address: %s, want both of its entries skipped", got)
 	}
 }

@@ -11,7 +11,8 @@ import (
 
 // ServerSpec is one configured upstream server.
 type ServerSpec struct {
-	Address     string // host:port as configured (already resolved by the caller)
+	Address     string // host:port to connect to (already resolved by the caller)
+	Name        string // the server as configured, before resolution; "hash" places it on the ring by this name, as nginx does (default Address)
 	Weight      int    // >= 1
 	MaxFails    int    // 0 disables passive failure accounting
 	FailTimeout time.Duration
@@ -112,11 +113,16 @@ func (t *Table) Build(spec UpstreamSpec) (*Upstream, error) {
 		if c, changed := st.configure(ss, single, now); changed {
 			changes = append(changes, c)
 		}
+		name := ss.Name
+		if name == "" {
+			name = ss.Address
+		}
 		s := &Server{
 			upstream:        u,
 			state:           st,
 			index:           i,
 			address:         ss.Address,
+			name:            name,
 			weight:          ss.Weight,
 			effectiveWeight: ss.Weight,
 			maxFails:        int32(ss.MaxFails),
@@ -155,16 +161,11 @@ func validate(spec UpstreamSpec) error {
 		return fmt.Errorf("upstream %s: unknown balance %q (want one of %s)", spec.Name, spec.Balance, policyNames())
 	}
 	var errs []error
-	seen := make(map[string]bool, len(spec.Servers))
 	primaries := 0
 	for i, s := range spec.Servers {
 		if s.Address == "" {
 			errs = append(errs, fmt.Errorf("upstream %s: server %d: empty address", spec.Name, i))
 		}
-		if seen[s.Address] {
-			errs = append(errs, fmt.Errorf("upstream %s: server %s listed twice", spec.Name, s.Address))
-		}
-		seen[s.Address] = true
 		if s.Weight < 1 {
 			errs = append(errs, fmt.Errorf("upstream %s: server %s: weight %d < 1", spec.Name, s.Address, s.Weight))
 		}
