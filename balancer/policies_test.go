@@ -2,9 +2,9 @@ package balancer
 
 import (
 	"fmt"
-	"strings"
 	"hash/crc32"
 	"math"
+	"strings"
 	"testing"
 )
 
