@@ -61,6 +61,7 @@ func TestReadHeaderAccepts(t *testing.T) {
 		{name: "v1 tcp6", parts: []string{"PROXY TCP6 2001:db8::1 2001:db8::2 12345 1883\r\n"}, src: "[2001:db8::1]:12345", dst: "[2001:db8::2]:1883"},
 		{name: "v1 unknown", parts: []string{"PROXY UNKNOWN\r\n"}},
 		{name: "v1 unknown with addresses ignored", parts: []string{"PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n"}},
+		{name: "v1 of exactly 107 bytes", parts: []string{"PROXY UNKNOWN " + strings.Repeat("f", 91) + "\r\n"}},
 		{name: "v1 bytes behind header", parts: []string{"PROXY TCP4 192.0.2.1 192.0.2.2 12345 1883\r\n\x10\x0c\x00\x04MQTT"}, src: "192.0.2.1:12345", dst: "192.0.2.2:1883", pending: "\x10\x0c\x00\x04MQTT"},
 		{name: "v1 split in three segments", parts: []string{"PRO", "XY TCP4 192.0.2.1 192.0.2.2 ", "12345 1883\r\nhello"}, src: "192.0.2.1:12345", dst: "192.0.2.2:1883", pending: "hello"},
 		{name: "v2 ipv4", parts: []string{string(v2Header(0x21, 0x11, 12, v2IPv4Body))}, src: "192.0.2.1:12345", dst: "192.0.2.2:1883"},
