@@ -104,6 +104,14 @@ func Start(cfg *config.Config, o Options) (*Daemon, error) {
 		trans:       transitions{last: map[string]vrrp.Transition{}, count: map[string]uint64{}},
 	}
 	d.vrrp.OnTransition(d.recordTransition)
+	d.table.OnChange(func(upstream, address string, st balancer.ServerStatus) {
+		level := zap.InfoLevel
+		if st.State != balancer.StateUp && st.State != balancer.StateBackup {
+			level = zap.WarnLevel
+		}
+		d.log.Log(level, "upstream server state changed", zap.String("upstream", upstream), zap.String("server", address),
+			zap.String("state", st.State), zap.String("reason", st.Reason))
+	})
 	if err := d.apply(cfg); err != nil {
 		d.listeners.Close()
 		d.checks.Stop()
@@ -250,7 +258,7 @@ func upstreamSpec(name string, u *config.Upstream) (balancer.UpstreamSpec, error
 		}
 		for _, a := range addrs {
 			spec.Servers = append(spec.Servers, balancer.ServerSpec{
-				Address: a, Weight: *s.Weight, MaxFails: *s.MaxFails, FailTimeout: s.FailTimeout.Duration,
+				Name: s.Address, Address: a, Weight: *s.Weight, MaxFails: *s.MaxFails, FailTimeout: s.FailTimeout.Duration,
 				Backup: s.Backup, Down: s.Down, MaxConns: s.MaxConns,
 			})
 		}
