@@ -218,7 +218,7 @@ func (ss *session) connect() (net.Conn, *balancer.Server, error) {
 	r := ss.r
 	if r.upstream == nil {
 		ss.tried = append(ss.tried, r.name)
-		c, err := r.dialer.DialContext(ss.ctx, "tcp", r.name)
+		c, err := r.dial(ss.ctx, r.name)
 		if err != nil {
 			r.upCounters.connectFailures.Add(1)
 			r.upCounters.noServer.Add(1)
@@ -243,7 +243,7 @@ func (ss *session) connect() (net.Conn, *balancer.Server, error) {
 			break
 		}
 		ss.tried = append(ss.tried, srv.Address())
-		c, err := r.dialer.DialContext(ss.ctx, "tcp", srv.Address())
+		c, err := r.dial(ss.ctx, srv.Address())
 		if err == nil {
 			srv.ReportSuccess()
 			return c, srv, nil

@@ -72,6 +72,7 @@ type route struct {
 	name     string             // upstream name or host:port, for counters and logs
 	hashKey  string             // balance = "hash" key template, "" otherwise
 	dialer   net.Dialer
+	literal  map[string]netip.AddrPort // server addresses that are IP:port, parsed once
 
 	upCounters     *upstreamCounters
 	listenCounters *listenerCounters
@@ -127,6 +128,19 @@ func New(streams []*config.Stream, deps Deps) (*Server, error) {
 		} else {
 			proto.dialer.KeepAlive = -1
 		}
+		proto.literal = map[string]netip.AddrPort{}
+		addrs := []string{sc.Address}
+		if proto.upstream != nil {
+			addrs = addrs[:0]
+			for _, srv := range proto.upstream.Servers() {
+				addrs = append(addrs, srv.Address())
+			}
+		}
+		for _, a := range addrs {
+			if ap, err := netip.ParseAddrPort(a); err == nil {
+				proto.literal[a] = ap
+			}
+		}
 		proto.upCounters = s.stats.upstream(proto.name)
 		for _, l := range sc.Listen {
 			addr, err := config.ParseListen(l)
@@ -143,6 +157,18 @@ func New(streams []*config.Stream, deps Deps) (*Server, error) {
 		}
 	}
 	return s, nil
+}
+
+// dial connects to a server; IP:port addresses skip the resolver.
+func (r *route) dial(ctx context.Context, addr string) (net.Conn, error) {
+	if ap, ok := r.literal[addr]; ok {
+		c, err := r.dialer.DialTCP(ctx, "tcp", netip.AddrPort{}, ap)
+		if err != nil {
+			return nil, err // a nil *TCPConn must not become a non-nil net.Conn
+		}
+		return c, nil
+	}
+	return r.dialer.DialContext(ctx, "tcp", addr)
 }
 
 func keepalive(sc *config.Stream) bool { return sc.SOKeepalive == nil || *sc.SOKeepalive }
