@@ -20,10 +20,11 @@ import (
 // Between bursts it waits for src to become readable without holding
 // anything but its goroutine (no buffer, no pipe). Small reads are copied;
 // bulk transfers splice exactly the bytes the kernel has queued, so Go's
-// splice never parks on an empty socket with a pipe in hand. Idle limits cost no per-byte work: the read deadline is
-// only moved when it fires (to the session's last activity plus
-// proxy_timeout), and the write deadline is refreshed when half of it is
-// used up.
+// splice never parks on an empty socket with a pipe in hand.
+//
+// Idle limits cost no per-byte work: the read deadline is only moved when
+// it fires (to the session's last activity plus proxy_timeout), and the
+// write deadline is refreshed when half of it is used up.
 type direction struct {
 	ss       *session
 	src, dst net.Conn
@@ -32,15 +33,15 @@ type direction struct {
 	srv      *balancer.Server
 
 	// Fast path: both sockets are *net.TCPConn.
-	srcTCP, dstTCP *net.TCPConn
-	raw            syscall.RawConn
-	bulk           bool    // the last round filled a buffer: splice
-	avail          int     // bulk: bytes queued on src (up to peekLimit), found by check
-	buf            *[]byte // not bulk: pooled buffer holding what check read
-	copied         int     // not bulk: bytes check read into buf
-	checkErr       error   // socket error found by check
-	check          func(fd uintptr) bool
-	lr             io.LimitedReader
+	dstTCP   *net.TCPConn
+	raw      syscall.RawConn // src's
+	bulk     bool            // the last round filled a buffer: splice
+	avail    int             // bulk: bytes queued on src (up to peekLimit), found by check
+	buf      *[]byte         // not bulk: pooled buffer holding what check read
+	copied   int             // not bulk: bytes check read into buf
+	checkErr error           // socket error found by check
+	check    func(fd uintptr) bool
+	lr       io.LimitedReader
 
 	readDeadline  time.Duration // since session start
 	writeDeadline time.Duration // since session start
@@ -53,7 +54,7 @@ func newDirection(ss *session, src, dst net.Conn, timeout time.Duration, fromCli
 	t, tok := dst.(*net.TCPConn)
 	if sok && tok {
 		if raw, err := s.SyscallConn(); err == nil {
-			d.srcTCP, d.dstTCP, d.raw = s, t, raw
+			d.dstTCP, d.raw = t, raw
 			d.check = d.readable
 			d.lr.R = s
 		}
