@@ -726,3 +726,50 @@ func TestNonTCPClientConnUsesCopyPath(t *testing.T) {
 		t.Errorf("access line %q, want 11 bytes each way", l)
 	}
 }
+
+// TestSocketOptions: so_keepalive and tcp_nodelay reach both sockets of a
+// stream, on and off.
+func TestSocketOptions(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		t.Run(fmt.Sprint(on), func(t *testing.T) {
+			be := startBackend(t, "127.0.0.1", echo)
+			p := newProxy(t, "127.0.0.1", func(l string) string {
+				return streamConf(l, be.addr, fmt.Sprintf("so_keepalive = %v\ntcp_nodelay = %v", on, on), "")
+			})
+			c := p.dial()
+			c.Write([]byte("x"))
+			io.ReadFull(c, make([]byte, 1))
+			srv := p.cur.Load()
+			srv.mu.Lock()
+			var ss *session
+			for s := range srv.sessions {
+				ss = s
+			}
+			srv.mu.Unlock()
+			if ss == nil {
+				t.Fatal("no session")
+			}
+			want := 0
+			if on {
+				want = 1
+			}
+			ss.mu.Lock()
+			conns := map[string]net.Conn{"client": ss.client, "upstream": ss.upstream}
+			ss.mu.Unlock()
+			for name, conn := range conns {
+				raw, err := conn.(*net.TCPConn).SyscallConn()
+				if err != nil {
+					t.Fatal(err)
+				}
+				raw.Control(func(fd uintptr) {
+					if v, _ := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE); v != want {
+						t.Errorf("%s SO_KEEPALIVE = %d, want %d", name, v, want)
+					}
+					if v, _ := unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY); (v != 0) != on {
+						t.Errorf("%s TCP_NODELAY = %d, want %v", name, v, on)
+					}
+				})
+			}
+		})
+	}
+}
