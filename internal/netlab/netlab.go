@@ -31,6 +31,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,7 @@ import (
 	"time"
 
 	"github.com/vipgate/vipgate/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // Options says what lab to build.
@@ -165,6 +167,28 @@ func (h *Host) Reach(a netip.Addr) error {
 		return nil
 	}
 	return fmt.Errorf("%v does not answer from %s: %w", a, h.NS, err)
+}
+
+// Do runs fn on an OS thread that has entered the host's network
+// namespace, so sockets fn opens live in the host (they keep working from
+// any goroutine afterwards). The thread is never reused: it ends with fn.
+func (h *Host) Do(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // not unlocked: the thread dies with this goroutine
+		f, err := os.Open("/run/netns/" + h.NS)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter %s: %w", h.NS, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
 }
 
 // Process is a long-running command started in a host.

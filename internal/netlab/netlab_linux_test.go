@@ -1,6 +1,7 @@
 package netlab
 
 import (
+	"net"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -25,6 +26,15 @@ func TestLabHostsReachEachOtherAndCleanUp(t *testing.T) {
 		if !b.HasAddr(netip.MustParseAddr("192.0.2.2")) {
 			t.Fatal("b lacks 192.0.2.2")
 		}
+		// A socket opened through Do lives in a's namespace.
+		var ln net.Listener
+		if err := a.Do(func() (err error) {
+			ln, err = net.Listen("tcp", "192.0.2.1:0") // only a's namespace has this address
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		ln.Close()
 		p := b.Start(t, "sleep", "60")
 		if err := a.PortDown(); err != nil {
 			t.Fatal(err)
