@@ -773,3 +773,30 @@ func TestSocketOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestClientThatStopsReadingTimesOut: a server floods, the client reads
+// nothing; once no byte has moved for proxy_timeout the stream ends
+// instead of holding its buffers forever.
+func TestClientThatStopsReadingTimesOut(t *testing.T) {
+	be := startBackend(t, "127.0.0.1", func(c *net.TCPConn) {
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	p := newProxy(t, "127.0.0.1", func(l string) string {
+		return streamConf(l, be.addr, `proxy_timeout = "300ms"`, "")
+	})
+	c := p.dial()
+	c.SetReadBuffer(4 << 10)
+	start := time.Now()
+	l := p.waitLines(1)[0]
+	if !strings.HasSuffix(l, "idle_timeout") && !strings.HasSuffix(l, "write_timeout") {
+		t.Errorf("access line %q, want idle_timeout or write_timeout", l)
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("stuck stream ended after %v, want about 300ms", el)
+	}
+}
