@@ -1,0 +1,443 @@
+package failoverbench
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vipgate/vipgate/internal/netlab"
+	"github.com/vipgate/vipgate/internal/testutil"
+)
+
+var vip = netip.MustParseAddr("192.0.2.100")
+
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "probe" {
+		os.Exit(probeMain(os.Args[2:]))
+	}
+	os.Exit(m.Run())
+}
+
+// timers is one VRRP timer setting, used by both pairs.
+type timers struct {
+	name    string
+	version int
+	advert  time.Duration
+}
+
+var timerCases = []timers{
+	{"v2 1s", 2, time.Second},
+	{"v3 100ms", 3, 100 * time.Millisecond},
+}
+
+// scenario is one way the master fails; impls lists who it applies to.
+type scenario struct {
+	key, name string
+	impls     []string
+}
+
+var scenarios = []scenario{
+	{"kill", "(a) SIGKILL master daemon", []string{"keepalived", "vipgate"}},
+	{"killall", "(a2) SIGKILL keepalived+nginx", []string{"keepalived"}},
+	{"stop", "(b) graceful stop (TERM)", []string{"keepalived", "vipgate"}},
+	{"handover", "(b2) handover (USR2)", []string{"vipgate"}},
+	{"proxy", "(c) master's proxy dies", []string{"keepalived", "vipgate"}},
+}
+
+// node is one running HA node: its VRRP daemon and, for keepalived, the
+// separate nginx proxy it tracks with a script.
+type node struct {
+	daemon *netlab.Process
+	proxy  *netlab.Process // keepalived pair only
+}
+
+type fixture struct {
+	b         *testing.B
+	dir       string
+	bin       string
+	lab       *netlab.Lab
+	nodes     [2]*netlab.Host
+	client    *netlab.Host
+	names     [2]string
+	proxyNote string
+}
+
+// BenchmarkFailover prints the failover table of make bench. It does its
+// whole work once, whatever b.N is: run it with -benchtime 1x.
+func BenchmarkFailover(b *testing.B) {
+	testutil.RequireRoot(b)
+	for _, cmd := range []string{"keepalived", "nginx", "prlimit", "ip"} {
+		testutil.RequireCommand(b, cmd)
+	}
+	f := &fixture{b: b, dir: b.TempDir(), bin: testutil.Binary(b), names: [2]string{"node-a", "node-b"}}
+	os.Chmod(f.dir, 0o755) // nginx workers (nobody) read their files here
+	f.lab = netlab.New(b, netlab.Options{Hosts: 3})
+	f.nodes = [2]*netlab.Host{f.lab.Hosts[0], f.lab.Hosts[1]}
+	f.client = f.lab.Hosts[2]
+	for i, h := range f.nodes {
+		f.startBackend(h, f.names[i])
+	}
+	reps := 2
+	if os.Getenv("VIPGATE_BENCH_QUICK") == "1" {
+		reps = 1
+	}
+	if s := os.Getenv("VIPGATE_BENCH_FAILOVER_REPS"); s != "" {
+		reps, _ = strconv.Atoi(s)
+	}
+	// VIPGATE_BENCH_FAILOVER_ONLY="kill proxy" runs only those scenarios
+	// (development).
+	only := strings.Fields(os.Getenv("VIPGATE_BENCH_FAILOVER_ONLY"))
+	results := map[string][]outcome{}
+	began := time.Now()
+	for rep := 0; rep < reps; rep++ {
+		for _, tc := range timerCases {
+			for _, sc := range scenarios {
+				if len(only) > 0 && !slices.Contains(only, sc.key) {
+					continue
+				}
+				for _, impl := range sc.impls {
+					o := f.run(impl, tc, sc)
+					k := impl + "|" + tc.name + "|" + sc.key
+					results[k] = append(results[k], o)
+					fmt.Fprintf(os.Stderr, "  failover %-10s %-8s %-9s gap %6s  failed %3d  served by node-b after %6s  %v\n",
+						impl, tc.name, sc.key, ms(o.gap), o.failed, ms(o.moved), o.errs)
+				}
+			}
+		}
+	}
+	table := f.table(results, reps, time.Since(began))
+	fmt.Print(table)
+	if path := os.Getenv("VIPGATE_BENCH_OUT"); path != "" {
+		os.WriteFile(path, []byte(table), 0o644)
+	}
+}
+
+func ms(d time.Duration) string {
+	if d < 0 {
+		return "never"
+	}
+	return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
+}
+
+func (f *fixture) write(name, content string, mode os.FileMode) string {
+	path := filepath.Join(f.dir, name)
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		f.b.Fatal(err)
+	}
+	return path
+}
+
+// startBackend runs the node's application server (nginx answering its
+// node name) on 127.0.0.1:8080; it lives for the whole benchmark.
+func (f *fixture) startBackend(h *netlab.Host, name string) {
+	conf := f.write(name+"-backend.conf", fmt.Sprintf(`worker_processes 1; daemon off;
+pid %[1]s/%[2]s-backend.pid; error_log %[1]s/%[2]s-backend.err;
+events { worker_connections 1024; }
+http { access_log off;
+  server { listen 127.0.0.1:8080; location / { default_type text/plain; return 200 "%[2]s\n"; } } }
+`, f.dir, name), 0o644)
+	p := h.Start(f.b, "nginx", "-c", conf, "-p", f.dir)
+	f.b.Cleanup(func() { killTree(p) })
+}
+
+// startNode starts node i (0: node-a, the master, priority 100; 1: node-b,
+// priority 90) of the impl's pair with timers tc.
+func (f *fixture) startNode(impl string, i int, tc timers) *node {
+	name, h := f.names[i], f.nodes[i]
+	prio, state := 100-10*i, "MASTER"
+	if i == 1 {
+		state = "BACKUP"
+	}
+	switch impl {
+	case "keepalived":
+		proxyConf := f.write(name+"-proxy.conf", fmt.Sprintf(`worker_processes 1; daemon off;
+pid %[1]s/%[2]s-proxy.pid; error_log %[1]s/%[2]s-proxy.err;
+events { worker_connections 1024; }
+http { access_log off; upstream be { server 127.0.0.1:8080; }
+  server { listen 80; location / { proxy_pass http://be; } } }
+`, f.dir, name), 0o644)
+		os.Remove(filepath.Join(f.dir, name+"-proxy.pid"))
+		proxy := h.Start(f.b, "nginx", "-c", proxyConf, "-p", f.dir)
+		// The classic check of the tutorials (killall -0 nginx), aimed at
+		// the proxy's master: the backend on this node is an nginx too.
+		check := f.write(name+"-chk.sh", fmt.Sprintf("#!/bin/sh\nkill -0 \"$(cat %s/%s-proxy.pid)\" 2>/dev/null\n", f.dir, name), 0o755)
+		var auth string
+		if tc.version == 2 {
+			auth = "  authentication {\n    auth_type PASS\n    auth_pass bench\n  }\n"
+		}
+		conf := f.write(name+"-keepalived.conf", fmt.Sprintf(`global_defs {
+  router_id %s
+  script_user root
+}
+vrrp_script chk_nginx {
+  script "%s"
+  interval 1
+  fall 3
+  rise 2
+  weight -20
+}
+vrrp_instance VI_1 {
+  state %s
+  interface eth0
+  virtual_router_id 51
+  priority %d
+  version %d
+  advert_int %g
+%s  virtual_ipaddress {
+    %v/24 dev eth0
+  }
+  track_script {
+    chk_nginx
+  }
+}
+`, name, check, state, prio, tc.version, tc.advert.Seconds(), auth, vip), 0o644)
+		d := h.Start(f.b, "keepalived", "-n", "-l", "-P", "-f", conf,
+			"-p", filepath.Join(f.dir, name+"-ka.pid"), "-r", filepath.Join(f.dir, name+"-ka-vrrp.pid"),
+			"-c", filepath.Join(f.dir, name+"-ka-checkers.pid"))
+		return &node{daemon: d, proxy: proxy}
+	case "vipgate":
+		var auth string
+		if tc.version == 2 {
+			auth = `auth_pass = "bench"` + "\n"
+		}
+		conf := f.write(name+"-vipgate.toml", fmt.Sprintf(`[global]
+node_name = %[1]q
+pid_file = "%[2]s/%[1]s-vipgate.pid"
+admin_listen = ""
+access_log = "off"
+shutdown_timeout = "3s"
+
+[upstream.app]
+[[upstream.app.server]]
+address = "127.0.0.1:8080"
+
+[[http]]
+listen = ["%[3]v:80"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+
+[[vrrp]]
+name = "VI_1"
+interface = "eth0"
+virtual_router_id = 51
+priority = %[4]d
+state = %[5]q
+version = %[6]d
+advert_int = "%[7]v"
+%[8]svirtual_ipaddress = ["%[3]v/24"]
+`, name, f.dir, vip, prio, state, tc.version, tc.advert, auth), 0o644)
+		return &node{daemon: h.Start(f.b, f.bin, "-c", conf)}
+	}
+	f.b.Fatalf("unknown pair %s", impl)
+	return nil
+}
+
+func (n *node) stop() {
+	killTree(n.daemon)
+	if n.proxy != nil {
+		killTree(n.proxy)
+	}
+}
+
+// reset leaves no VIP and no stale neighbour entry behind a run: a killed
+// keepalived does not remove its VIP.
+func (f *fixture) reset() {
+	for _, h := range f.nodes {
+		h.Run("ip", "addr", "del", vip.String()+"/24", "dev", "eth0")
+	}
+	f.client.Run("ip", "neigh", "flush", "dev", "eth0")
+}
+
+// run starts a pair, lets the client see node-a serve, fails node-a the
+// way sc says and watches until node-b has served for a while (or the
+// window ends).
+func (f *fixture) run(impl string, tc timers, sc scenario) outcome {
+	f.reset()
+	defer f.reset()
+	a := f.startNode(impl, 0, tc)
+	defer a.stop()
+	started := time.Now()
+	bnode := f.startNode(impl, 1, tc)
+	defer bnode.stop()
+	if !waitFor(10*time.Second, func() bool { return f.nodes[0].HasAddr(vip) }) {
+		f.b.Logf("%s %s %s: node-a never took the VIP:\n%s", impl, tc.name, sc.key, a.daemon.Output())
+		return outcome{gap: -1, moved: -1}
+	}
+	prober := f.client.Start(f.b, os.Args[0], "probe", netip.AddrPortFrom(vip, 80).String(), "60s")
+	defer prober.Kill()
+	if !waitFor(10*time.Second, func() bool { return servedBy(parseProbes(prober.Output()), started, "node-a", 10) }) {
+		f.b.Logf("%s %s %s: the client is not served by node-a:\n%s", impl, tc.name, sc.key, tail(prober.Output(), 10))
+		return outcome{gap: -1, moved: -1}
+	}
+	// node-b has heard node-a and is a settled BACKUP.
+	time.Sleep(max(0, time.Until(started.Add(4*tc.advert+300*time.Millisecond))))
+	time.Sleep(300 * time.Millisecond)
+
+	event := time.Now()
+	f.fail(impl, sc, a)
+	window := 12 * time.Second
+	if tc.version == 3 {
+		window = 8 * time.Second
+	}
+	waitFor(window, func() bool { return servedBy(parseProbes(prober.Output()), event, "node-b", 15) })
+	prober.Signal(syscall.SIGTERM)
+	prober.Wait(2 * time.Second)
+	return analyze(parseProbes(prober.Output()), event, "node-b")
+}
+
+// fail makes node-a fail as the scenario says.
+func (f *fixture) fail(impl string, sc scenario, a *node) {
+	switch sc.key {
+	case "kill":
+		killTree(a.daemon) // keepalived: its VRRP child too, before it could clean up
+	case "killall":
+		killTree(a.daemon)
+		killTree(a.proxy)
+	case "stop":
+		a.daemon.Signal(syscall.SIGTERM)
+	case "handover":
+		a.daemon.Signal(syscall.SIGUSR2)
+	case "proxy":
+		if impl == "keepalived" {
+			killTree(a.proxy)
+			return
+		}
+		// Descriptor exhaustion: the limit becomes what it has open now,
+		// so the next accept fails with EMFILE.
+		pid := a.daemon.Cmd.Process.Pid
+		n := countFDs(pid)
+		if out, err := exec("prlimit", "--pid", strconv.Itoa(pid), fmt.Sprintf("--nofile=%d:%d", n, n)); err != nil {
+			f.b.Logf("prlimit: %v %s", err, out)
+		}
+		f.proxyNote = fmt.Sprintf("vipgate: prlimit --nofile=N:N with N its open descriptors (%d): every accept then fails with EMFILE", n)
+	}
+}
+
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return cond()
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// table formats the medians (min-max) of every scenario, keepalived and
+// vipgate side by side, with vipgate's gap over keepalived's.
+func (f *fixture) table(results map[string][]outcome, reps int, took time.Duration) string {
+	var b strings.Builder
+	header := []string{"scenario", "timers",
+		"keepalived gap", "failed", "B serves",
+		"vipgate gap", "failed", "B serves", "gap vg/ka"}
+	grid := [][]string{header}
+	for _, sc := range scenarios {
+		for _, tc := range timerCases {
+			if !ran(results, tc, sc) {
+				continue
+			}
+			row := []string{sc.name, tc.name}
+			var gaps [2]float64
+			for i, impl := range []string{"keepalived", "vipgate"} {
+				outs := results[impl+"|"+tc.name+"|"+sc.key]
+				if len(outs) == 0 {
+					row = append(row, "-", "-", "-")
+					gaps[i] = -1
+					continue
+				}
+				var gap, failed, moved []float64
+				for _, o := range outs {
+					gap = append(gap, float64(o.gap.Milliseconds()))
+					failed = append(failed, float64(o.failed))
+					moved = append(moved, float64(o.moved.Milliseconds()))
+				}
+				row = append(row, summary(gap), summary(failed), summary(moved))
+				gaps[i] = median(gap)
+			}
+			ratio := "-"
+			switch {
+			case gaps[0] > 0 && gaps[1] >= 0:
+				ratio = fmt.Sprintf("%.2fx", gaps[1]/gaps[0])
+			case gaps[0] == 0 && gaps[1] == 0:
+				ratio = "both 0"
+			}
+			row = append(row, ratio)
+			grid = append(grid, row)
+		}
+	}
+	widths := make([]int, len(header))
+	for _, r := range grid {
+		for i, c := range r {
+			widths[i] = max(widths[i], len(c))
+		}
+	}
+	fmt.Fprintf(&b, "\nVRRP failover: client probing the VIP every %v (new connection, %v timeout); median (min-max) of %d run(s)\n",
+		probeInterval, probeTimeout, reps)
+	for ri, r := range grid {
+		var line strings.Builder
+		for i, c := range r {
+			if i < 2 {
+				fmt.Fprintf(&line, "  %-*s", widths[i], c)
+			} else {
+				fmt.Fprintf(&line, "  %*s", widths[i], c)
+			}
+		}
+		fmt.Fprintln(&b, strings.TrimRight(line.String(), " "))
+		if ri == 0 {
+			fmt.Fprintln(&b, "  "+strings.Repeat("-", len(strings.TrimRight(line.String(), " "))-2))
+		}
+	}
+	fmt.Fprintf(&b, `  All times in ms. gap: first failed probe to the first success after it (-1: never within the window);
+  failed: probes that failed after the event; B serves: event to the first answer from node-b's backend
+  (-1: never).
+  Pairs: priorities 100 (node-a, state MASTER) / 90, preempt on, VIP %v/24. keepalived pair: keepalived %s
+  VRRP only + nginx proxy, track_script "kill -0 <nginx master pid>" (the classic killall -0 nginx, aimed at
+  the proxy because the backend is an nginx too) interval 1 fall 3 rise 2 weight -20. (a) kills keepalived
+  (parent and VRRP child) only: its nginx keeps serving on the VIP it leaves behind; (a2) kills both.
+  (c) keepalived: SIGKILL of the proxy nginx (master and worker). %s
+  Took %v.
+`, vip, "2.2", f.proxyNote, took.Round(time.Second))
+	return b.String()
+}
+
+func ran(results map[string][]outcome, tc timers, sc scenario) bool {
+	for _, impl := range sc.impls {
+		if len(results[impl+"|"+tc.name+"|"+sc.key]) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func summary(v []float64) string {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	m := strconv.FormatFloat(median(s), 'f', 0, 64)
+	if len(s) == 1 || s[0] == s[len(s)-1] {
+		return m
+	}
+	return fmt.Sprintf("%s (%.0f-%.0f)", m, s[0], s[len(s)-1])
+}

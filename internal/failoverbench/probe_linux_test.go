@@ -1,0 +1,202 @@
+package failoverbench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The prober runs as a second process (this test binary re-executed with
+// "probe" as its first argument) inside the client's namespace: every
+// probeInterval it starts one HTTP GET to the VIP on a new connection and
+// prints one line per finished probe:
+//
+//	probe SEQ START_UNIX_MICROS OK|FAIL WHO
+//
+// WHO is the backend's body ("node-a"/"node-b") or the error.
+const (
+	probeInterval = 20 * time.Millisecond
+	probeTimeout  = 500 * time.Millisecond
+)
+
+func probeMain(args []string) int {
+	if len(args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: probe HOST:PORT MAX_DURATION")
+		return 2
+	}
+	addr := args[0]
+	maxDur, err := time.ParseDuration(args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, maxDur)
+	defer cancel()
+
+	var mu sync.Mutex
+	out := bufio.NewWriter(os.Stdout)
+	var inflight sync.WaitGroup
+	tick := time.NewTicker(probeInterval)
+	defer tick.Stop()
+	for seq := 0; ; seq++ {
+		start := time.Now()
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			ok, who := probeOnce(addr, start)
+			verdict := "FAIL"
+			if ok {
+				verdict = "OK"
+			}
+			mu.Lock()
+			fmt.Fprintf(out, "probe %d %d %s %s\n", seq, start.UnixMicro(), verdict, who)
+			out.Flush()
+			mu.Unlock()
+		}()
+		select {
+		case <-ctx.Done():
+			inflight.Wait()
+			return 0
+		case <-tick.C:
+		}
+	}
+}
+
+func probeOnce(addr string, start time.Time) (bool, string) {
+	deadline := start.Add(probeTimeout)
+	d := net.Dialer{Deadline: deadline}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return false, errWord(err)
+	}
+	defer c.Close()
+	c.SetDeadline(deadline)
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n"); err != nil {
+		return false, errWord(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return false, errWord(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 256))
+	if err != nil {
+		return false, errWord(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return false, "status-" + strconv.Itoa(resp.StatusCode)
+	}
+	return true, strings.TrimSpace(string(body))
+}
+
+// errWord is a one-word summary of a probe error for the log line.
+func errWord(err error) string {
+	s := err.Error()
+	switch {
+	case strings.Contains(s, "refused"):
+		return "refused"
+	case strings.Contains(s, "timeout"):
+		return "timeout"
+	case strings.Contains(s, "reset"):
+		return "reset"
+	case strings.Contains(s, "unreachable"):
+		return "unreachable"
+	case strings.Contains(s, "EOF"):
+		return "eof"
+	}
+	return strings.ReplaceAll(s, " ", "_")
+}
+
+// probe is one parsed line of the prober's output.
+type probe struct {
+	seq   int
+	start time.Time
+	ok    bool
+	who   string
+}
+
+// parseProbes reads the prober's lines (in any order) sorted by sequence.
+func parseProbes(out string) []probe {
+	var ps []probe
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) != 5 || f[0] != "probe" {
+			continue
+		}
+		seq, err1 := strconv.Atoi(f[1])
+		us, err2 := strconv.ParseInt(f[2], 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		ps = append(ps, probe{seq: seq, start: time.UnixMicro(us), ok: f[3] == "OK", who: f[4]})
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].seq < ps[j].seq })
+	return ps
+}
+
+// outcome is what the client saw after one event.
+type outcome struct {
+	gap    time.Duration // first failed probe to the first success after it; 0 if none failed
+	failed int           // failed probes after the event
+	moved  time.Duration // event to the first success answered by the backup's backend; -1 if never
+	ended  bool          // the client was served by the backup at the end of the window
+	errs   map[string]int
+}
+
+// analyze looks at the probes that started after event (minus a little, so
+// a probe caught in flight by the event counts).
+func analyze(ps []probe, event time.Time, backup string) outcome {
+	o := outcome{moved: -1, errs: map[string]int{}}
+	var firstFail time.Time
+	for _, p := range ps {
+		if p.start.Before(event.Add(-probeInterval)) {
+			continue
+		}
+		if !p.ok {
+			o.failed++
+			o.errs[p.who]++
+			if firstFail.IsZero() {
+				firstFail = p.start
+			}
+			continue
+		}
+		if !firstFail.IsZero() && o.gap == 0 {
+			o.gap = p.start.Sub(firstFail)
+		}
+		if p.who == backup && o.moved < 0 {
+			o.moved = max(0, p.start.Sub(event))
+		}
+	}
+	if !firstFail.IsZero() && o.gap == 0 {
+		o.gap = -1 // never recovered within the window
+	}
+	o.ended = len(ps) > 0 && ps[len(ps)-1].ok && ps[len(ps)-1].who == backup
+	return o
+}
+
+// servedBy reports whether the last n probes after event all succeeded
+// and were answered by who.
+func servedBy(ps []probe, event time.Time, who string, n int) bool {
+	count := 0
+	for i := len(ps) - 1; i >= 0 && count < n; i-- {
+		p := ps[i]
+		if p.start.Before(event) || !p.ok || p.who != who {
+			return false
+		}
+		count++
+	}
+	return count == n
+}
