@@ -43,6 +43,13 @@ func (ic interopCase) vipgate(prio uint8, peer netip.Addr) vrrp.Config {
 // startKeepalived runs Debian's keepalived (VRRP only, foreground) in h
 // with its own config and pid files; a cleanup stops it with SIGTERM.
 func startKeepalived(t *testing.T, h *netlab.Host, ic interopCase, prio uint8, self, peer netip.Addr) *netlab.Process {
+	p, _ := startKeepalivedDir(t, h, ic, prio, self, peer)
+	return p
+}
+
+// startKeepalivedDir is startKeepalived also returning the directory of
+// its pid files (vrrp.pid is the VRRP child's).
+func startKeepalivedDir(t *testing.T, h *netlab.Host, ic interopCase, prio uint8, self, peer netip.Addr) (*netlab.Process, string) {
 	t.Helper()
 	bin := testutil.RequireCommand(t, "keepalived")
 	dir := t.TempDir()
@@ -72,7 +79,7 @@ func startKeepalived(t *testing.T, h *netlab.Host, ic interopCase, prio uint8, s
 			}
 		}
 	})
-	return p
+	return p, dir
 }
 
 // TestLabKeepalivedInterop runs vipgate and keepalived in one group, each
