@@ -334,6 +334,8 @@ func TestLabIPv6(t *testing.T) {
 		mac, _ := client.NeighbourMAC(vip6)
 		return mac.String() == b.MAC.String()
 	})
+	life := vrrp.AutoVIPLifetime(100*time.Millisecond, 200)
+	waitFor(t, life+2*time.Second, "the killed master's IPv6 VIP expires", func() bool { return !a.HasAddr(vip6) })
 }
 
 // IPv4 and IPv6 routers with the same VRID on one interface are
