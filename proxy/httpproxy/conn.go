@@ -24,12 +24,16 @@ type clientConn struct {
 	local  netip.AddrPort
 	tls    bool
 
-	mu     sync.Mutex
+	// Read's state: net/http never reads concurrently, and setPassthrough
+	// runs after Hijack stopped net/http's reads, so no lock is needed (a
+	// lock held across the socket read would block Close).
 	framer framer
 	in     []byte // read but not yet validated (a partial head), pooled
 	out    []byte // validated, not yet returned; aliases in's buffer
 	buf    *[]byte
-	refuse *HeadError // set once a head is refused: answered on Close
+	refuse *HeadError // set once a head is refused
+	// answer is refuse for Close, which runs on another goroutine.
+	answer atomic.Pointer[HeadError]
 	// partial is true while a head has started but is not complete: a
 	// timeout then is client_header_timeout (408).
 	partial bool
@@ -38,9 +42,11 @@ type clientConn struct {
 	// refused head is not reported to net/http (by EOF) while one runs,
 	// since net/http would cancel its context on a read error.
 	handlers atomic.Int32
-	hijacked atomic.Bool
-	closed   atomic.Bool
-	onClose  func()
+	// readDeadline is the last read deadline set (unix nanos; 0 = none).
+	readDeadline atomic.Int64
+	hijacked     atomic.Bool
+	closed       atomic.Bool
+	onClose      func()
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -58,8 +64,6 @@ func newClientConn(c net.Conn, lg *listenGroup, maxHead int) *clientConn {
 }
 
 func (c *clientConn) Read(b []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for {
 		if len(c.out) > 0 {
 			n := copy(b, c.out)
@@ -181,6 +185,7 @@ func (c *clientConn) refused(err error) {
 		he = &HeadError{Status: 400, Reason: err.Error()}
 	}
 	c.refuse = he
+	c.answer.Store(he)
 	c.in = nil
 }
 
@@ -203,10 +208,37 @@ func (c *clientConn) readAfterRefusal(b []byte) (int, error) {
 	return 0, io.EOF
 }
 
+// SetReadDeadline records the deadline so that readError can tell a real
+// client_header_timeout from net/http aborting its background read (it
+// sets a deadline in the distant past when a handler ends, which can land
+// while the client's next head is half read: that is no timeout).
+func (c *clientConn) SetReadDeadline(t time.Time) error {
+	c.readDeadline.Store(t.UnixNano())
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetDeadline records the read deadline too (see SetReadDeadline).
+func (c *clientConn) SetDeadline(t time.Time) error {
+	c.readDeadline.Store(t.UnixNano())
+	return c.Conn.SetDeadline(t)
+}
+
+// abortedRead reports whether the read deadline is an abort (in the past
+// when set) rather than a timeout.
+func (c *clientConn) abortedRead() bool {
+	d := c.readDeadline.Load()
+	return d != 0 && d < abortDeadlineBefore
+}
+
+// abortDeadlineBefore: deadlines before 2001 are aborts (net/http uses
+// time.Unix(1, 0)), never client timeouts.
+var abortDeadlineBefore = time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+
 func (c *clientConn) readError(err error) error {
 	var ne net.Error
-	if c.partial && errors.As(err, &ne) && ne.Timeout() && c.handlers.Load() == 0 && c.refuse == nil {
+	if c.partial && errors.As(err, &ne) && ne.Timeout() && !c.abortedRead() && c.handlers.Load() == 0 && c.refuse == nil {
 		c.refuse = &HeadError{Status: 408, Reason: "client_header_timeout"}
+		c.answer.Store(c.refuse)
 	}
 	return err
 }
@@ -214,8 +246,6 @@ func (c *clientConn) readError(err error) error {
 // setPassthrough stops framing: the connection was upgraded (WebSocket).
 // Bytes already read but not yet returned are returned first.
 func (c *clientConn) setPassthrough() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.framer.state = statePassthrough
 	c.hijacked.Store(true)
 	if len(c.in) > 0 {
@@ -230,10 +260,7 @@ func (c *clientConn) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	c.mu.Lock()
-	refuse := c.refuse
-	c.mu.Unlock()
-	if refuse != nil && !c.hijacked.Load() {
+	if refuse := c.answer.Load(); refuse != nil && !c.hijacked.Load() {
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		_, _ = c.Conn.Write(errorResponse(refuse.Status))
 	}
