@@ -257,14 +257,16 @@ func (pr *proxyRequest) serve() {
 			pr.rec.status = 499
 			return
 		}
-		if kind != failNone {
+		// error, timeout and invalid_header always count as a failure. A
+		// listed status counts when it makes the request go to the next
+		// server; passed to the client (no retry allowed or possible) it
+		// does not, as nginx frees the peer then without NGX_PEER_FAILED:
+		// a POST answered 502 does not mark its server down.
+		if kind != failNone && kind != failStatus {
 			p.ReportFailure()
 		}
 		if res.err == nil {
 			p.ObserveResponse(res.resp.StatusCode, elapsed)
-			if kind == failNone {
-				p.ReportSuccess()
-			}
 		}
 		retry := kind != failNone && next.allows(kind) && attempt < maxTries &&
 			!(res.sent && nonIdempotent(r.Method) && !next.nonIdempotent) &&
@@ -272,6 +274,9 @@ func (pr *proxyRequest) serve() {
 		if retry {
 			np, nbs, perr := pool.pick(clientIP, hashKey, tried, attempt)
 			if perr == nil {
+				if kind == failStatus {
+					p.ReportFailure()
+				}
 				pr.s.log.Debug("next upstream", zap.String("upstream", pool.name), zap.String("failed", p.Address()),
 					zap.String("next", np.Address()), zap.Error(res.err), zap.Int("status", statusOf(res.resp)))
 				p.Release()
@@ -295,6 +300,7 @@ func (pr *proxyRequest) serve() {
 			pr.s.errorResponse(pr.w, pr.vars.server, status)
 			return
 		}
+		p.ReportSuccess()
 		defer p.Release() // also when relay aborts the connection
 		pr.relay(p, &res)
 		return
