@@ -198,6 +198,11 @@ vrrp_instance VI_1 {
   }
 }
 `, name, check, state, prio, tc.version, tc.advert.Seconds(), auth, vip), 0o644)
+		// A killed keepalived leaves its pid files; one naming a PID that
+		// was reused since makes the next start exit "already running".
+		for _, suffix := range []string{"-ka.pid", "-ka-vrrp.pid", "-ka-checkers.pid"} {
+			os.Remove(filepath.Join(f.dir, name+suffix))
+		}
 		d := h.Start(f.b, "keepalived", "-n", "-l", "-P", "-f", conf,
 			"-p", filepath.Join(f.dir, name+"-ka.pid"), "-r", filepath.Join(f.dir, name+"-ka-vrrp.pid"),
 			"-c", filepath.Join(f.dir, name+"-ka-checkers.pid"))
@@ -234,6 +239,7 @@ version = %[6]d
 advert_int = "%[7]v"
 %[8]svirtual_ipaddress = ["%[3]v/24"]
 `, name, f.dir, vip, prio, state, tc.version, tc.advert, auth), 0o644)
+		os.Remove(filepath.Join(f.dir, name+"-vipgate.pid"))
 		return &node{daemon: h.Start(f.b, f.bin, "-c", conf)}
 	}
 	f.b.Fatalf("unknown pair %s", impl)
@@ -290,7 +296,13 @@ func (f *fixture) run(impl string, tc timers, sc scenario) outcome {
 	waitFor(window, func() bool { return servedBy(parseProbes(prober.Output()), event, "node-b", 15) })
 	prober.Signal(syscall.SIGTERM)
 	prober.Wait(2 * time.Second)
-	return analyze(parseProbes(prober.Output()), event, "node-b")
+	o := analyze(parseProbes(prober.Output()), event, "node-b")
+	if os.Getenv("VIPGATE_BENCH_FAILOVER_DEBUG") == "1" {
+		path := filepath.Join(os.TempDir(), strings.ReplaceAll(fmt.Sprintf("failoverbench-%s-%s-%s.log", impl, tc.name, sc.key), " ", "_"))
+		os.WriteFile(path, []byte(fmt.Sprintf("event at %s\nnode-a:\n%s\nnode-b:\n%s\nprober:\n%s", event.Format("15:04:05.000"),
+			a.daemon.Output(), bnode.daemon.Output(), prober.Output())), 0o644)
+	}
+	return o
 }
 
 // fail makes node-a fail as the scenario says.
@@ -361,9 +373,9 @@ func (f *fixture) table(results map[string][]outcome, reps int, took time.Durati
 				}
 				var gap, failed, moved []float64
 				for _, o := range outs {
-					gap = append(gap, float64(o.gap.Milliseconds()))
+					gap = append(gap, msOrNever(o.gap))
 					failed = append(failed, float64(o.failed))
-					moved = append(moved, float64(o.moved.Milliseconds()))
+					moved = append(moved, msOrNever(o.moved))
 				}
 				row = append(row, summary(gap), summary(failed), summary(moved))
 				gaps[i] = median(gap)
@@ -412,6 +424,14 @@ func (f *fixture) table(results map[string][]outcome, reps int, took time.Durati
   Took %v.
 `, vip, "2.2", f.proxyNote, took.Round(time.Second))
 	return b.String()
+}
+
+// msOrNever is d in milliseconds, or -1 for never (a negative d).
+func msOrNever(d time.Duration) float64 {
+	if d < 0 {
+		return -1
+	}
+	return float64(d.Milliseconds())
 }
 
 func ran(results map[string][]outcome, tc timers, sc scenario) bool {
