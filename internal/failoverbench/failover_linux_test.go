@@ -22,6 +22,9 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "probe" {
 		os.Exit(probeMain(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "hog" {
+		os.Exit(hogMain(os.Args[2:]))
+	}
 	os.Exit(m.Run())
 }
 
@@ -49,6 +52,7 @@ var scenarios = []scenario{
 	{"stop", "(b) graceful stop (TERM)", []string{"keepalived", "vipgate"}},
 	{"handover", "(b2) handover (USR2)", []string{"vipgate"}},
 	{"proxy", "(c) master's proxy dies", []string{"keepalived", "vipgate"}},
+	{"backend", "(d) master's backend dies", []string{"keepalived", "vipgate"}},
 }
 
 // node is one running HA node: its VRRP daemon and, for keepalived, the
@@ -66,6 +70,8 @@ type fixture struct {
 	nodes     [2]*netlab.Host
 	client    *netlab.Host
 	names     [2]string
+	backends  [2]*netlab.Process
+	hog       *netlab.Process // holds the descriptors of a vipgate under prlimit
 	proxyNote string
 }
 
@@ -81,8 +87,8 @@ func BenchmarkFailover(b *testing.B) {
 	f.lab = netlab.New(b, netlab.Options{Hosts: 3})
 	f.nodes = [2]*netlab.Host{f.lab.Hosts[0], f.lab.Hosts[1]}
 	f.client = f.lab.Hosts[2]
-	for i, h := range f.nodes {
-		f.startBackend(h, f.names[i])
+	for i := range f.nodes {
+		f.startBackend(i)
 	}
 	reps := 2
 	if os.Getenv("VIPGATE_BENCH_QUICK") == "1" {
@@ -136,7 +142,8 @@ func (f *fixture) write(name, content string, mode os.FileMode) string {
 
 // startBackend runs the node's application server (nginx answering its
 // node name) on 127.0.0.1:8080; it lives for the whole benchmark.
-func (f *fixture) startBackend(h *netlab.Host, name string) {
+func (f *fixture) startBackend(i int) {
+	h, name := f.nodes[i], f.names[i]
 	conf := f.write(name+"-backend.conf", fmt.Sprintf(`worker_processes 1; daemon off;
 pid %[1]s/%[2]s-backend.pid; error_log %[1]s/%[2]s-backend.err;
 events { worker_connections 1024; }
@@ -145,6 +152,13 @@ http { access_log off;
 `, f.dir, name), 0o644)
 	p := h.Start(f.b, "nginx", "-c", conf, "-p", f.dir)
 	f.b.Cleanup(func() { killTree(p) })
+	f.backends[i] = p
+	if !waitFor(5*time.Second, func() bool {
+		_, err := h.Run("curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:8080/")
+		return err == nil
+	}) {
+		f.b.Fatalf("backend nginx on %s does not answer", name)
+	}
 }
 
 // startNode starts node i (0: node-a, the master, priority 100; 1: node-b,
@@ -168,6 +182,7 @@ http { access_log off; upstream be { server 127.0.0.1:8080; }
 		// The classic check of the tutorials (killall -0 nginx), aimed at
 		// the proxy's master: the backend on this node is an nginx too.
 		check := f.write(name+"-chk.sh", fmt.Sprintf("#!/bin/sh\nkill -0 \"$(cat %s/%s-proxy.pid)\" 2>/dev/null\n", f.dir, name), 0o755)
+		checkBackend := f.write(name+"-chk-backend.sh", "#!/bin/sh\ncurl -sf -o /dev/null --max-time 1 http://127.0.0.1:8080/\n", 0o755)
 		var auth string
 		if tc.version == 2 {
 			auth = "  authentication {\n    auth_type PASS\n    auth_pass bench\n  }\n"
@@ -177,6 +192,13 @@ http { access_log off; upstream be { server 127.0.0.1:8080; }
   script_user root
 }
 vrrp_script chk_nginx {
+  script "%s"
+  interval 1
+  fall 3
+  rise 2
+  weight -20
+}
+vrrp_script chk_backend {
   script "%s"
   interval 1
   fall 3
@@ -195,9 +217,10 @@ vrrp_instance VI_1 {
   }
   track_script {
     chk_nginx
+    chk_backend
   }
 }
-`, name, check, state, prio, tc.version, tc.advert.Seconds(), auth, vip), 0o644)
+`, name, check, checkBackend, state, prio, tc.version, tc.advert.Seconds(), auth, vip), 0o644)
 		// A killed keepalived leaves its pid files; one naming a PID that
 		// was reused since makes the next start exit "already running".
 		for _, suffix := range []string{"-ka.pid", "-ka-vrrp.pid", "-ka-checkers.pid"} {
@@ -222,6 +245,13 @@ shutdown_timeout = "3s"
 [upstream.app]
 [[upstream.app.server]]
 address = "127.0.0.1:8080"
+[upstream.app.health_check]
+type = "http"
+path = "/"
+interval = "1s"
+timeout = "1s"
+fall = 3
+rise = 2
 
 [[http]]
 listen = ["%[3]v:80"]
@@ -238,6 +268,7 @@ state = %[5]q
 version = %[6]d
 advert_int = "%[7]v"
 %[8]svirtual_ipaddress = ["%[3]v/24"]
+track_upstream = ["app"]
 `, name, f.dir, vip, prio, state, tc.version, tc.advert, auth), 0o644)
 		os.Remove(filepath.Join(f.dir, name+"-vipgate.pid"))
 		return &node{daemon: h.Start(f.b, f.bin, "-c", conf)}
@@ -268,6 +299,15 @@ func (f *fixture) reset() {
 func (f *fixture) run(impl string, tc timers, sc scenario) outcome {
 	f.reset()
 	defer f.reset()
+	if sc.key == "backend" {
+		defer f.startBackend(0)
+	}
+	defer func() {
+		if f.hog != nil {
+			f.hog.Kill()
+			f.hog = nil
+		}
+	}()
 	a := f.startNode(impl, 0, tc)
 	defer a.stop()
 	started := time.Now()
@@ -317,6 +357,8 @@ func (f *fixture) fail(impl string, sc scenario, a *node) {
 		a.daemon.Signal(syscall.SIGTERM)
 	case "handover":
 		a.daemon.Signal(syscall.SIGUSR2)
+	case "backend":
+		killTree(f.backends[0])
 	case "proxy":
 		if impl == "keepalived" {
 			killTree(a.proxy)
@@ -325,13 +367,22 @@ func (f *fixture) fail(impl string, sc scenario, a *node) {
 		// Descriptor exhaustion: the limit becomes what it has open now,
 		// so the next accept fails with EMFILE.
 		pid := a.daemon.Cmd.Process.Pid
-		n := countFDs(pid)
+		n := countFDs(pid) + hogSlack
 		if out, err := exec("prlimit", "--pid", strconv.Itoa(pid), fmt.Sprintf("--nofile=%d:%d", n, n)); err != nil {
 			f.b.Logf("prlimit: %v %s", err, out)
 		}
-		f.proxyNote = fmt.Sprintf("vipgate: prlimit --nofile=N:N with N its open descriptors (%d): every accept then fails with EMFILE", n)
+		f.hog = f.client.Start(f.b, os.Args[0], "hog", netip.AddrPortFrom(vip, 80).String(), strconv.Itoa(hogConns), "30s")
+		f.proxyNote = fmt.Sprintf("(c) vipgate: prlimit --nofile=N:N, N = its open descriptors + %d (%d here), then %d idle\n"+
+			"  connections from the client use them up: every further accept fails with EMFILE.", hogSlack, n, hogConns)
 	}
 }
+
+// hogSlack descriptors are left to vipgate under prlimit, and hogConns
+// idle connections take them (and more wait in the listen backlog).
+const (
+	hogSlack = 4
+	hogConns = 32
+)
 
 func waitFor(d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)
@@ -420,7 +471,11 @@ func (f *fixture) table(results map[string][]outcome, reps int, took time.Durati
   VRRP only + nginx proxy, track_script "kill -0 <nginx master pid>" (the classic killall -0 nginx, aimed at
   the proxy because the backend is an nginx too) interval 1 fall 3 rise 2 weight -20. (a) kills keepalived
   (parent and VRRP child) only: its nginx keeps serving on the VIP it leaves behind; (a2) kills both.
-  (c) keepalived: SIGKILL of the proxy nginx (master and worker). %s
+  A second script checks the backend (curl -sf http://127.0.0.1:8080/, interval 1 fall 3 rise 2 weight -20);
+  vipgate: http health_check interval 1s fall 3 rise 2 on its upstream and track_upstream (FAULT when down).
+  (c) keepalived: SIGKILL of the proxy nginx (master and worker).
+  %s
+  (d) SIGKILL of node-a's backend nginx.
   Took %v.
 `, vip, "2.2", f.proxyNote, took.Round(time.Second))
 	return b.String()

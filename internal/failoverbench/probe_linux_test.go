@@ -75,6 +75,39 @@ func probeMain(args []string) int {
 	}
 }
 
+// hogMain opens up to N connections to ADDR and holds them, idle, for
+// DURATION or until SIGTERM: they use up the descriptors of a proxy
+// under a low RLIMIT_NOFILE.
+func hogMain(args []string) int {
+	if len(args) != 3 {
+		fmt.Fprintln(os.Stderr, "usage: hog HOST:PORT N DURATION")
+		return 2
+	}
+	n, err1 := strconv.Atoi(args[1])
+	d, err2 := time.ParseDuration(args[2])
+	if err1 != nil || err2 != nil {
+		fmt.Fprintln(os.Stderr, "hog: bad N or DURATION")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var held []net.Conn
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		c, err := net.DialTimeout("tcp", args[0], probeTimeout)
+		if err == nil {
+			held = append(held, c)
+		}
+	}
+	fmt.Printf("hog: holding %d connections\n", len(held))
+	<-ctx.Done()
+	for _, c := range held {
+		c.Close()
+	}
+	return 0
+}
+
 func probeOnce(addr string, start time.Time) (bool, string) {
 	deadline := start.Add(probeTimeout)
 	d := net.Dialer{Deadline: deadline}
