@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/vipgate/vipgate/config"
 )
 
@@ -111,8 +113,10 @@ next:
 			delete(out, "Host")
 			continue
 		}
-		if val == "" {
-			// nginx: a header whose value is empty is not passed.
+		if val == "" || !httpguts.ValidHeaderFieldValue(val) {
+			// nginx: a header whose value is empty is not passed. A value
+			// with a control character (a decoded %0A in $uri) would make
+			// the upstream request invalid, so it is not passed either.
 			delete(out, r.name)
 			continue
 		}

@@ -184,6 +184,9 @@ func normalizePath(raw string) (uri string, quoted bool, err error) {
 		return "", false, errBadURI
 	}
 	dec := raw
+	if strings.IndexByte(raw, 0) >= 0 {
+		return "", false, errBadURI
+	}
 	if strings.IndexByte(raw, '%') >= 0 {
 		quoted = true
 		b := make([]byte, 0, len(raw))

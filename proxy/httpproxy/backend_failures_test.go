@@ -1,0 +1,202 @@
+package httpproxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// rawBackend accepts connections and answers each with fn.
+func rawBackend(t *testing.T, fn func(c net.Conn)) string {
+	t.Helper()
+	ln := listenLoopback(t)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				// Read the request head first.
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				fn(c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestBackendFailuresAreContained(t *testing.T) {
+	garbage := rawBackend(t, func(c net.Conn) { io.WriteString(c, "NOT HTTP AT ALL\r\n\r\n") })
+	badHeader := rawBackend(t, func(c net.Conn) { io.WriteString(c, "HTTP/1.1 200 OK\r\nBad Header\r\n\r\n") })
+	cut := rawBackend(t, func(c net.Conn) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 1000))
+		c.(*net.TCPConn).SetLinger(0) // reset
+	})
+	good := startBackend(t, "good")
+	gw := startGateway(t, upstreamTOML("garbage", fmt.Sprintf("address = %q", garbage))+
+		upstreamTOML("badheader", fmt.Sprintf("address = %q", badHeader))+
+		upstreamTOML("cut", fmt.Sprintf("address = %q", cut))+
+		upstreamTOML("retry", fmt.Sprintf("address = %q", badHeader), fmt.Sprintf("address = %q\nbackup = true", good.addr()))+
+		upstreamTOML("good", fmt.Sprintf("address = %q", good.addr()))+`
+[[http]]
+listen = ["LISTEN"]
+[[http.location]]
+path = "/garbage"
+proxy_pass = "http://garbage"
+[[http.location]]
+path = "/badheader"
+proxy_pass = "http://badheader"
+[[http.location]]
+path = "/cut"
+proxy_pass = "http://cut"
+[[http.location]]
+path = "/retry"
+proxy_pass = "http://retry"
+proxy_next_upstream = ["error", "timeout", "invalid_header"]
+[[http.location]]
+path = "/good"
+proxy_pass = "http://good"
+`)
+	c := newClient()
+	for _, p := range []string{"/garbage", "/badheader"} {
+		if resp, _ := get(t, c, gw.url(p)); resp.StatusCode != 502 {
+			t.Errorf("%s: %d, want 502", p, resp.StatusCode)
+		}
+	}
+	if resp, body := get(t, c, gw.url("/retry")); resp.StatusCode != 200 || !strings.Contains(body, `"good"`) {
+		t.Errorf("invalid_header retried: %d %s", resp.StatusCode, body)
+	}
+	// Bytes already reached the client: the client sees a cut response,
+	// never a complete one.
+	resp, err := c.Get(gw.url("/cut"))
+	if err == nil {
+		n, rerr := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if rerr == nil {
+			t.Errorf("cut response read completely (%d bytes)", n)
+		}
+	}
+	if resp, _ := get(t, c, gw.url("/good")); resp.StatusCode != 200 {
+		t.Errorf("other clients affected: %d", resp.StatusCode)
+	}
+}
+
+func TestErrorPageFile(t *testing.T) {
+	dir := t.TempDir()
+	page := filepath.Join(dir, "50x.html")
+	if err := os.WriteFile(page, []byte("<p>sorry</p>"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dead := listenLoopback(t)
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", deadAddr))+`
+[[http]]
+listen = ["LISTEN"]
+error_page = { "502 503 504" = "`+page+`" }
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+`)
+	resp, body := get(t, newClient(), gw.url("/"))
+	if resp.StatusCode != 502 || body != "<p>sorry</p>" {
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+}
+
+func TestPipelinedAndExpectContinue(t *testing.T) {
+	b := startBackend(t, "b")
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+`
+[[http]]
+listen = ["LISTEN"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+`)
+	raw := rawExchange(t, gw.addr, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"+
+		"POST /2 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"+
+		"GET /3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+	br := bufio.NewReader(strings.NewReader(raw))
+	for _, want := range []string{"/1", "/2", "/3"} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response for %s: %v", want, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if s := decodeSeen(t, string(body)); s.URI != want || want == "/2" && s.Body != "abc" {
+			t.Errorf("pipelined: got %s %q, want %s", s.URI, s.Body, want)
+		}
+	}
+
+	c, err := net.Dial("tcp", gw.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	io.WriteString(c, "POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+	br = bufio.NewReader(c)
+	line, _ := br.ReadString('\n')
+	if !strings.HasPrefix(line, "HTTP/1.1 100") {
+		t.Fatalf("Expect: 100-continue answered %q", line)
+	}
+	br.ReadString('\n')
+	io.WriteString(c, "data")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if s := decodeSeen(t, string(body)); s.Body != "data" || s.Header.Get("Expect") != "" {
+		t.Errorf("after 100-continue backend saw body %q Expect %q", s.Body, s.Header.Get("Expect"))
+	}
+}
+
+func TestHashKeyTemplate(t *testing.T) {
+	bs := []*backend{startBackend(t, "h1"), startBackend(t, "h2"), startBackend(t, "h3")}
+	gw := startGateway(t, strings.Replace(upstreamTOML("app",
+		fmt.Sprintf("address = %q", bs[0].addr()),
+		fmt.Sprintf("address = %q", bs[1].addr()),
+		fmt.Sprintf("address = %q", bs[2].addr())), "[upstream.app]\n", "[upstream.app]\nbalance = \"hash\"\nhash = \"$request_uri\"\n", 1)+`
+[[http]]
+listen = ["LISTEN"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+`)
+	c := newClient()
+	servers := map[string]bool{}
+	for i := 0; i < 30; i++ {
+		uri := fmt.Sprintf("/item/%d", i)
+		_, b1 := get(t, c, gw.url(uri))
+		_, b2 := get(t, c, gw.url(uri))
+		s1, s2 := decodeSeen(t, b1), decodeSeen(t, b2)
+		if s1.Backend != s2.Backend {
+			t.Fatalf("%s went to %s then %s", uri, s1.Backend, s2.Backend)
+		}
+		servers[s1.Backend] = true
+	}
+	if len(servers) < 2 {
+		t.Fatalf("30 keys all on %v: the key is not the URI", servers)
+	}
+}
