@@ -2,6 +2,7 @@ package httpproxy
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -198,5 +199,101 @@ proxy_pass = "http://app"
 	}
 	if len(servers) < 2 {
 		t.Fatalf("30 keys all on %v: the key is not the URI", servers)
+	}
+}
+
+func TestClientTimeoutsAndMaxConns(t *testing.T) {
+	slow := startBackend(t, "slow")
+	release := make(chan struct{})
+	slow.handle = func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		io.WriteString(w, "late")
+	}
+	defer close(release)
+	gw := startGateway(t, upstreamTOML("slow", fmt.Sprintf("address = %q\nmax_conns = 1", slow.addr()))+`
+[[http]]
+listen = ["LISTEN"]
+client_body_timeout = "300ms"
+keepalive_timeout = "300ms"
+[[http.location]]
+path = "/"
+proxy_pass = "http://slow"
+[[http.location]]
+path = "/static/"
+root = "`+t.TempDir()+`"
+`)
+	// A body that stops arriving: 408 after client_body_timeout.
+	start := time.Now()
+	raw := rawExchange(t, gw.addr, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+	if codes := statusLines(raw); len(codes) != 1 || codes[0] != 408 || time.Since(start) > 2*time.Second {
+		t.Errorf("stalled body: %v after %v, want [408] after ~300ms", codes, time.Since(start))
+	}
+
+	// An idle keep-alive connection is closed after keepalive_timeout.
+	c, err := net.Dial("tcp", gw.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	io.WriteString(c, "GET /static/none HTTP/1.1\r\nHost: a\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 404 {
+		t.Fatalf("keep-alive request: %v %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	start = time.Now()
+	if n, err := br.Read(make([]byte, 1)); err != io.EOF || time.Since(start) > 2*time.Second {
+		t.Errorf("idle connection: %d bytes, %v after %v; want EOF after ~300ms", n, err, time.Since(start))
+	}
+
+	// max_conns = 1: while one request is in flight, the only server is
+	// full and the next request gets 502 at once.
+	done := make(chan int, 1)
+	go func() {
+		resp, err := http.Get(gw.url("/first"))
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	deadline := time.Now().Add(3 * time.Second)
+	for slow.hits.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	start = time.Now()
+	if resp, _ := get(t, newClient(), gw.url("/second")); resp.StatusCode != 502 || time.Since(start) > time.Second {
+		t.Errorf("full server: %d after %v, want 502 at once", resp.StatusCode, time.Since(start))
+	}
+	release <- struct{}{}
+	if st := <-done; st != 200 {
+		t.Errorf("first request: %d", st)
+	}
+}
+
+func TestProbe(t *testing.T) {
+	b := startBackend(t, "b")
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+`
+[[http]]
+listen = ["LISTEN"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+`)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	s := gw.current.Load()
+	if err := s.Probe(ctx, gw.addr); err != nil {
+		t.Fatalf("probe with a live backend: %v", err)
+	}
+	b.kill()
+	if err := s.Probe(ctx, gw.addr); err == nil {
+		t.Fatal("probe with the only backend dead passed")
+	}
+	if err := s.Probe(ctx, "127.0.0.1:1"); err == nil {
+		t.Fatal("probe of an address this generation does not serve passed")
 	}
 }

@@ -350,9 +350,12 @@ func (pr *proxyRequest) relay(p peer, res *attemptResult) {
 	defer copyBufPool.Put(bp)
 	buf := *bp
 	readTimeout := pr.loc.cfg.ProxyReadTimeout.Duration
+	var received int64
+	defer func() { p.AddBytes(pr.body.size, received) }()
 	for {
 		res.dog.arm(readTimeout, errReadTimeout)
 		n, err := resp.Body.Read(buf)
+		received += int64(n)
 		if n > 0 {
 			if _, werr := pr.w.Write(buf[:n]); werr != nil {
 				pr.rec.status = 499

@@ -19,6 +19,7 @@ type peer interface {
 	ReportFailure()
 	ReportSuccess()
 	ObserveResponse(status int, d time.Duration)
+	AddBytes(sent, received int64)
 }
 
 var _ peer = (*balancer.Server)(nil)
@@ -31,6 +32,7 @@ func (p *literalPeer) Release()                           {}
 func (p *literalPeer) ReportFailure()                     {}
 func (p *literalPeer) ReportSuccess()                     {}
 func (p *literalPeer) ObserveResponse(int, time.Duration) {}
+func (p *literalPeer) AddBytes(int64, int64)              {}
 
 // upstreamPool is one upstream (or literal address) of a generation with
 // its own keep-alive connection pool.

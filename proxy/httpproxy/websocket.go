@@ -106,10 +106,11 @@ func (pr *proxyRequest) tunnel(p peer, res *attemptResult) {
 		toClient = copyActive(conn, up, &last)
 		t.close()
 	}()
-	copyActive(up, conn, &last)
+	toUpstream := copyActive(up, conn, &last)
 	t.close()
 	<-done
 	pr.rec.bytes += toClient
+	p.AddBytes(toUpstream, toClient)
 }
 
 // copyActive copies src to dst, noting the time of every read in last.
