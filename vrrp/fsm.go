@@ -170,7 +170,6 @@ func (f *fsm) toMaster(now time.Time, reason string) []Action {
 	acts := []Action{
 		{Kind: ActSendAdvert, Priority: f.effectivePriority()},
 		{Kind: ActAddVIPs},
-		{Kind: ActGARP},
 	}
 	f.advertAt = now.Add(f.cfg.Interval)
 	if f.cfg.GARPDelay > 0 {
@@ -182,7 +181,10 @@ func (f *fsm) toMaster(now time.Time, reason string) []Action {
 	if f.cfg.VIPRenew > 0 {
 		f.renewAt = now.Add(f.cfg.VIPRenew)
 	}
-	return f.transition(StateMaster, reason, acts)
+	// The transition is recorded once the VIPs are up; the announcements
+	// follow.
+	acts = f.transition(StateMaster, reason, acts)
+	return append(acts, Action{Kind: ActGARP})
 }
 
 func (f *fsm) toFault(reason string) []Action {

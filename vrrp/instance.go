@@ -410,11 +410,8 @@ func (in *instance) removeVIPs(vips []VIP) {
 func (in *instance) announce(vips []VIP) {
 	for _, v := range vips {
 		dev := in.cfg.device(v)
-		for range in.cfg.garpRepeat() {
-			if err := in.os.Announce(dev, v.Prefix.Addr()); err != nil {
-				in.log.Warn("gratuitous ARP / unsolicited NA", zap.Stringer("vip", v.Prefix), zap.String("dev", dev), zap.Error(err))
-				break
-			}
+		if err := in.os.Announce(dev, v.Prefix.Addr(), in.cfg.garpRepeat()); err != nil {
+			in.log.Warn("gratuitous ARP / unsolicited NA", zap.Stringer("vip", v.Prefix), zap.String("dev", dev), zap.Error(err))
 		}
 	}
 }

@@ -105,10 +105,12 @@ func TestLabKeepalivedInterop(t *testing.T) {
 					master, backup = vg, ka
 				}
 				// keepalived starts as BACKUP and waits Master_Down_Interval.
-				startWait := 2*masterDown(ic.interval, 100) + 2*time.Second
+				startWait := 2*masterDown(ic.interval, 100) + settle
 				waitSoleHolder(t, lab.Hosts, vip4, master, startWait, 2*ic.interval+200*time.Millisecond)
 
-				limit := masterDown(ic.interval, 100) + ic.interval + slack + 200*time.Millisecond
+				// Timing is the other tests' business (measured by the
+				// nodes' clocks); here only who takes over.
+				limit := masterDown(ic.interval, 100) + ic.interval + settle
 				start := time.Now()
 				if vipgateMaster {
 					ng.proc.Kill()
@@ -119,9 +121,9 @@ func TestLabKeepalivedInterop(t *testing.T) {
 					}
 				}
 				waitFor(t, limit, "the backup takes over", func() bool { return backup.HasAddr(vip4) })
-				t.Logf("%s took over after %v (limit %v)", backup.NS, time.Since(start), limit)
+				t.Logf("%s took over after %v", backup.NS, time.Since(start))
 				if !vipgateMaster {
-					waitSoleHolder(t, lab.Hosts, vip4, backup, 0, 2*ic.interval)
+					waitSoleHolder(t, lab.Hosts, vip4, backup, 2*time.Second, 2*ic.interval)
 				}
 			})
 		}
@@ -163,10 +165,10 @@ func TestLabTsharkDecodesAdverts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			lab := netlab.New(t, netlab.Options{Hosts: 2})
 			pcap := filepath.Join(t.TempDir(), "vrrp.pcap")
-			cap := lab.Hosts[1].Start(t, "tshark", "-q", "-i", "eth0", "-f", "ip proto 112 or ip6 proto 112 or arp or icmp6", "-w", pcap, "-a", "duration:3")
-			time.Sleep(700 * time.Millisecond) // let the capture start
+			cap := lab.Hosts[1].Start(t, "tshark", "-q", "-i", "eth0", "-f", "ip proto 112 or ip6 proto 112 or arp or icmp6", "-w", pcap, "-a", "duration:4")
+			waitFor(t, settle, "tshark capturing", func() bool { return strings.Contains(cap.Output(), "Capturing on") })
 			startNode(t, lab.Hosts[0], tc.cfg(fastConfig(200)))
-			if err := cap.Wait(10 * time.Second); err != nil {
+			if err := cap.Wait(30 * time.Second); err != nil {
 				t.Fatalf("tshark capture: %v\n%s", err, cap.Output())
 			}
 			cfg := tc.cfg(fastConfig(200))

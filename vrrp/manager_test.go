@@ -144,10 +144,10 @@ func (o *fakeOS) HasVIP(_ string, a netip.Addr) (bool, error) {
 	return false, nil
 }
 
-func (o *fakeOS) Announce(string, netip.Addr) error {
+func (o *fakeOS) Announce(_ string, _ netip.Addr, count int) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.garps++
+	o.garps += count
 	return nil
 }
 

@@ -32,7 +32,7 @@ type netOS interface {
 	DelVIP(ifname string, p netip.Prefix) error
 	// HasVIP says whether ifname holds the address.
 	HasVIP(ifname string, a netip.Addr) (bool, error)
-	// Announce sends one gratuitous ARP request and reply (IPv4) or an
-	// unsolicited neighbour advertisement (IPv6) for a on ifname.
-	Announce(ifname string, a netip.Addr) error
+	// Announce sends count gratuitous ARP requests and replies (IPv4) or
+	// unsolicited neighbour advertisements (IPv6) for a on ifname.
+	Announce(ifname string, a netip.Addr, count int) error
 }

@@ -299,7 +299,7 @@ func (linuxOS) HasVIP(ifname string, ip netip.Addr) (bool, error) {
 	return false, nil
 }
 
-func (linuxOS) Announce(ifname string, ip netip.Addr) error {
+func (linuxOS) Announce(ifname string, ip netip.Addr, count int) error {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return err
@@ -316,14 +316,19 @@ func (linuxOS) Announce(ifname string, ip netip.Addr) error {
 		if err != nil {
 			return err
 		}
-		if err := c.WriteTo(req, ethernet.Broadcast); err != nil {
-			return err
-		}
 		rep, err := arp.NewPacket(arp.OperationReply, ifi.HardwareAddr, ip, ifi.HardwareAddr, ip)
 		if err != nil {
 			return err
 		}
-		return c.WriteTo(rep, ethernet.Broadcast)
+		for range count {
+			if err := c.WriteTo(req, ethernet.Broadcast); err != nil {
+				return err
+			}
+			if err := c.WriteTo(rep, ethernet.Broadcast); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	c, _, err := ndp.Listen(ifi, ndp.LinkLocal)
 	if err != nil {
@@ -335,5 +340,10 @@ func (linuxOS) Announce(ifname string, ip netip.Addr) error {
 		TargetAddress: ip,
 		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: ifi.HardwareAddr}},
 	}
-	return c.WriteTo(na, nil, netip.MustParseAddr("ff02::1"))
+	for range count {
+		if err := c.WriteTo(na, nil, netip.MustParseAddr("ff02::1")); err != nil {
+			return err
+		}
+	}
+	return nil
 }

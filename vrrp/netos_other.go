@@ -26,4 +26,4 @@ func (unsupportedOS) LinkUp(string) bool                               { return 
 func (unsupportedOS) AddVIP(string, netip.Prefix, time.Duration) error { return errUnsupported }
 func (unsupportedOS) DelVIP(string, netip.Prefix) error                { return nil }
 func (unsupportedOS) HasVIP(string, netip.Addr) (bool, error)          { return false, errUnsupported }
-func (unsupportedOS) Announce(string, netip.Addr) error                { return errUnsupported }
+func (unsupportedOS) Announce(string, netip.Addr, int) error           { return errUnsupported }
