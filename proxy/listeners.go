@@ -221,7 +221,10 @@ func (l *Listener) acceptLoop() {
 
 // listen binds addr with SO_REUSEADDR and IP_FREEBIND / IPV6_FREEBIND.
 func listen(addr string) (net.Listener, error) {
-	lc := net.ListenConfig{Control: func(network, address string, rc syscall.RawConn) error {
+	// KeepAlive -1: accepted sockets get no Go keep-alive timers (four
+	// setsockopt calls per accept); the proxies set SO_KEEPALIVE themselves
+	// where the config asks for it, with the system's timers as nginx does.
+	lc := net.ListenConfig{KeepAlive: -1, Control: func(network, address string, rc syscall.RawConn) error {
 		var serr error
 		err := rc.Control(func(fd uintptr) {
 			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
