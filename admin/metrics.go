@@ -29,6 +29,13 @@ var (
 	descServerFails   = prometheus.NewDesc("vipgate_upstream_server_failures_total", "Failed attempts.", []string{"upstream", "server"}, nil)
 	descServerResp    = prometheus.NewDesc("vipgate_upstream_server_responses_total", "Upstream responses by status class.", []string{"upstream", "server", "code"}, nil)
 	descServerTime    = prometheus.NewDesc("vipgate_upstream_response_seconds", "Upstream response time.", []string{"upstream", "server"}, nil)
+	descStreamActive  = prometheus.NewDesc("vipgate_stream_upstream_active", "Open streams by upstream.", []string{"upstream"}, nil)
+	descStreamTotal   = prometheus.NewDesc("vipgate_stream_total", "Connected streams.", []string{"upstream"}, nil)
+	descStreamBytes   = prometheus.NewDesc("vipgate_stream_bytes_total", "Bytes forwarded, by direction (to_upstream, to_client).", []string{"upstream", "direction"}, nil)
+	descStreamConnF   = prometheus.NewDesc("vipgate_stream_connect_failures_total", "Failed or timed-out connects to servers.", []string{"upstream"}, nil)
+	descStreamNoSrv   = prometheus.NewDesc("vipgate_stream_no_server_total", "Clients closed because no server could be picked or reached.", []string{"upstream"}, nil)
+	descStreamAcc     = prometheus.NewDesc("vipgate_stream_accepted_total", "Connections accepted by stream listeners.", []string{"listen"}, nil)
+	descStreamRefused = prometheus.NewDesc("vipgate_stream_proxy_header_refused_total", "Inbound PROXY headers refused, by reason.", []string{"listen", "reason"}, nil)
 	descUpstreamAvail = prometheus.NewDesc("vipgate_upstream_available", "1 when at least one server can be picked.", []string{"upstream"}, nil)
 )
 
@@ -37,7 +44,8 @@ type collector struct{ src Source }
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descGeneration, descReloads, descListener, descAccepted, descAcceptErrors, descHTTP, descStreams,
 		descVRRPState, descVRRPPrio, descVRRPTrans, descVRRPSent, descVRRPRecv, descVRRPDrops, descVRRPMismatch, descVRRPVIPs,
-		descServerUp, descServerActive, descServerReqs, descServerFails, descServerResp, descServerTime, descUpstreamAvail} {
+		descServerUp, descServerActive, descServerReqs, descServerFails, descServerResp, descServerTime, descUpstreamAvail,
+		descStreamActive, descStreamTotal, descStreamBytes, descStreamConnF, descStreamNoSrv, descStreamAcc, descStreamRefused} {
 		ch <- d
 	}
 }
@@ -80,6 +88,20 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descHTTP, st.HTTPResponses[code], code)
 	}
 	gauge(descStreams, float64(st.ActiveStreams))
+	for _, u := range st.Streams.Upstreams {
+		gauge(descStreamActive, float64(u.ActiveStreams), u.Upstream)
+		counter(descStreamTotal, u.Streams, u.Upstream)
+		counter(descStreamBytes, u.BytesFromClient, u.Upstream, "to_upstream")
+		counter(descStreamBytes, u.BytesToClient, u.Upstream, "to_client")
+		counter(descStreamConnF, u.ConnectFailures, u.Upstream)
+		counter(descStreamNoSrv, u.NoServer, u.Upstream)
+	}
+	for _, l := range st.Streams.Listeners {
+		counter(descStreamAcc, l.Accepted, l.Listen)
+		for _, reason := range sortedMap(l.ProxyHeaderRefused) {
+			counter(descStreamRefused, l.ProxyHeaderRefused[reason], l.Listen, reason)
+		}
+	}
 	for _, v := range st.VRRP {
 		for _, s := range vrrpStates {
 			gauge(descVRRPState, b2f(v.State == s), v.Name, s)

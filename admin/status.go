@@ -33,6 +33,8 @@ type Status struct {
 	HTTPResponses map[string]uint64 `json:"http_responses"`
 	// ActiveStreams is the number of open TCP stream sessions.
 	ActiveStreams int `json:"active_streams"`
+	// Streams are the TCP stream proxy's counters by upstream and listener.
+	Streams StreamCounters `json:"streams"`
 	// Unhealthy lists why GET /healthz answers 503; empty when healthy.
 	Unhealthy []string `json:"unhealthy"`
 }
@@ -112,4 +114,28 @@ type Histogram struct {
 	Counts  []uint64  `json:"counts"`
 	Count   uint64    `json:"count"`
 	Sum     float64   `json:"sum"`
+}
+
+// StreamCounters are the stream proxy's process-wide counters.
+type StreamCounters struct {
+	Upstreams []StreamUpstream `json:"upstreams"`
+	Listeners []StreamListener `json:"listeners"`
+}
+
+// StreamUpstream is one upstream's (or literal proxy_pass address's) stream counters.
+type StreamUpstream struct {
+	Upstream        string `json:"upstream"`
+	ActiveStreams   int64  `json:"active_streams"`
+	Streams         uint64 `json:"streams"`
+	BytesFromClient uint64 `json:"bytes_from_client"`
+	BytesToClient   uint64 `json:"bytes_to_client"`
+	ConnectFailures uint64 `json:"connect_failures"`
+	NoServer        uint64 `json:"no_server"`
+}
+
+// StreamListener is one stream listener's counters.
+type StreamListener struct {
+	Listen             string            `json:"listen"`
+	Accepted           uint64            `json:"accepted"`
+	ProxyHeaderRefused map[string]uint64 `json:"proxy_header_refused,omitempty"`
 }

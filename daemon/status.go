@@ -82,6 +82,13 @@ func (d *Daemon) Status() admin.Status {
 	for _, g := range d.generationsLocked() {
 		g.addCounters(&st)
 	}
+	ups, lis := d.streamStats.Snapshot()
+	for _, u := range ups {
+		st.Streams.Upstreams = append(st.Streams.Upstreams, admin.StreamUpstream(u))
+	}
+	for _, l := range lis {
+		st.Streams.Listeners = append(st.Streams.Listeners, admin.StreamListener(l))
+	}
 	return st
 }
 

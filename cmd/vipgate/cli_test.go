@@ -511,3 +511,46 @@ func TestSIGUSR1ReopensLogFiles(t *testing.T) {
 		t.Errorf("rotated access log should hold exactly the first request:\n%s", old)
 	}
 }
+
+func TestAdminAPIAndStatusCommand(t *testing.T) {
+	dir := t.TempDir()
+	backend := echoBackend(t, 0)
+	port, adminPort := freePort(t), freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cfg := fmt.Sprintf(goodConfig, dir, backend.Listener.Addr(), port, "5s", "adm")
+	cfg = strings.Replace(cfg, `admin_listen = ""`, fmt.Sprintf(`admin_listen = "127.0.0.1:%d"`, adminPort), 1)
+	cfg += "\n[[upstream.app.server]]\naddress = \"127.0.0.1:1\"\nmax_fails = 0\n"
+	cfgPath := writeFile(t, dir, "v.toml", cfg)
+	startNode(t, cfgPath, addr)
+	get(t, addr)
+
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/status", adminPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`"generation": 1`, `"address": "127.0.0.1:1"`, fmt.Sprintf(`"address": "%s"`, addr), `"serving": true`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/status lacks %s:\n%s", want, body)
+		}
+	}
+	out, errOut, code := runBinary(t, "status", "-c", cfgPath)
+	if code != 0 || !strings.Contains(out, "127.0.0.1:1") || !strings.Contains(out, "UPSTREAM") {
+		t.Fatalf("vipgate status: exit %d\n%s%s", code, out, errOut)
+	}
+	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", adminPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("/healthz = %d with serving listeners and no tracked upstream", resp.StatusCode)
+	}
+
+	// With the admin API off, status says so instead of failing obscurely.
+	off := writeFile(t, dir, "off.toml", fmt.Sprintf(goodConfig, dir, backend.Listener.Addr(), port, "5s", "adm"))
+	if _, errOut, code := runBinary(t, "status", "-c", off); code != 1 || !strings.Contains(errOut, "admin API is off") {
+		t.Errorf("status with admin off: exit %d, %q", code, errOut)
+	}
+}
