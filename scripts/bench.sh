@@ -320,7 +320,8 @@ defaults
   timeout connect 5s
   timeout client 300s
   timeout server 300s
-  option splice-auto
+  option splice-request
+  option splice-response
 listen bulk
   bind 127.0.0.1:7082
   server s1 127.0.0.1:5201
@@ -406,10 +407,10 @@ EOF
     sleep 0.5
     pipes=$(($(fd_count "${PROXY[$p]}" pipe:) - rest))
     straced=$(tree "${PROXY[$p]}" | tr ' ' '\n' | tail -1) # nginx: the worker
-    timeout -s INT 2 strace -f -c -e trace=splice -p "$straced" 2>"$WORK/strace-$p.txt" >/dev/null || true
+    timeout -s INT 2 strace -f -c -e trace=splice -p "$straced" 2>"$WORK/strace-$p.log" >/dev/null || true
     wait "$ip" || true
     local calls
-    calls=$(awk '$NF == "splice" {print $4}' "$WORK/strace-$p.txt" | head -1) # % time, seconds, usecs/call, calls
+    calls=$(awk '$NF == "splice" {print $4}' "$WORK/strace-$p.log" | head -1) # % time, seconds, usecs/call, calls
     rec "$tsp" "$p" "splice calls in 2 s" "${calls:-0}"
     rec "$tsp" "$p" "pipe fds added while flowing" "$pipes"
   done
@@ -438,7 +439,7 @@ EOF
   echo "################ TCP stream (proxy on CPU 0, one worker; iperf3 / echo server and clients on CPU 1)"
   ratio_note
   "$BT" report -in "$RESULTS" -table "Stream" -noratio "errors,streams held,pipe fds added while held,splice calls in 2 s,pipe fds added while flowing"
-  echo "  haproxy: option splice-auto. nginx stream has no splice; it copies through its 16k buffer."
+  echo "  haproxy: option splice-request + splice-response (splice-auto never spliced here). nginx stream has no splice; it copies through its 16k buffer."
 }
 
 # ---------------------------------------------------------------- failover

@@ -406,7 +406,7 @@ func (f *fixture) table(results map[string][]outcome, reps int, took time.Durati
 	var b strings.Builder
 	header := []string{"scenario", "timers",
 		"keepalived gap", "failed", "B serves",
-		"vipgate gap", "failed", "B serves", "gap vg/ka"}
+		"vipgate gap", "failed", "B serves", "gap vg/ka", "B serves vg/ka"}
 	grid := [][]string{header}
 	for _, sc := range scenarios {
 		for _, tc := range timerCases {
@@ -414,12 +414,16 @@ func (f *fixture) table(results map[string][]outcome, reps int, took time.Durati
 				continue
 			}
 			row := []string{sc.name, tc.name}
-			var gaps [2]float64
+			var gaps, moves [2]float64
 			for i, impl := range []string{"keepalived", "vipgate"} {
-				outs := results[impl+"|"+tc.name+"|"+sc.key]
+				key := sc.key
+				if impl == "vipgate" && key == "killall" {
+					key = "kill" // its proxy is the same process: (a) is (a2)
+				}
+				outs := results[impl+"|"+tc.name+"|"+key]
 				if len(outs) == 0 {
 					row = append(row, "-", "-", "-")
-					gaps[i] = -1
+					gaps[i], moves[i] = -1, -1
 					continue
 				}
 				var gap, failed, moved []float64
@@ -429,7 +433,7 @@ func (f *fixture) table(results map[string][]outcome, reps int, took time.Durati
 					moved = append(moved, msOrNever(o.moved))
 				}
 				row = append(row, summary(gap), summary(failed), summary(moved))
-				gaps[i] = median(gap)
+				gaps[i], moves[i] = median(gap), median(moved)
 			}
 			ratio := "-"
 			switch {
@@ -438,7 +442,11 @@ func (f *fixture) table(results map[string][]outcome, reps int, took time.Durati
 			case gaps[0] == 0 && gaps[1] == 0:
 				ratio = "both 0"
 			}
-			row = append(row, ratio)
+			moveRatio := "-"
+			if moves[0] > 0 && moves[1] >= 0 {
+				moveRatio = fmt.Sprintf("%.2fx", moves[1]/moves[0])
+			}
+			row = append(row, ratio, moveRatio)
 			grid = append(grid, row)
 		}
 	}
@@ -470,7 +478,8 @@ func (f *fixture) table(results map[string][]outcome, reps int, took time.Durati
   Pairs: priorities 100 (node-a, state MASTER) / 90, preempt on, VIP %v/24. keepalived pair: keepalived %s
   VRRP only + nginx proxy, track_script "kill -0 <nginx master pid>" (the classic killall -0 nginx, aimed at
   the proxy because the backend is an nginx too) interval 1 fall 3 rise 2 weight -20. (a) kills keepalived
-  (parent and VRRP child) only: its nginx keeps serving on the VIP it leaves behind; (a2) kills both.
+  (parent and VRRP child) only: its nginx keeps serving on the VIP it leaves behind; (a2) kills both;
+  vipgate's (a2) are the runs of (a): its proxy is the same process.
   A second script checks the backend (curl -sf http://127.0.0.1:8080/, interval 1 fall 3 rise 2 weight -20);
   vipgate: http health_check interval 1s fall 3 rise 2 on its upstream and track_upstream (FAULT when down).
   (c) keepalived: SIGKILL of the proxy nginx (master and worker).
