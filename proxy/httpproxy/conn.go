@@ -54,12 +54,10 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b 
 func newClientConn(c net.Conn, lg *listenGroup, maxHead int) *clientConn {
 	cc := &clientConn{Conn: c, listen: lg}
 	cc.framer.maxHead = maxHead
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		cc.remote = a.AddrPort()
-	}
-	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
-		cc.local = a.AddrPort()
-	}
+	// IPv4-mapped addresses (a dual-stack listener) are unmapped, so that
+	// $remote_addr and ip_hash see 192.0.2.1 as nginx does.
+	cc.remote = addrPortOf(c.RemoteAddr())
+	cc.local = addrPortOf(c.LocalAddr())
 	return cc
 }
 
@@ -263,6 +261,9 @@ func (c *clientConn) Close() error {
 	if refuse := c.answer.Load(); refuse != nil && !c.hijacked.Load() {
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		_, _ = c.Conn.Write(errorResponse(refuse.Status))
+		if c.listen != nil {
+			c.listen.s.logRefused(c, refuse)
+		}
 	}
 	err := c.Conn.Close()
 	if c.onClose != nil {

@@ -233,6 +233,23 @@ func (s *Server) logAccess(rec *logRecord, r *http.Request, cc *clientConn) {
 	s.access.Write(b)
 }
 
+// logRefused logs a request refused by the framing check, which net/http
+// never saw: nginx logs those 400s too, with "-" for what was not parsed.
+func (s *Server) logRefused(c *clientConn, he *HeadError) {
+	s.log.Debug("request refused", zap.Stringer("client", c.remote), zap.Int("status", he.Status), zap.String("reason", he.Reason))
+	if s.access == nil {
+		return
+	}
+	b := make([]byte, 0, 128)
+	b = append(b, c.remote.Addr().String()...)
+	b = append(b, " - - ["...)
+	b = time.Now().AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
+	b = append(b, "] \"-\" "...)
+	b = strconv.AppendInt(b, int64(he.Status), 10)
+	b = append(b, " 0 \"-\" \"-\" \"-\" 0.000 -\n"...)
+	s.access.Write(b)
+}
+
 // appendSeconds formats d as nginx does: seconds with millisecond
 // resolution ("0.012").
 func appendSeconds(b []byte, d time.Duration) []byte {

@@ -325,6 +325,9 @@ proxy_pass = "http://app"
 	if n := b.hits.Load(); n != 1 {
 		t.Errorf("backend saw %d requests, want only the valid GET", n)
 	}
+	if got := strings.Count(gw.access.String(), `] "-" 400 0 `); got != len(cases) {
+		t.Errorf("%d refused requests in the access log, want %d:\n%s", got, len(cases), gw.access.String())
+	}
 }
 
 func TestStaticRoot(t *testing.T) {

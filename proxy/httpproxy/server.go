@@ -353,6 +353,7 @@ func (g *listenGroup) ServeConn(c net.Conn) {
 		return
 	}
 	var remote netip.AddrPort
+	local := c.LocalAddr() // $server_port is the socket's, also behind PROXY protocol (as nginx)
 	if g.proxyProto {
 		pc, src, _, err := proxyproto.ReadHeader(c, g.hdrTimeout)
 		if err != nil {
@@ -381,7 +382,7 @@ func (g *listenGroup) ServeConn(c net.Conn) {
 		}
 		isTLS = true
 		if tc.ConnectionState().NegotiatedProtocol == "h2" {
-			g.serveH2(tc, remote)
+			g.serveH2(tc, remote, local)
 			return
 		}
 		c = tc
@@ -391,18 +392,20 @@ func (g *listenGroup) ServeConn(c net.Conn) {
 	if remote.IsValid() {
 		cc.remote = remote
 	}
+	cc.local = addrPortOf(local)
 	cc.onClose = s.connClosed
 	if !g.ln.push(cc) {
 		_ = cc.Close()
 	}
 }
 
-func (g *listenGroup) serveH2(tc *tls.Conn, remote netip.AddrPort) {
+func (g *listenGroup) serveH2(tc *tls.Conn, remote netip.AddrPort, local net.Addr) {
 	cc := newClientConn(tc, g, g.maxHead) // connection facts only: HTTP/2 frames itself
 	cc.tls = true
 	if remote.IsValid() {
 		cc.remote = remote
 	}
+	cc.local = addrPortOf(local)
 	g.h2Conns.Store(tc, cc)
 	if !g.h2ln.push(tc) {
 		g.h2Conns.Delete(tc)
@@ -417,7 +420,7 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
 	ap, _ := netip.ParseAddrPort(a.String())
-	return ap
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 func (s *Server) connOpened() bool {
