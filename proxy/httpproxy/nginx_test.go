@@ -128,12 +128,23 @@ func TestNginxDifferentialURIAndHeaders(t *testing.T) {
 		{"= /exact", "http://one/other"},
 		{"~ \\.php$", "http://one"},
 		{"/", "http://one/root/"},
+		{"/vars/", "http://one"},
 	}
 	var ngx, toml strings.Builder
 	fmt.Fprintf(&ngx, "upstream one { server %s; }\nserver {\n  listen LISTEN;\n%s\n", b.addr(), nginxContractHeaders)
 	toml.WriteString(upstreamTOML("one", fmt.Sprintf("address = %q", b.addr())))
 	toml.WriteString("[[http]]\nlisten = [\"LISTEN\"]\n")
+	const varsValue = "$host|$http_host|$scheme|$request_uri|$uri|$cookie_a|$http_user_agent|$http_x_custom|$remote_addr|$proxy_add_x_forwarded_for"
 	for _, l := range locations {
+		if l.path == "/vars/" {
+			// nginx drops inherited proxy_set_header once a location sets
+			// one: repeat the contract's headers there.
+			fmt.Fprintf(&ngx, "  location %s { proxy_pass %s; %s proxy_set_header X-Vars %q; proxy_set_header X-Empty \"\"; proxy_set_header Cookie \"\"; }\n",
+				l.path, l.proxyPass, nginxContractHeaders, varsValue)
+			fmt.Fprintf(&toml, "[[http.location]]\npath = %q\nproxy_pass = %q\nproxy_set_header = { X-Vars = %q, X-Empty = \"\", Cookie = \"\" }\n",
+				l.path, l.proxyPass, varsValue)
+			continue
+		}
 		fmt.Fprintf(&ngx, "  location %s { proxy_pass %s; }\n", l.path, l.proxyPass)
 		fmt.Fprintf(&toml, "[[http.location]]\npath = %q\nproxy_pass = %q\n", l.path, l.proxyPass)
 	}
@@ -145,8 +156,10 @@ func TestNginxDifferentialURIAndHeaders(t *testing.T) {
 		"/app1/x?q=1", "/app1", "/application", "/a/x/y", "/a//x/../y", "/a/%7Efoo%20bar?x=%20",
 		"/raw//x/../y%2F?z", "/exact?k", "/exact/no", "/x/y.php?a", "/a/b.php", "/other/%2e%2e/z",
 		"/a/x+y;p=1", "/app1/caf%C3%A9", "/a/sp%20ace/", "/a/%3Fq", "/", "/zzz/./y",
+		"/vars/a%20b/../c?x=1&y=%20", "/vars/", "/vars/x.php",
 	}
-	compared := []string{"Host", "X-Forwarded-For", "X-Real-Ip", "X-Forwarded-Proto", "User-Agent", "Accept", "Cookie", "X-Custom", "Connection"}
+	compared := []string{"Host", "X-Forwarded-For", "X-Real-Ip", "X-Forwarded-Proto", "User-Agent", "Accept", "Cookie", "X-Custom",
+		"Connection", "X-Vars", "X-Empty"}
 	for _, uri := range uris {
 		raw := "GET " + uri + " HTTP/1.1\r\nHost: www.example.com:8080\r\nX-Forwarded-For: 203.0.113.1\r\n" +
 			"User-Agent: diff/1\r\nAccept: */*\r\nCookie: a=1\r\nX-Custom: v\r\nConnection: close\r\n\r\n"
@@ -193,18 +206,26 @@ func TestNginxDifferentialBalancing(t *testing.T) {
 	ngx := fmt.Sprintf(`
 upstream rr { server %s weight=3; server %s weight=1; server %s weight=4; }
 upstream ih { ip_hash; server %s; server %s weight=2; server %s; server %s; }
+upstream hh { hash $request_uri consistent; server %s; server %s weight=2; server %s; server %s; }
 server {
   listen LISTEN;
 %s
   location /rr { proxy_pass http://rr; }
   location /ih { proxy_pass http://ih; }
+  location /hh { proxy_pass http://hh; }
 }
-`, rr[0].addr(), rr[1].addr(), rr[2].addr(), ih[0].addr(), ih[1].addr(), ih[2].addr(), ih[3].addr(), nginxContractHeaders)
+`, rr[0].addr(), rr[1].addr(), rr[2].addr(), ih[0].addr(), ih[1].addr(), ih[2].addr(), ih[3].addr(),
+		ih[0].addr(), ih[1].addr(), ih[2].addr(), ih[3].addr(), nginxContractHeaders)
 	toml := upstreamTOML("rr",
 		fmt.Sprintf("address = %q\nweight = 3", rr[0].addr()),
 		fmt.Sprintf("address = %q\nweight = 1", rr[1].addr()),
 		fmt.Sprintf("address = %q\nweight = 4", rr[2].addr())) +
 		upstreamTOML("ih",
+			fmt.Sprintf("address = %q", ih[0].addr()),
+			fmt.Sprintf("address = %q\nweight = 2", ih[1].addr()),
+			fmt.Sprintf("address = %q", ih[2].addr()),
+			fmt.Sprintf("address = %q", ih[3].addr())) +
+		upstreamTOML("hh",
 			fmt.Sprintf("address = %q", ih[0].addr()),
 			fmt.Sprintf("address = %q\nweight = 2", ih[1].addr()),
 			fmt.Sprintf("address = %q", ih[2].addr()),
@@ -217,8 +238,12 @@ proxy_pass = "http://rr"
 [[http.location]]
 path = "/ih"
 proxy_pass = "http://ih"
+[[http.location]]
+path = "/hh"
+proxy_pass = "http://hh"
 `
 	toml = strings.Replace(toml, "[upstream.ih]\n", "[upstream.ih]\nbalance = \"ip_hash\"\n", 1)
+	toml = strings.Replace(toml, "[upstream.hh]\n", "[upstream.hh]\nbalance = \"hash\"\nhash = \"$request_uri\"\n", 1)
 	nginxAddr := startNginx(t, ngx)
 	gw := startGateway(t, toml)
 
@@ -242,6 +267,14 @@ proxy_pass = "http://ih"
 		vs, vb := rawRequest(t, gw.addr, src, req("/ih"))
 		if n, v := answerer(t, ns, nb), answerer(t, vs, vb); n != v {
 			t.Errorf("ip_hash client %s: nginx %s, vipgate %s", src, n, v)
+		}
+	}
+	for i := 0; i < 40; i++ {
+		uri := fmt.Sprintf("/hh/item/%d?v=%d", i*37, i%3)
+		ns, nb := rawRequest(t, nginxAddr, "", req(uri))
+		vs, vb := rawRequest(t, gw.addr, "", req(uri))
+		if n, v := answerer(t, ns, nb), answerer(t, vs, vb); n != v {
+			t.Errorf("hash $request_uri consistent, %s: nginx %s, vipgate %s", uri, n, v)
 		}
 	}
 }
