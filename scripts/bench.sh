@@ -460,5 +460,7 @@ for section in $ONLY; do
   *) echo "bench: unknown section $section"; exit 2 ;;
   esac
 done
+if [ -s "$RESULTS" ]; then "$BT" goals -in "$RESULTS"; fi
+[ -s "$OUT/failover.txt" ] && sed -n '/^Goals/,$p' "$OUT/failover.txt"
 echo
 echo "Results: $OUT (report.txt, results.tsv, logs)"

@@ -23,6 +23,7 @@ commands:
   wrk      parse wrk --latency output from stdin: "rps p50_ms p99_ms requests"
   iperf    parse iperf3 -J output from stdin: "gbit_per_s bytes"
   report   print result records (table, row, column, value) as tables
+  goals    check vipgate's medians against the issues' goals
 `
 
 func main() {
@@ -37,6 +38,7 @@ func main() {
 		"wrk":    runWrk,
 		"iperf":  runIperf,
 		"report": runReport,
+		"goals":  runGoals,
 	}
 	run, ok := cmds[os.Args[1]]
 	if !ok {
