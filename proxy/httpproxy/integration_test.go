@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"golang.org/x/net/websocket"
 )
 
@@ -442,6 +443,8 @@ proxy_read_timeout = "%s"
 }
 
 func TestWebSocketIdleTimeoutAndCloseLongLived(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) }) // no tunnel goroutine left
 	b := wsEchoBackend(t)
 	gw := startGateway(t, upstreamTOML("ws", fmt.Sprintf("address = %q", b.addr()))+`
 [[http]]
@@ -552,5 +555,100 @@ proxy_pass = "http://app"
 	wg.Wait()
 	if status != 200 || body != "done" {
 		t.Fatalf("in-flight request: %d %q", status, body)
+	}
+}
+
+func TestUnbufferedResponseStreams(t *testing.T) {
+	b := startBackend(t, "stream")
+	release := make(chan struct{})
+	b.handle = func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "first\n")
+		w.(http.Flusher).Flush()
+		<-release
+		io.WriteString(w, "second\n")
+	}
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+`
+[[http]]
+listen = ["LISTEN"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+proxy_buffering = false
+`)
+	resp, err := newClient().Get(gw.url("/events"))
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 64)
+		n, _ := resp.Body.Read(buf)
+		got <- string(buf[:n])
+	}()
+	select {
+	case first := <-got:
+		if first != "first\n" {
+			t.Errorf("first chunk %q", first)
+		}
+	case <-time.After(2 * time.Second):
+		t.Error("first chunk held back with proxy_buffering = false")
+	}
+	close(release)
+	rest, _ := io.ReadAll(resp.Body)
+	if string(rest) != "second\n" {
+		t.Errorf("rest %q", rest)
+	}
+}
+
+func TestShutdownClosesWebSocketAfterTimeout(t *testing.T) {
+	b := wsEchoBackend(t)
+	gw := startGateway(t, upstreamTOML("ws", fmt.Sprintf("address = %q", b.addr()))+`
+[[http]]
+listen = ["LISTEN"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://ws"
+`)
+	conf, _ := websocket.NewConfig("ws://"+gw.addr+"/ws", "http://"+gw.addr)
+	ws, err := websocket.DialConfig(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	wsEcho(t, ws, "hello")
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	during := make(chan error, 1)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		_ = ws.SetDeadline(time.Now().Add(time.Second))
+		if err := websocket.Message.Send(ws, "during"); err != nil {
+			during <- err
+			return
+		}
+		var got string
+		err := websocket.Message.Receive(ws, &got)
+		if err == nil && got != "during" {
+			err = fmt.Errorf("echo %q", got)
+		}
+		during <- err
+	}()
+	err = gw.current.Load().Shutdown(ctx)
+	if e := <-during; e != nil {
+		t.Errorf("WebSocket during shutdown: %v", e)
+	}
+	if err == nil {
+		t.Error("Shutdown reported a clean stop although a WebSocket outlived the timeout")
+	}
+	if d := time.Since(start); d < 350*time.Millisecond || d > 2*time.Second {
+		t.Errorf("Shutdown took %v, want the 400ms timeout", d)
+	}
+	var got string
+	_ = ws.SetDeadline(time.Now().Add(time.Second))
+	if err := websocket.Message.Receive(ws, &got); err == nil {
+		t.Fatal("WebSocket open after Shutdown")
 	}
 }
