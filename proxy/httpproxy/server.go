@@ -82,10 +82,12 @@ type listenGroup struct {
 	ln         *chanListener
 	// HTTP/2 (TLS with ALPN h2): net/http must see the *tls.Conn itself,
 	// so these connections go to their own server; h2Conns carries each
-	// connection's facts to ConnContext.
-	h2         *http.Server
-	h2ln       *chanListener
-	h2Conns    sync.Map // *tls.Conn -> *clientConn
+	// connection's facts to ConnContext. Drain replaces the server (new
+	// connections still come in) and shuts the old one down gracefully,
+	// which sends GOAWAY: HTTP/2's Connection: close.
+	h2         atomic.Pointer[h2Front]
+	h2Retired  []*http.Server // guarded by s.mu
+	h2Conns    sync.Map       // *tls.Conn -> *clientConn
 	maxHead    int
 	hdrTimeout time.Duration
 }
@@ -150,6 +152,12 @@ func New(servers []*config.HTTPServer, deps Deps) (*Server, error) {
 			g.proxyProto = g.proxyProto || hc.AcceptProxyProtocol
 		}
 	}
+	// net/http's own messages (bad TLS records, handler panics) are debug
+	// noise next to the proxy's structured logs.
+	stdLog, err := zap.NewStdLogAt(s.log, zap.DebugLevel)
+	if err != nil {
+		return nil, fmt.Errorf("http log: %w", err)
+	}
 	for _, g := range s.groups {
 		if err := g.setupTLS(servers, certs); err != nil {
 			return nil, err
@@ -161,32 +169,13 @@ func New(servers []*config.HTTPServer, deps Deps) (*Server, error) {
 			ReadHeaderTimeout: dc.ClientHeaderTimeout.Duration,
 			IdleTimeout:       dc.KeepaliveTimeout.Duration,
 			MaxHeaderBytes:    g.maxHead,
-			ErrorLog:          zap.NewStdLog(s.log.WithOptions(zap.IncreaseLevel(zap.DebugLevel))),
+			ErrorLog:          stdLog,
 			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 				return context.WithValue(ctx, connKey{}, c)
 			},
 		}
 		if g.tlsConfig != nil {
 			g.tlsConfig.NextProtos = []string{"h2", "http/1.1"}
-			g.h2ln = newChanListener(g.addr)
-			g.h2 = &http.Server{
-				Handler:        g,
-				TLSConfig:      g.tlsConfig,
-				IdleTimeout:    dc.KeepaliveTimeout.Duration,
-				MaxHeaderBytes: g.maxHead,
-				ErrorLog:       g.http.ErrorLog,
-				ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-					if cc, ok := g.h2Conns.LoadAndDelete(c); ok {
-						return context.WithValue(ctx, connKey{}, cc)
-					}
-					return ctx
-				},
-				ConnState: func(c net.Conn, st http.ConnState) {
-					if st == http.StateClosed || st == http.StateHijacked {
-						s.connClosed()
-					}
-				},
-			}
 		}
 	}
 	for _, g := range s.groups {
@@ -195,15 +184,47 @@ func New(servers []*config.HTTPServer, deps Deps) (*Server, error) {
 			defer s.serving.Done()
 			_ = g.http.Serve(g.ln)
 		}(g)
-		if g.h2 != nil {
-			s.serving.Add(1)
-			go func(g *listenGroup) {
-				defer s.serving.Done()
-				_ = g.h2.Serve(g.h2ln)
-			}(g)
+		if g.tlsConfig != nil {
+			g.h2.Store(g.startH2())
 		}
 	}
 	return s, nil
+}
+
+// h2Front is the HTTP/2 server that new h2 connections go to.
+type h2Front struct {
+	srv *http.Server
+	ln  *chanListener
+}
+
+func (g *listenGroup) startH2() *h2Front {
+	s := g.s
+	dc := g.dflt.cfg
+	f := &h2Front{ln: newChanListener(g.addr)}
+	f.srv = &http.Server{
+		Handler:        g,
+		TLSConfig:      g.tlsConfig,
+		IdleTimeout:    dc.KeepaliveTimeout.Duration,
+		MaxHeaderBytes: g.maxHead,
+		ErrorLog:       g.http.ErrorLog,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if cc, ok := g.h2Conns.LoadAndDelete(c); ok {
+				return context.WithValue(ctx, connKey{}, cc)
+			}
+			return ctx
+		},
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateClosed || st == http.StateHijacked {
+				s.connClosed()
+			}
+		},
+	}
+	s.serving.Add(1)
+	go func() {
+		defer s.serving.Done()
+		_ = f.srv.Serve(f.ln)
+	}()
+	return f
 }
 
 func (s *Server) compileLocation(lc *config.Location, deps Deps) (*location, error) {
@@ -291,11 +312,17 @@ func (g *listenGroup) setupTLS(servers []*config.HTTPServer, certs map[*vhost]tl
 	return nil
 }
 
+// servers lists every net/http server of the address: HTTP/1, the
+// current HTTP/2 one and those a Drain retired.
 func (g *listenGroup) servers() []*http.Server {
-	if g.h2 != nil {
-		return []*http.Server{g.http, g.h2}
+	out := []*http.Server{g.http}
+	if f := g.h2.Load(); f != nil {
+		out = append(out, f.srv)
 	}
-	return []*http.Server{g.http}
+	g.s.mu.Lock()
+	out = append(out, g.h2Retired...)
+	g.s.mu.Unlock()
+	return out
 }
 
 func (g *listenGroup) allVhosts() []*vhost {
@@ -407,11 +434,15 @@ func (g *listenGroup) serveH2(tc *tls.Conn, remote netip.AddrPort, local net.Add
 	}
 	cc.local = addrPortOf(local)
 	g.h2Conns.Store(tc, cc)
-	if !g.h2ln.push(tc) {
-		g.h2Conns.Delete(tc)
-		_ = tc.Close()
-		g.s.connClosed()
+	// Twice: a Drain may retire the server between Load and push.
+	for i := 0; i < 2; i++ {
+		if g.h2.Load().ln.push(tc) {
+			return
+		}
 	}
+	g.h2Conns.Delete(tc)
+	_ = tc.Close()
+	g.s.connClosed()
 }
 
 func addrPortOf(a net.Addr) netip.AddrPort {
@@ -478,11 +509,28 @@ func (s *Server) Idle() <-chan struct{} { return s.idle }
 // now on carries Connection: close and idle keep-alive client connections
 // are closed now; new connections are still served.
 func (s *Server) Drain() {
+	s.mu.Lock()
+	if s.shutting {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
 	s.draining.Store(true)
 	for _, g := range s.groups {
-		for _, hs := range g.servers() {
-			hs.SetKeepAlivesEnabled(false)
+		g.http.SetKeepAlivesEnabled(false)
+		if g.tlsConfig == nil {
+			continue
 		}
+		old := g.h2.Swap(g.startH2())
+		s.mu.Lock()
+		g.h2Retired = append(g.h2Retired, old.srv)
+		s.mu.Unlock()
+		s.serving.Add(1)
+		go func() {
+			defer s.serving.Done()
+			// Ends when its connections are gone, or at Shutdown's Close.
+			_ = old.srv.Shutdown(context.Background())
+		}()
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -174,4 +175,57 @@ proxy_pass = "http://app"
 		get(t, c, gw.url("/"))
 	}
 	c.CloseIdleConnections()
+}
+
+func TestDrainSendsGOAWAYToHTTP2(t *testing.T) {
+	b := startBackend(t, "b")
+	dir := t.TempDir()
+	c1, k1 := writeCert(t, dir, "one", "one.example")
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+fmt.Sprintf(`
+[[http]]
+listen = ["LISTEN"]
+tls_certificate = %q
+tls_certificate_key = %q
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+`, c1, k1))
+	var dials atomic.Int32
+	tr := &http.Transport{
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true, ServerName: "one.example"},
+		ForceAttemptHTTP2: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dials.Add(1)
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", gw.addr)
+		},
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	do := func() {
+		t.Helper()
+		resp, err := client.Get("https://one.example/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+			t.Fatalf("status %d proto %s", resp.StatusCode, resp.Proto)
+		}
+	}
+	do()
+	do()
+	if n := dials.Load(); n != 1 {
+		t.Fatalf("%d connections before the drain, want 1 (reused)", n)
+	}
+	gw.current.Load().Drain()
+	deadline := time.Now().Add(3 * time.Second)
+	for dials.Load() == 1 && time.Now().Before(deadline) {
+		do() // the GOAWAY makes the client open a new connection, which is still served
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := dials.Load(); n < 2 {
+		t.Fatal("HTTP/2 connection kept after Drain: no GOAWAY")
+	}
 }
