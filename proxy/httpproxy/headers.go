@@ -122,6 +122,11 @@ next:
 		}
 		out[r.name] = []string{val}
 	}
+	if _, ok := out["User-Agent"]; !ok {
+		// An empty value stops Go's transport from adding its own
+		// "Go-http-client/1.1": a client without one is passed without one.
+		out["User-Agent"] = []string{""}
+	}
 	if upgrade != "" {
 		out["Connection"] = []string{"Upgrade"}
 		out["Upgrade"] = []string{upgrade}

@@ -184,6 +184,31 @@ func TestNginxDifferentialURIAndHeaders(t *testing.T) {
 				t.Errorf("%s: %s nginx %q, vipgate %q", uri, h, n.Header.Get(h), v.Header.Get(h))
 			}
 		}
+		if fmt.Sprint(n.Header) != fmt.Sprint(v.Header) {
+			t.Errorf("%s: header sets differ\nnginx   %v\nvipgate %v", uri, n.Header, v.Header)
+		}
+	}
+}
+
+func TestNginxDifferentialNoUserAgent(t *testing.T) {
+	testutil.RequireCommand(t, "nginx")
+	b := startBackend(t, "one")
+	nginxAddr := startNginx(t, fmt.Sprintf("upstream one { server %s; }\nserver {\n  listen LISTEN;\n%s\n  location / { proxy_pass http://one; }\n}\n", b.addr(), nginxContractHeaders))
+	gw := startGateway(t, upstreamTOML("one", fmt.Sprintf("address = %q", b.addr()))+"[[http]]\nlisten = [\"LISTEN\"]\n[[http.location]]\npath = \"/\"\nproxy_pass = \"http://one\"\n")
+	raw := "GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+	_, nb := rawRequest(t, nginxAddr, "", raw)
+	_, vb := rawRequest(t, gw.addr, "", raw)
+	n, v := decodeSeen(t, nb), decodeSeen(t, vb)
+	if _, ok := n.Header["User-Agent"]; ok {
+		t.Fatalf("nginx added a User-Agent: %v", n.Header)
+	}
+	if ua, ok := v.Header["User-Agent"]; ok {
+		t.Errorf("vipgate sent User-Agent %q for a client without one", ua)
+	}
+	delete(n.Header, "Connection")
+	delete(v.Header, "Connection")
+	if fmt.Sprint(n.Header) != fmt.Sprint(v.Header) {
+		t.Errorf("headers differ\nnginx   %v\nvipgate %v", n.Header, v.Header)
 	}
 }
 

@@ -218,6 +218,7 @@ func TestUpstreamHeader(t *testing.T) {
 				"Cookie":            {"a=1; sid=abc"},
 				"Accept":            {"*/*"},
 				"X-Drop":            {"x"},
+				"User-Agent":        {""}, // keeps Go's transport from adding one
 			},
 			wantHost: "www.example.com:8080",
 		},
@@ -235,6 +236,7 @@ func TestUpstreamHeader(t *testing.T) {
 				"Accept":            {"*/*"},
 				"X-Sid":             {"abc"},
 				"X-Info":            {"https://www.example.com/p?q=1 /p 5555 */*"},
+				"User-Agent":        {""},
 			},
 			wantHost: "www.example.com:8080",
 		},
