@@ -49,6 +49,14 @@ func probeMain(args []string) int {
 	var mu sync.Mutex
 	out := bufio.NewWriter(os.Stdout)
 	var inflight sync.WaitGroup
+	if err := watchAdverts(ctx, func(src string, prio int) {
+		mu.Lock()
+		fmt.Fprintf(out, "advert %d %s %d\n", time.Now().UnixMicro(), src, prio)
+		out.Flush()
+		mu.Unlock()
+	}); err != nil {
+		fmt.Fprintln(os.Stderr, "probe: cannot watch VRRP adverts:", err)
+	}
 	tick := time.NewTicker(probeInterval)
 	defer tick.Stop()
 	for seq := 0; ; seq++ {
@@ -74,6 +82,44 @@ func probeMain(args []string) int {
 		}
 	}
 }
+
+// watchAdverts reports every VRRP packet (IP protocol 112) the client's
+// interface sees, with its source and priority, from a packet socket, until
+// ctx ends. The lab's bridge floods multicast to every port, so the client
+// sees both nodes' adverts the moment they are on the wire.
+func watchAdverts(ctx context.Context, seen func(src string, prio int)) error {
+	const ethPIP = 0x0800
+	fd, err := syscall.Socket(syscall.AF_PACKET, syscall.SOCK_DGRAM, int(htons(ethPIP)))
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), "packet")
+	go func() {
+		<-ctx.Done()
+		f.Close()
+	}()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, err := f.Read(buf)
+			if err != nil {
+				return
+			}
+			p := buf[:n]
+			if n < 20 || p[0]>>4 != 4 || p[9] != 112 {
+				continue
+			}
+			ihl := int(p[0]&0x0f) * 4
+			if n < ihl+3 {
+				continue
+			}
+			seen(fmt.Sprintf("%d.%d.%d.%d", p[12], p[13], p[14], p[15]), int(p[ihl+2]))
+		}
+	}()
+	return nil
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // hogMain opens up to N connections to ADDR and holds them, idle, for
 // DURATION or until SIGTERM: they use up the descriptors of a proxy
@@ -153,6 +199,32 @@ func errWord(err error) string {
 	return strings.ReplaceAll(s, " ", "_")
 }
 
+// advert is one VRRP packet the client saw.
+type advert struct {
+	at   time.Time
+	src  string
+	prio int
+}
+
+// parseAdverts reads the prober's advert lines, in time order.
+func parseAdverts(out string) []advert {
+	var as []advert
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) != 4 || f[0] != "advert" {
+			continue
+		}
+		us, err1 := strconv.ParseInt(f[1], 10, 64)
+		prio, err2 := strconv.Atoi(f[3])
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		as = append(as, advert{at: time.UnixMicro(us), src: f[2], prio: prio})
+	}
+	sort.Slice(as, func(i, j int) bool { return as[i].at.Before(as[j].at) })
+	return as
+}
+
 // probe is one parsed line of the prober's output.
 type probe struct {
 	seq   int
@@ -185,14 +257,18 @@ type outcome struct {
 	gap    time.Duration // first failed probe to the first success after it; 0 if none failed
 	failed int           // failed probes after the event
 	moved  time.Duration // event to the first success answered by the backup's backend; -1 if never
-	ended  bool          // the client was served by the backup at the end of the window
-	errs   map[string]int
+	// afterLast is node-a's last advert (before the backup served) to
+	// the first success answered by the backup: unlike moved, it does not
+	// depend on where in the advert interval the event fell. -1: unknown.
+	afterLast time.Duration
+	ended     bool // the client was served by the backup at the end of the window
+	errs      map[string]int
 }
 
 // analyze looks at the probes that started after event (minus a little, so
 // a probe caught in flight by the event counts).
-func analyze(ps []probe, event time.Time, backup string) outcome {
-	o := outcome{moved: -1, errs: map[string]int{}}
+func analyze(ps []probe, as []advert, event time.Time, backup, masterAddr string) outcome {
+	o := outcome{moved: -1, afterLast: -1, errs: map[string]int{}}
 	var firstFail time.Time
 	for _, p := range ps {
 		if p.start.Before(event.Add(-probeInterval)) {
@@ -217,6 +293,18 @@ func analyze(ps []probe, event time.Time, backup string) outcome {
 		o.gap = -1 // never recovered within the window
 	}
 	o.ended = len(ps) > 0 && ps[len(ps)-1].ok && ps[len(ps)-1].who == backup
+	if o.moved >= 0 {
+		served := event.Add(o.moved)
+		var last time.Time
+		for _, a := range as {
+			if a.src == masterAddr && a.at.Before(served) {
+				last = a.at
+			}
+		}
+		if !last.IsZero() {
+			o.afterLast = served.Sub(last)
+		}
+	}
 	return o
 }
 
