@@ -20,7 +20,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -39,6 +41,9 @@ type Manager struct {
 	onChange  []func(Transition)
 	stopped   bool
 	transMu   sync.Mutex
+	// list is the instances in configuration order, replaced whole under
+	// mu, so Status needs no lock (and may be called from OnTransition).
+	list atomic.Pointer[[]*instance]
 }
 
 type extTrack struct {
@@ -62,7 +67,9 @@ func newManager(log *zap.Logger, os netOS) *Manager {
 
 // OnTransition registers fn to be called on every state change of every
 // instance, on the instance's goroutine: fn must return quickly (count,
-// log, or hand off to a channel). Register before the first Apply.
+// log, or hand off to a channel) and may call Status, but no other Manager
+// method (they wait for the instance that is calling fn). Register before
+// the first Apply.
 func (m *Manager) OnTransition(fn func(Transition)) {
 	m.transMu.Lock()
 	defer m.transMu.Unlock()
@@ -116,6 +123,9 @@ func (m *Manager) Apply(cfgs []Config) error {
 			delete(m.instances, k)
 		}
 	}
+	if len(removed) > 0 {
+		m.publishWithout(removed)
+	}
 	for _, in := range removed {
 		in.log.Info("instance removed by reload: stepping down")
 		in.call(in.shutdown)
@@ -134,7 +144,28 @@ func (m *Manager) Apply(cfgs []Config) error {
 		m.applyTracks(in, c.Name)
 		in.start()
 	}
+	m.publish()
 	return nil
+}
+
+func (m *Manager) publishWithout(removed []*instance) {
+	var list []*instance
+	if old := m.list.Load(); old != nil {
+		for _, in := range *old {
+			if !slices.Contains(removed, in) {
+				list = append(list, in)
+			}
+		}
+	}
+	m.list.Store(&list)
+}
+
+func (m *Manager) publish() {
+	list := make([]*instance, 0, len(m.order))
+	for _, k := range m.order {
+		list = append(list, m.instances[k])
+	}
+	m.list.Store(&list)
 }
 
 // applyTracks sets every external track on a new instance before it starts.
@@ -233,15 +264,18 @@ func (m *Manager) Stop() {
 	}
 	m.instances = map[Key]*instance{}
 	m.order = nil
+	m.publish()
 }
 
 // Status returns a snapshot of every instance, in configuration order.
 func (m *Manager) Status() []InstanceStatus {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]InstanceStatus, 0, len(m.order))
-	for _, k := range m.order {
-		out = append(out, m.instances[k].snapshot())
+	list := m.list.Load()
+	if list == nil {
+		return []InstanceStatus{}
+	}
+	out := make([]InstanceStatus, 0, len(*list))
+	for _, in := range *list {
+		out = append(out, in.snapshot())
 	}
 	return out
 }

@@ -247,7 +247,12 @@ func TestManagerReloadKeepsMasterAndAppliesChanges(t *testing.T) {
 	a, b, _ := electA(t)
 	var transitions []Transition
 	var mu sync.Mutex
-	a.m.OnTransition(func(tr Transition) { mu.Lock(); transitions = append(transitions, tr); mu.Unlock() })
+	a.m.OnTransition(func(tr Transition) {
+		a.m.Status() // allowed from the callback: must not deadlock
+		mu.Lock()
+		transitions = append(transitions, tr)
+		mu.Unlock()
+	})
 	cfg := testConfig(150)
 	cfg.Name = "renamed"
 	added := netip.MustParsePrefix("192.0.2.51/24")
@@ -561,4 +566,41 @@ func TestManagerVIPDevicesLifetimeAndGARP(t *testing.T) {
 	if a.os.garps != 6 {
 		t.Errorf("%d announcements, want 3 per VIP", a.os.garps)
 	}
+}
+
+// The admin layer may read Status from a transition callback, even while
+// the transition comes from a Manager call that waits for the instance.
+func TestManagerStatusFromTransitionCallback(t *testing.T) {
+	o := newFakeOS(&fakeNet{}, "192.0.2.1")
+	m := newManager(zaptest.NewLogger(t), o)
+	states := make(chan string, 16)
+	m.OnTransition(func(tr Transition) {
+		st := m.Status()
+		if len(st) == 1 {
+			states <- tr.To.String()
+		}
+	})
+	if err := m.Apply([]Config{testConfig(200)}); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	done := make(chan struct{})
+	go func() { m.SetTrack("listener", nil, true, 0); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("SetTrack deadlocked with a callback reading Status")
+	}
+	eventually(t, time.Second, "FAULT seen by the callback", func() bool {
+		for {
+			select {
+			case s := <-states:
+				if s == "FAULT" {
+					return true
+				}
+			default:
+				return false
+			}
+		}
+	})
 }
