@@ -19,7 +19,9 @@
 //	mac, _ := client.NeighbourMAC("192.0.2.50")
 //
 // Names are short and unique per process ("vg<pid>x<n>-h1"), so labs of
-// parallel tests and packages do not collide.
+// parallel tests and packages do not collide. A script that removes stale
+// labs must skip those whose <pid> is still running: deleting a running
+// test's namespaces makes it fail in confusing ways.
 package netlab
 
 import (
