@@ -54,6 +54,9 @@ exec > >(tee "$OUT/report.txt") 2>&1
 log() { printf '== %s  %s\n' "$(date +%T)" "$*" >&2; }
 rec() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$RESULTS"; } # table row column value
 
+echo "vipgate bench $(date -u '+%F %T UTC'): vipgate $(git describe --always --dirty 2>/dev/null), QUICK=$QUICK ($REPS x ${DUR}s)"
+echo "  $(uname -sr), $(nproc) CPUs: $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)"
+echo "  $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v | head -1 | awk '{print "haproxy", $3}'), $(keepalived --version 2>&1 | head -1 | awk '{print "keepalived", $2}'), $(wrk -v 2>&1 | head -1 | awk '{print "wrk", $2}'), $(iperf3 -v | head -1 | awk '{print $1, $2}'), $(go version | awk '{print $3}')"
 log "building benchtool"
 go build -o "$WORK/benchtool" ./scripts/benchtool
 BT=$WORK/benchtool
@@ -271,7 +274,9 @@ EOF
   ratio_note
   "$BT" report -in "$RESULTS" -table "HTTP" -noratio "errors,connections held,RSS before KiB,RSS held KiB"
   echo "  nginx: upstream keepalive 64, proxy_http_version 1.1, Connection \"\", proxy_buffers 16 8k;"
-  echo "  haproxy: nbthread 1, http-reuse always; vipgate: GOMAXPROCS=1, upstream keepalive 64."
+  echo "  haproxy: nbthread 1, http-reuse always, maxconn 9900 (it reserves 2 descriptors per connection in"
+  echo "  the 20,000 limit, so it holds 9,900 idle clients, not 10,000); vipgate: GOMAXPROCS=1, upstream keepalive 64."
+  echo "  errors: socket errors + non-2xx responses counted by wrk."
   echo "  CPU us/req: the proxy's utime+stime (/proc/PID/stat, master and workers) over the run / requests."
 
   echo
