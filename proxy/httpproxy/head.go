@@ -337,9 +337,6 @@ type framer struct {
 	state     frameState
 	remaining int64 // body bytes left (stateBody, stateChunkData)
 	maxHead   int
-	// last is the latest validated head (its slices are not kept).
-	lastUpgrade bool
-	heads       int // heads validated so far
 }
 
 type frameState uint8
@@ -393,8 +390,6 @@ func (f *framer) feed(b []byte) (consumed, drop int, err error) {
 				return pos, 0, err
 			}
 			pos += h.Len
-			f.heads++
-			f.lastUpgrade = h.Upgrade
 			switch {
 			case h.Chunked:
 				f.state = stateChunkSize

@@ -68,7 +68,12 @@ func (s *syncBuffer) String() string {
 // which "LISTEN" stands for the proxy's address.
 func startGateway(t testing.TB, tomlText string) *testGateway {
 	t.Helper()
-	g := &testGateway{t: t, ln: listenLoopback(t), table: balancer.NewTable(time.Now), access: &syncBuffer{}}
+	return startGatewayOn(t, listenLoopback(t), tomlText)
+}
+
+func startGatewayOn(t testing.TB, ln net.Listener, tomlText string) *testGateway {
+	t.Helper()
+	g := &testGateway{t: t, ln: ln, table: balancer.NewTable(time.Now), access: &syncBuffer{}}
 	g.addr = g.ln.Addr().String()
 	g.reload(tomlText)
 	g.wg.Add(1)

@@ -652,3 +652,24 @@ proxy_pass = "http://ws"
 		t.Fatal("WebSocket open after Shutdown")
 	}
 }
+
+func TestIPv6Listener(t *testing.T) {
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	b := startBackend(t, "b")
+	gw := startGatewayOn(t, ln, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+`
+[[http]]
+listen = ["LISTEN"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+`)
+	resp, body := get(t, newClient(), "http://"+gw.addr+"/six")
+	s := decodeSeen(t, body)
+	if resp.StatusCode != 200 || s.Header.Get("X-Real-Ip") != "::1" || s.Header.Get("X-Forwarded-For") != "::1" {
+		t.Fatalf("status %d, X-Real-IP %q X-Forwarded-For %q", resp.StatusCode, s.Header.Get("X-Real-Ip"), s.Header.Get("X-Forwarded-For"))
+	}
+}

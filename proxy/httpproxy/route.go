@@ -20,7 +20,6 @@ type vhost struct {
 	regexes  []*location          // file order
 
 	errorPages map[int][]byte // error_page files, read at New (so a reload re-reads them)
-	certIndex  int            // index into the group's certificates, -1 without TLS
 }
 
 // location is one [[http.location]] compiled.
@@ -40,7 +39,7 @@ type location struct {
 }
 
 func newVhost(cfg *config.HTTPServer, index int) *vhost {
-	v := &vhost{cfg: cfg, index: index, exact: map[string]*location{}, certIndex: -1}
+	v := &vhost{cfg: cfg, index: index, exact: map[string]*location{}}
 	return v
 }
 
