@@ -531,3 +531,16 @@ func (d *Daemon) reapWhenIdle(g *generation) {
 	d.gensMu.Unlock()
 	d.log.Debug("retired generation freed", zap.Uint64("generation", g.id))
 }
+
+// SelfCheck reports whether the node's own proxy can serve: every listener's
+// accept loop runs and is not failing. It feeds VRRP (trackLoop) and the
+// systemd watchdog, so a node whose proxy cannot serve gives up its VIPs
+// and, if hung, is restarted.
+func (d *Daemon) SelfCheck() (ok bool, problems []string) {
+	for _, st := range d.listeners.Status() {
+		if !st.Serving {
+			problems = append(problems, fmt.Sprintf("listener %s cannot serve: %s", st.Address, st.LastError))
+		}
+	}
+	return len(problems) == 0, problems
+}

@@ -11,13 +11,16 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/BurntSushi/toml"
+	sdnotify "github.com/coreos/go-systemd/v22/daemon"
 	"go.uber.org/zap"
 
 	"github.com/vipgate/vipgate/config"
 	"github.com/vipgate/vipgate/daemon"
 	"github.com/vipgate/vipgate/internal/accesslog"
+	"github.com/vipgate/vipgate/internal/caps"
 	"github.com/vipgate/vipgate/internal/logging"
 	"github.com/vipgate/vipgate/internal/pidfile"
 )
@@ -219,16 +222,25 @@ func serve(path string, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
 
-	d, err := daemon.Start(cfg, daemon.Options{Log: log, AccessLog: access})
+	if err := caps.Check(cfg); err != nil {
+		log.Error("cannot start", zap.Error(err))
+		return 1
+	}
+	d, err := daemon.Start(cfg, daemon.Options{Log: log, AccessLog: access, Version: version})
 	if err != nil {
 		log.Error("cannot start", zap.Error(err))
 		return 1
 	}
 	log.Info("vipgate started", zap.String("version", version), zap.String("node", g.NodeName), zap.Int("pid", os.Getpid()), zap.String("config", path))
+	notify(log, sdnotify.SdNotifyReady)
+	stopWatchdog := startWatchdog(d, log)
+	defer stopWatchdog()
 	for s := range sigs {
 		switch s {
 		case syscall.SIGHUP:
+			notify(log, sdnotify.SdNotifyReloading)
 			reload(d, path, log)
+			notify(log, sdnotify.SdNotifyReady)
 		case syscall.SIGUSR1:
 			if err := logger.Reopen(); err != nil {
 				log.Error("reopen error log", zap.Error(err))
@@ -242,10 +254,12 @@ func serve(path string, stderr io.Writer) int {
 				log.Error("handover", zap.Error(err))
 			}
 		case syscall.SIGQUIT:
+			notify(log, sdnotify.SdNotifyStopping)
 			log.Info("SIGQUIT: stopping at once")
 			d.Quit()
 			return 0
 		case syscall.SIGTERM, syscall.SIGINT:
+			notify(log, sdnotify.SdNotifyStopping)
 			log.Info("stopping gracefully", zap.String("signal", s.String()))
 			if err := d.Stop(d.Config().Global.ShutdownTimeout.Duration); err != nil {
 				log.Warn("stopped", zap.Error(err))
@@ -279,4 +293,42 @@ func reload(d *daemon.Daemon, path string, log *zap.Logger) {
 		return
 	}
 	log.Info("reloaded", zap.Uint64("generation", d.Generation()))
+}
+
+// notify tells systemd (Type=notify) about a state change; a no-op when not
+// started by systemd.
+func notify(log *zap.Logger, state string) {
+	if _, err := sdnotify.SdNotify(false, state); err != nil {
+		log.Warn("sd_notify", zap.String("state", state), zap.Error(err))
+	}
+}
+
+// startWatchdog feeds systemd's watchdog (WatchdogSec=) at half its period,
+// but only while the node's self-check passes: a vipgate whose proxy cannot
+// serve, or that hangs, is restarted by systemd and its VIPs expire.
+func startWatchdog(d *daemon.Daemon, log *zap.Logger) (stop func()) {
+	period, err := sdnotify.SdWatchdogEnabled(false)
+	if err != nil || period <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		tick := time.NewTicker(period / 2)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if ok, problems := d.SelfCheck(); !ok {
+				log.Error("self-check failed: not feeding the systemd watchdog", zap.Strings("problems", problems))
+				continue
+			}
+			notify(log, sdnotify.SdNotifyWatchdog)
+		}
+	}()
+	return func() { close(done); <-ended }
 }
