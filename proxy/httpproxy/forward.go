@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -229,7 +230,10 @@ func (pr *proxyRequest) serve() {
 	if pool.hashKey != nil {
 		hashKey = pool.hashKey.eval(pr.vars)
 	}
-	clientIP := pr.vars.conn.remote.Addr()
+	var clientIP netip.Addr
+	if pr.vars.conn != nil {
+		clientIP = pr.vars.conn.remote.Addr()
+	}
 	var tried []*balancer.Server
 	p, bs, err := pool.pick(clientIP, hashKey, tried, 0)
 	if err != nil {

@@ -73,10 +73,14 @@ func (s *Server) route(g *listenGroup, cc *clientConn, w http.ResponseWriter, r 
 		if cc.tls {
 			vars.scheme = "https"
 		}
-		vars.remote = cc.remote.Addr().String()
-		vars.port = strconv.Itoa(int(cc.remote.Port()))
-		vars.local = strconv.Itoa(int(cc.local.Port()))
-		vars.lcAddr = cc.local.Addr().String()
+		if cc.remote.IsValid() { // not for Probe's in-process pipe
+			vars.remote = cc.remote.Addr().String()
+			vars.port = strconv.Itoa(int(cc.remote.Port()))
+		}
+		if cc.local.IsValid() {
+			vars.local = strconv.Itoa(int(cc.local.Port()))
+			vars.lcAddr = cc.local.Addr().String()
+		}
 	}
 	vars.host = host
 	if vars.host == "" && len(v.cfg.ServerName) > 0 {
@@ -183,7 +187,7 @@ func (s *Server) logAccess(rec *logRecord, r *http.Request, cc *clientConn) {
 		return
 	}
 	remote := rec.remote
-	if remote == "" && cc != nil {
+	if remote == "" && cc != nil && cc.remote.IsValid() {
 		remote = cc.remote.Addr().String()
 	}
 	if remote == "" {
@@ -241,7 +245,11 @@ func (s *Server) logRefused(c *clientConn, he *HeadError) {
 		return
 	}
 	b := make([]byte, 0, 128)
-	b = append(b, c.remote.Addr().String()...)
+	if c.remote.IsValid() {
+		b = append(b, c.remote.Addr().String()...)
+	} else {
+		b = append(b, '-')
+	}
 	b = append(b, " - - ["...)
 	b = time.Now().AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
 	b = append(b, "] \"-\" "...)
