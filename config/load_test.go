@@ -332,6 +332,14 @@ func TestWarnings(t *testing.T) {
 // TestAcceptedSetups: combinations the rules must not refuse.
 func TestAcceptedSetups(t *testing.T) {
 	cases := []struct{ name, file string }{
+		{"nginx variables the HTTP proxy expands", upApp + `
+[[http]]
+listen = ["0.0.0.0:80"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+proxy_set_header = { X-Q = "$args$is_args", X-M = "$request_method", X-Id = "$arg_id", X-S = "$server_name:$server_addr", X-P = "$proxy_host" }
+`},
 		{"two [[http]] share a socket by server_name", upApp + `
 [[http]]
 listen = ["0.0.0.0:80", "[2001:db8::1]:80"]

@@ -10,11 +10,13 @@ import (
 var Variables = []string{
 	"remote_addr", "remote_port", "host", "server_port", "scheme",
 	"request_uri", "uri", "proxy_add_x_forwarded_for",
+	// Also expanded by the HTTP proxy, as in nginx.
+	"args", "is_args", "request_method", "server_addr", "server_name", "proxy_host",
 }
 
 // VariablePrefixes are the variable families named by a request header or
 // cookie: $http_user_agent, $cookie_session.
-var VariablePrefixes = []string{"http_", "cookie_"}
+var VariablePrefixes = []string{"http_", "cookie_", "arg_"}
 
 // KnownVariable tells whether $name is expanded by vipgate.
 func KnownVariable(name string) bool {
