@@ -85,6 +85,7 @@ func (ls *Listeners) Apply(handlers map[string]Handler) error {
 			l = opened[addr]
 			ls.byAddr[addr] = l
 			l.handler.Store(&h)
+			l.loopRunning.Store(true) // before the goroutine runs: Status must not see a gap
 			go l.acceptLoop()
 			ls.log.Info("listening", zap.String("listen", addr))
 			continue
@@ -181,7 +182,6 @@ func (l *Listener) close() {
 }
 
 func (l *Listener) acceptLoop() {
-	l.loopRunning.Store(true)
 	defer func() {
 		l.loopRunning.Store(false)
 		close(l.done)

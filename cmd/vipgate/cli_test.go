@@ -554,3 +554,52 @@ func TestAdminAPIAndStatusCommand(t *testing.T) {
 		t.Errorf("status with admin off: exit %d, %q", code, errOut)
 	}
 }
+
+func TestEveryExampleChecksWithoutHost(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(testutil.ModuleRoot(), "examples", "*", "*.toml"))
+	if err != nil || len(files) < 4 {
+		t.Fatalf("examples: %v %v", files, err)
+	}
+	for _, f := range files {
+		if out, errOut, code := runBinary(t, "-t", "--no-host", "-c", f); code != 0 || !strings.Contains(out, "configuration ok") {
+			t.Errorf("%s: exit %d\n%s%s", f, code, out, errOut)
+		}
+	}
+}
+
+// A reload that cannot bind a new listen address changes nothing: the old
+// generation keeps serving, and a connection kept open across reloads keeps
+// the settings it started with.
+func TestReloadBindFailureRollsBackAndKeptConnectionKeepsConfig(t *testing.T) {
+	dir := t.TempDir()
+	backend := echoBackend(t, 0)
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cfgPath := writeFile(t, dir, "v.toml", fmt.Sprintf(goodConfig, dir, backend.Listener.Addr(), port, "5s", "first"))
+	n := startNode(t, cfgPath, addr)
+	kept := &rawClient{addr: addr, keepAlive: true}
+	if got, ok := kept.do(); !ok || got != "first" {
+		t.Fatalf("kept connection: %q", got)
+	}
+
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	withBusy := fmt.Sprintf(goodConfig, dir, backend.Listener.Addr(), port, "5s", "second")
+	withBusy = strings.Replace(withBusy, fmt.Sprintf(`listen = ["127.0.0.1:%d"]`, port), fmt.Sprintf(`listen = ["127.0.0.1:%d", "%s"]`, port, busy.Addr()), 1)
+	writeFile(t, dir, "v.toml", withBusy)
+	n.signal(syscall.SIGHUP)
+	waitFor(t, 5*time.Second, func() bool { return strings.Contains(n.stderr.String(), "reload failed") })
+	if got := get(t, addr); got != "first" {
+		t.Fatalf("after a failed reload a new connection got %q, want the old config", got)
+	}
+
+	writeFile(t, dir, "v.toml", fmt.Sprintf(goodConfig, dir, backend.Listener.Addr(), port, "5s", "third"))
+	n.signal(syscall.SIGHUP)
+	waitFor(t, 5*time.Second, func() bool { return get(t, addr) == "third" })
+	if got, ok := kept.do(); !ok || got != "first" {
+		t.Fatalf("a keep-alive connection opened before the reload got %q (ok=%v), want its original config", got, ok)
+	}
+}

@@ -1,0 +1,180 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+)
+
+// answer returns a Handler that writes name and closes.
+func answer(name string, served *atomic.Int64) Handler {
+	return HandlerFunc(func(c net.Conn) {
+		served.Add(1)
+		_, _ = io.WriteString(c, name)
+		_ = c.Close()
+	})
+}
+
+func dialRead(t *testing.T, addr string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("read %s: %v", addr, err)
+	}
+	return string(b)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func TestApplyKeepsSocketsAndSwapsHandlers(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ls := NewListeners(zap.NewNop())
+	defer ls.Close()
+	a, b := freeAddr(t), freeAddr(t)
+	var served atomic.Int64
+	if err := ls.Apply(map[string]Handler{a: answer("gen1", &served)}); err != nil {
+		t.Fatal(err)
+	}
+	first := ls.Get(a)
+	if got := dialRead(t, a); got != "gen1" {
+		t.Fatalf("got %q", got)
+	}
+
+	// A client connects while no Apply runs, then a reload swaps the
+	// handler: the queued connection is served by whichever generation is
+	// current when it is accepted, and never refused.
+	stop := make(chan struct{})
+	refused := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				close(refused)
+				return
+			default:
+			}
+			c, err := net.DialTimeout("tcp", a, time.Second)
+			if err != nil {
+				refused <- err
+				close(refused)
+				return
+			}
+			_, _ = io.ReadAll(c)
+			c.Close()
+		}
+	}()
+	for i := 2; i < 30; i++ {
+		if err := ls.Apply(map[string]Handler{a: answer(fmt.Sprintf("gen%d", i), &served), b: answer("b", &served)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	if err := <-refused; err != nil {
+		t.Fatalf("a connection was refused during reloads: %v", err)
+	}
+	if ls.Get(a) != first {
+		t.Fatalf("the listener on a kept address was replaced")
+	}
+	if got := dialRead(t, a); got != "gen29" {
+		t.Fatalf("after reloads: %q, want the newest handler", got)
+	}
+	if got := dialRead(t, b); got != "b" {
+		t.Fatalf("added listener: %q", got)
+	}
+
+	// Removing b closes its socket.
+	if err := ls.Apply(map[string]Handler{a: answer("last", &served)}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.DialTimeout("tcp", b, time.Second); err == nil {
+		c.Close()
+		t.Fatalf("removed listener %s still accepts", b)
+	}
+}
+
+func TestApplyRollsBackOnBindFailure(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ls := NewListeners(zap.NewNop())
+	defer ls.Close()
+	a, fresh := freeAddr(t), freeAddr(t)
+	var served atomic.Int64
+	if err := ls.Apply(map[string]Handler{a: answer("old", &served)}); err != nil {
+		t.Fatal(err)
+	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	err = ls.Apply(map[string]Handler{a: answer("new", &served), fresh: answer("fresh", &served), busy.Addr().String(): answer("busy", &served)})
+	if err == nil || !strings.Contains(err.Error(), busy.Addr().String()) {
+		t.Fatalf("Apply with a busy address: %v", err)
+	}
+	if got := dialRead(t, a); got != "old" {
+		t.Fatalf("after a failed Apply the old handler must serve, got %q", got)
+	}
+	if c, err := net.DialTimeout("tcp", fresh, time.Second); err == nil {
+		c.Close()
+		t.Fatalf("a listener opened by the failed Apply was left open")
+	}
+}
+
+// IP_FREEBIND lets a BACKUP listen on the VIP it does not hold yet. The
+// address is a documentation one that is on no interface here; nothing is
+// sent to it.
+func TestFreeBindOnAddressNotHeld(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ls := NewListeners(zap.NewNop())
+	defer ls.Close()
+	var served atomic.Int64
+	for _, addr := range []string{"192.0.2.231:18888", "[2001:db8::231]:18888"} {
+		if err := ls.Apply(map[string]Handler{addr: answer("x", &served)}); err != nil {
+			t.Fatalf("bind %s without holding the address: %v", addr, err)
+		}
+		if st := ls.Status(); len(st) != 1 || !st[0].Serving {
+			t.Fatalf("status %+v", st)
+		}
+	}
+}
+
+func TestStatusReportsStoppedAcceptLoop(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ls := NewListeners(zap.NewNop())
+	defer ls.Close()
+	a := freeAddr(t)
+	var served atomic.Int64
+	if err := ls.Apply(map[string]Handler{a: answer("x", &served)}); err != nil {
+		t.Fatal(err)
+	}
+	// The socket disappears under the accept loop (not closed by us).
+	_ = ls.Get(a).ln.Close()
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if st := ls.Status(); !st[0].Serving {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("a listener whose socket is gone still reports serving")
+}
