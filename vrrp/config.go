@@ -31,11 +31,11 @@ type Config struct {
 	Version         int  // 2 or 3
 	AdvertInterval  time.Duration
 	Preempt         bool
-	PreemptDelay    time.Duration
-	AuthPass        string       // version 2 only
-	SourceIP        netip.Addr   // zero = interface primary address (IPv6: its link-local address)
-	UnicastPeers    []netip.Addr // non-empty: unicast adverts to and from these only
-	Family          int          // 4 or 6
+	PreemptDelay    time.Duration // no preemption until this long after entering BACKUP (start-up, leaving FAULT, stepping down)
+	AuthPass        string        // version 2 only
+	SourceIP        netip.Addr    // zero = interface primary address (IPv6: its link-local address)
+	UnicastPeers    []netip.Addr  // non-empty: unicast adverts to and from these only
+	Family          int           // 4 or 6
 	VIPs            []VIP
 
 	GARPMasterDelay   time.Duration // second burst; 0 = none

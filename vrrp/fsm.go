@@ -31,24 +31,24 @@ func (s State) String() string {
 	return "UNKNOWN"
 }
 
-// ActionKind names what the state machine asks its runner to do.
-type ActionKind int
+// actionKind names what the state machine asks its runner to do.
+type actionKind int
 
 // The actions, executed by the runner in the order they are returned.
 const (
-	ActSendAdvert ActionKind = iota // send one advert with Action.Priority
-	ActAddVIPs                      // configure every VIP
-	ActRemoveVIPs                   // remove every VIP
-	ActRenewVIPs                    // re-add the VIPs to renew their finite lifetime
-	ActGARP                         // send one burst of gratuitous ARP / unsolicited NA
-	ActNotify                       // run the notify scripts for Action.To with Action.Priority
-	ActTransition                   // the state changed From -> To for Reason
-	ActResigned                     // a Resign has finished (another master heard, or timed out)
+	actSendAdvert actionKind = iota // send one advert with action.Priority
+	actAddVIPs                      // configure every VIP
+	actRemoveVIPs                   // remove every VIP
+	actRenewVIPs                    // re-add the VIPs to renew their finite lifetime
+	actGARP                         // send one burst of gratuitous ARP / unsolicited NA
+	actNotify                       // run the notify scripts for action.To with action.Priority
+	actTransition                   // the state changed From -> To for Reason
+	actResigned                     // a Resign has finished (another master heard, or timed out)
 )
 
-// Action is one step the runner performs.
-type Action struct {
-	Kind     ActionKind
+// action is one step the runner performs.
+type action struct {
+	Kind     actionKind
 	Priority uint8
 	From, To State
 	Reason   string
@@ -140,19 +140,19 @@ func (f *fsm) disarm() {
 	f.advertAt, f.downAt, f.garpAt, f.refreshAt, f.renewAt, f.resignAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
 }
 
-func (f *fsm) transition(to State, reason string, acts []Action) []Action {
+func (f *fsm) transition(to State, reason string, acts []action) []action {
 	from := f.state
 	f.state = to
 	return append(acts,
-		Action{Kind: ActTransition, From: from, To: to, Reason: reason},
-		Action{Kind: ActNotify, To: to, Priority: f.effectivePriority()})
+		action{Kind: actTransition, From: from, To: to, Reason: reason},
+		action{Kind: actNotify, To: to, Priority: f.effectivePriority()})
 }
 
-func (f *fsm) toBackup(now time.Time, reason string) []Action {
-	var acts []Action
+func (f *fsm) toBackup(now time.Time, reason string) []action {
+	var acts []action
 	if f.state == StateMaster || f.state == StateInit {
 		// From INIT too: a VIP left behind by a crash goes before the election.
-		acts = append(acts, Action{Kind: ActRemoveVIPs})
+		acts = append(acts, action{Kind: actRemoveVIPs})
 	}
 	f.disarm()
 	if f.state != StateMaster {
@@ -163,13 +163,13 @@ func (f *fsm) toBackup(now time.Time, reason string) []Action {
 	return f.transition(StateBackup, reason, acts)
 }
 
-func (f *fsm) toMaster(now time.Time, reason string) []Action {
+func (f *fsm) toMaster(now time.Time, reason string) []action {
 	f.disarm()
 	f.masterInterval = f.cfg.Interval
 	f.masterAddr = f.cfg.Primary
-	acts := []Action{
-		{Kind: ActSendAdvert, Priority: f.effectivePriority()},
-		{Kind: ActAddVIPs},
+	acts := []action{
+		{Kind: actSendAdvert, Priority: f.effectivePriority()},
+		{Kind: actAddVIPs},
 	}
 	f.advertAt = now.Add(f.cfg.Interval)
 	if f.cfg.GARPDelay > 0 {
@@ -184,18 +184,18 @@ func (f *fsm) toMaster(now time.Time, reason string) []Action {
 	// The transition is recorded once the VIPs are up; the announcements
 	// follow.
 	acts = f.transition(StateMaster, reason, acts)
-	return append(acts, Action{Kind: ActGARP})
+	return append(acts, action{Kind: actGARP})
 }
 
-func (f *fsm) toFault(reason string) []Action {
-	var acts []Action
+func (f *fsm) toFault(reason string) []action {
+	var acts []action
 	switch f.state {
 	case StateMaster:
 		// Priority 0 lets the backup take over after Skew_Time instead of
 		// the whole Master_Down_Interval.
-		acts = append(acts, Action{Kind: ActSendAdvert, Priority: 0}, Action{Kind: ActRemoveVIPs})
+		acts = append(acts, action{Kind: actSendAdvert, Priority: 0}, action{Kind: actRemoveVIPs})
 	case StateInit:
-		acts = append(acts, Action{Kind: ActRemoveVIPs})
+		acts = append(acts, action{Kind: actRemoveVIPs})
 	}
 	f.disarm()
 	f.masterAddr = netip.Addr{}
@@ -204,7 +204,7 @@ func (f *fsm) toFault(reason string) []Action {
 
 // start leaves INIT: BACKUP waiting Master_Down_Interval, or one advert
 // interval with the MASTER start-up hint, or FAULT when tracking says so.
-func (f *fsm) start(now time.Time) []Action {
+func (f *fsm) start(now time.Time) []action {
 	if f.state != StateInit {
 		return nil
 	}
@@ -220,7 +220,7 @@ func (f *fsm) start(now time.Time) []Action {
 }
 
 // advert handles a received advert that passed the receive checks.
-func (f *fsm) advert(now time.Time, src netip.Addr, prio uint8, interval time.Duration) []Action {
+func (f *fsm) advert(now time.Time, src netip.Addr, prio uint8, interval time.Duration) []action {
 	switch f.state {
 	case StateBackup:
 		if prio == 0 {
@@ -251,14 +251,14 @@ func (f *fsm) advert(now time.Time, src netip.Addr, prio uint8, interval time.Du
 				f.disarm()
 				f.masterAddr = src
 				acts := f.transition(StateInit, "resigned: new master "+src.String()+" heard", nil)
-				return append(acts, Action{Kind: ActResigned})
+				return append(acts, action{Kind: actResigned})
 			}
 			return nil
 		}
 		local := f.effectivePriority()
 		if prio == 0 {
 			f.advertAt = now.Add(f.cfg.Interval)
-			return []Action{{Kind: ActSendAdvert, Priority: local}}
+			return []action{{Kind: actSendAdvert, Priority: local}}
 		}
 		if prio > local || (prio == local && src.Compare(f.cfg.Primary) > 0) {
 			acts := f.toBackup(now, "advert from "+src.String()+" with higher priority or address")
@@ -273,15 +273,15 @@ func (f *fsm) advert(now time.Time, src netip.Addr, prio uint8, interval time.Du
 		// interval) so it hears us and steps down quickly.
 		if now.Sub(f.lastAnswer) >= f.cfg.Interval/2 {
 			f.lastAnswer = now
-			return []Action{{Kind: ActSendAdvert, Priority: local}}
+			return []action{{Kind: actSendAdvert, Priority: local}}
 		}
 	}
 	return nil
 }
 
 // timer handles every deadline that is due at now.
-func (f *fsm) timer(now time.Time) []Action {
-	var acts []Action
+func (f *fsm) timer(now time.Time) []action {
+	var acts []action
 	switch f.state {
 	case StateBackup:
 		if due(f.downAt, now) {
@@ -292,29 +292,29 @@ func (f *fsm) timer(now time.Time) []Action {
 			f.resigning = false
 			f.disarm()
 			acts = f.transition(StateInit, "resigned: no new master heard within Master_Down_Interval", nil)
-			return append(acts, Action{Kind: ActResigned})
+			return append(acts, action{Kind: actResigned})
 		}
 		if due(f.advertAt, now) {
 			prio := f.effectivePriority()
 			if f.resigning {
 				prio = 0
 			}
-			acts = append(acts, Action{Kind: ActSendAdvert, Priority: prio})
+			acts = append(acts, action{Kind: actSendAdvert, Priority: prio})
 			f.advertAt = now.Add(f.cfg.Interval)
 		}
 		if due(f.renewAt, now) {
-			acts = append(acts, Action{Kind: ActRenewVIPs})
+			acts = append(acts, action{Kind: actRenewVIPs})
 			f.renewAt = now.Add(f.cfg.VIPRenew)
 		}
 		if f.resigning {
 			break
 		}
 		if due(f.garpAt, now) {
-			acts = append(acts, Action{Kind: ActGARP})
+			acts = append(acts, action{Kind: actGARP})
 			f.garpAt = time.Time{}
 		}
 		if due(f.refreshAt, now) {
-			acts = append(acts, Action{Kind: ActGARP})
+			acts = append(acts, action{Kind: actGARP})
 			f.refreshAt = now.Add(f.cfg.GARPRefresh)
 		}
 	}
@@ -322,7 +322,7 @@ func (f *fsm) timer(now time.Time) []Action {
 }
 
 // setTrack records a tracking source's fault flag and priority weight.
-func (f *fsm) setTrack(now time.Time, source string, fault bool, weight int) []Action {
+func (f *fsm) setTrack(now time.Time, source string, fault bool, weight int) []action {
 	before := f.effectivePriority()
 	if !fault && weight == 0 {
 		delete(f.tracks, source)
@@ -346,7 +346,7 @@ func (f *fsm) setTrack(now time.Time, source string, fault bool, weight int) []A
 		// Tell the backups at once: with preemption, the best one takes
 		// over within Skew_Time of hearing a lower priority.
 		f.advertAt = now.Add(f.cfg.Interval)
-		return []Action{{Kind: ActSendAdvert, Priority: f.effectivePriority()}}
+		return []action{{Kind: actSendAdvert, Priority: f.effectivePriority()}}
 	}
 	return nil
 }
@@ -354,7 +354,7 @@ func (f *fsm) setTrack(now time.Time, source string, fault bool, weight int) []A
 // resign makes a MASTER advertise priority 0 while keeping its VIPs until
 // another master is heard or Master_Down_Interval passes. Other states
 // stop at once (they hold nothing and send nothing).
-func (f *fsm) resign(now time.Time) []Action {
+func (f *fsm) resign(now time.Time) []action {
 	switch f.state {
 	case StateMaster:
 		if f.resigning {
@@ -364,23 +364,23 @@ func (f *fsm) resign(now time.Time) []Action {
 		f.garpAt, f.refreshAt = time.Time{}, time.Time{}
 		f.advertAt = now.Add(f.cfg.Interval)
 		f.resignAt = now.Add(f.masterDownInterval())
-		return []Action{{Kind: ActSendAdvert, Priority: 0}}
+		return []action{{Kind: actSendAdvert, Priority: 0}}
 	case StateInit:
-		return []Action{{Kind: ActResigned}}
+		return []action{{Kind: actResigned}}
 	}
 	f.disarm()
 	acts := f.transition(StateInit, "resigned", nil)
-	return append(acts, Action{Kind: ActResigned})
+	return append(acts, action{Kind: actResigned})
 }
 
 // shutdown stops the instance: a MASTER sends priority 0 (unless it has
 // already resigned) and every VIP goes.
-func (f *fsm) shutdown() []Action {
-	var acts []Action
+func (f *fsm) shutdown() []action {
+	var acts []action
 	if f.state == StateMaster && !f.resigning {
-		acts = append(acts, Action{Kind: ActSendAdvert, Priority: 0})
+		acts = append(acts, action{Kind: actSendAdvert, Priority: 0})
 	}
-	acts = append(acts, Action{Kind: ActRemoveVIPs})
+	acts = append(acts, action{Kind: actRemoveVIPs})
 	f.resigning = false
 	f.disarm()
 	if f.state == StateInit {
@@ -390,7 +390,7 @@ func (f *fsm) shutdown() []Action {
 }
 
 // reconfigure applies a reload in place: the state is kept.
-func (f *fsm) reconfigure(now time.Time, cfg fsmConfig) []Action {
+func (f *fsm) reconfigure(now time.Time, cfg fsmConfig) []action {
 	before := f.effectivePriority()
 	old := f.cfg
 	f.cfg = cfg
@@ -418,7 +418,7 @@ func (f *fsm) reconfigure(now time.Time, cfg fsmConfig) []Action {
 	}
 	if f.effectivePriority() != before || cfg.Interval != old.Interval {
 		f.advertAt = now.Add(cfg.Interval)
-		return []Action{{Kind: ActSendAdvert, Priority: f.effectivePriority()}}
+		return []action{{Kind: actSendAdvert, Priority: f.effectivePriority()}}
 	}
 	return nil
 }

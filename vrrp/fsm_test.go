@@ -30,9 +30,9 @@ func newMachine(t *testing.T, mod func(*fsmConfig)) *machine {
 }
 
 // advance moves the clock, firing every deadline on the way in order.
-func (m *machine) advance(d time.Duration) []Action {
+func (m *machine) advance(d time.Duration) []action {
 	end := m.now.Add(d)
-	var acts []Action
+	var acts []action
 	for {
 		next := m.f.nextDeadline()
 		if next.IsZero() || next.After(end) {
@@ -45,7 +45,7 @@ func (m *machine) advance(d time.Duration) []Action {
 	return acts
 }
 
-func (m *machine) advert(src netip.Addr, prio uint8) []Action {
+func (m *machine) advert(src netip.Addr, prio uint8) []action {
 	return m.f.advert(m.now, src, prio, m.f.cfg.Interval)
 }
 
@@ -56,20 +56,20 @@ func (m *machine) wantState(s State) {
 	}
 }
 
-func kinds(acts []Action) []ActionKind {
-	var k []ActionKind
+func kinds(acts []action) []actionKind {
+	var k []actionKind
 	for _, a := range acts {
 		k = append(k, a.Kind)
 	}
 	return k
 }
 
-func has(acts []Action, k ActionKind) bool { return slices.Contains(kinds(acts), k) }
+func has(acts []action, k actionKind) bool { return slices.Contains(kinds(acts), k) }
 
-func sent(acts []Action) []uint8 {
+func sent(acts []action) []uint8 {
 	var p []uint8
 	for _, a := range acts {
-		if a.Kind == ActSendAdvert {
+		if a.Kind == actSendAdvert {
 			p = append(p, a.Priority)
 		}
 	}
@@ -98,7 +98,7 @@ func TestStartAsBackupTakesOverAfterMasterDownInterval(t *testing.T) {
 	m := newMachine(t, nil)
 	acts := m.f.start(m.now)
 	m.wantState(StateBackup)
-	if !has(acts, ActRemoveVIPs) || !has(acts, ActNotify) {
+	if !has(acts, actRemoveVIPs) || !has(acts, actNotify) {
 		t.Fatalf("start actions %v: want stale VIPs removed and notify_backup", kinds(acts))
 	}
 	if acts := m.advance(3609 * time.Millisecond); len(acts) != 0 {
@@ -106,7 +106,7 @@ func TestStartAsBackupTakesOverAfterMasterDownInterval(t *testing.T) {
 	}
 	acts = m.advance(time.Millisecond)
 	m.wantState(StateMaster)
-	if !slices.Equal(sent(acts), []uint8{100}) || !has(acts, ActAddVIPs) || !has(acts, ActGARP) {
+	if !slices.Equal(sent(acts), []uint8{100}) || !has(acts, actAddVIPs) || !has(acts, actGARP) {
 		t.Fatalf("master entry actions %v", acts)
 	}
 }
@@ -135,7 +135,7 @@ func TestStartInFault(t *testing.T) {
 	m.f.setTrack(m.now, "interface:eth0", true, 0)
 	acts := m.f.start(m.now)
 	m.wantState(StateFault)
-	if !has(acts, ActRemoveVIPs) {
+	if !has(acts, actRemoveVIPs) {
 		t.Fatalf("stale VIPs not removed on start in FAULT: %v", kinds(acts))
 	}
 	if acts := m.advance(time.Minute); len(acts) != 0 {
@@ -213,7 +213,7 @@ func TestMasterAdverts(t *testing.T) {
 			acts := m.advert(tc.src, tc.prio)
 			if tc.wantStep {
 				m.wantState(StateBackup)
-				if !has(acts, ActRemoveVIPs) || len(sent(acts)) != 0 {
+				if !has(acts, actRemoveVIPs) || len(sent(acts)) != 0 {
 					t.Fatalf("step-down actions %v", acts)
 				}
 				if m.f.masterAddr != tc.src {
@@ -222,7 +222,7 @@ func TestMasterAdverts(t *testing.T) {
 				return
 			}
 			m.wantState(StateMaster)
-			if !slices.Equal(sent(acts), tc.wantSent) || has(acts, ActRemoveVIPs) {
+			if !slices.Equal(sent(acts), tc.wantSent) || has(acts, actRemoveVIPs) {
 				t.Fatalf("actions %v, want adverts %v", acts, tc.wantSent)
 			}
 		})
@@ -250,13 +250,13 @@ func TestMasterTimers(t *testing.T) {
 	})
 	m.becomeMaster()
 	acts := m.advance(10*time.Second + time.Millisecond)
-	count := map[ActionKind]int{}
+	count := map[actionKind]int{}
 	for _, a := range acts {
 		count[a.Kind]++
 	}
 	// Adverts every second; GARP second burst at 5s and refresh at 4s, 8s;
 	// VIP renewal at 3s, 6s, 9s.
-	if count[ActSendAdvert] != 10 || count[ActGARP] != 3 || count[ActRenewVIPs] != 3 {
+	if count[actSendAdvert] != 10 || count[actGARP] != 3 || count[actRenewVIPs] != 3 {
 		t.Fatalf("in 10s of MASTER: %v", count)
 	}
 }
@@ -267,7 +267,7 @@ func TestFault(t *testing.T) {
 		m.becomeMaster()
 		acts := m.f.setTrack(m.now, "interface:eth0", true, 0)
 		m.wantState(StateFault)
-		if !slices.Equal(sent(acts), []uint8{0}) || !has(acts, ActRemoveVIPs) {
+		if !slices.Equal(sent(acts), []uint8{0}) || !has(acts, actRemoveVIPs) {
 			t.Fatalf("fault entry %v", acts)
 		}
 		if acts := m.advance(time.Minute); len(acts) != 0 {
@@ -296,7 +296,7 @@ func TestFault(t *testing.T) {
 		m.wantState(StateFault)
 		acts := m.f.setTrack(m.now, "b", false, 0)
 		m.wantState(StateBackup)
-		if !has(acts, ActNotify) {
+		if !has(acts, actNotify) {
 			t.Fatalf("no notify on leaving FAULT: %v", acts)
 		}
 		m.advance(m.f.masterDownInterval())
@@ -350,7 +350,7 @@ func TestResign(t *testing.T) {
 		m := newMachine(t, nil)
 		m.becomeMaster()
 		acts := m.f.resign(m.now)
-		if !slices.Equal(sent(acts), []uint8{0}) || has(acts, ActRemoveVIPs) {
+		if !slices.Equal(sent(acts), []uint8{0}) || has(acts, actRemoveVIPs) {
 			t.Fatalf("resign %v", acts)
 		}
 		acts = m.advance(time.Second)
@@ -358,7 +358,7 @@ func TestResign(t *testing.T) {
 			t.Fatalf("resigning master advertised %v", acts)
 		}
 		acts = m.advert(lowPeer, 50)
-		if !has(acts, ActResigned) || has(acts, ActRemoveVIPs) {
+		if !has(acts, actResigned) || has(acts, actRemoveVIPs) {
 			t.Fatalf("after the new master's advert: %v", acts)
 		}
 		m.wantState(StateInit)
@@ -371,7 +371,7 @@ func TestResign(t *testing.T) {
 		m.becomeMaster()
 		m.f.resign(m.now)
 		acts := m.advance(m.f.masterDownInterval())
-		if !has(acts, ActResigned) {
+		if !has(acts, actResigned) {
 			t.Fatalf("no end of resign after Master_Down_Interval: %v", acts)
 		}
 	})
@@ -379,7 +379,7 @@ func TestResign(t *testing.T) {
 		m := newMachine(t, nil)
 		m.f.start(m.now)
 		acts := m.f.resign(m.now)
-		if !has(acts, ActResigned) || len(sent(acts)) != 0 {
+		if !has(acts, actResigned) || len(sent(acts)) != 0 {
 			t.Fatalf("backup resign %v", acts)
 		}
 		m.advance(time.Minute)
@@ -391,7 +391,7 @@ func TestShutdown(t *testing.T) {
 	m := newMachine(t, nil)
 	m.becomeMaster()
 	acts := m.f.shutdown()
-	if !slices.Equal(sent(acts), []uint8{0}) || !has(acts, ActRemoveVIPs) {
+	if !slices.Equal(sent(acts), []uint8{0}) || !has(acts, actRemoveVIPs) {
 		t.Fatalf("master shutdown %v", acts)
 	}
 	m = newMachine(t, nil)
@@ -408,7 +408,7 @@ func TestReconfigureKeepsState(t *testing.T) {
 	cfg.Priority = 150
 	acts := m.f.reconfigure(m.now, cfg)
 	m.wantState(StateMaster)
-	if !slices.Equal(sent(acts), []uint8{150}) || has(acts, ActRemoveVIPs) {
+	if !slices.Equal(sent(acts), []uint8{150}) || has(acts, actRemoveVIPs) {
 		t.Fatalf("reconfigure %v", acts)
 	}
 	cfg.Interval = 100 * time.Millisecond

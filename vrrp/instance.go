@@ -326,22 +326,22 @@ func (in *instance) receive(item rxItem) {
 }
 
 // exec performs the state machine's actions in order.
-func (in *instance) exec(acts []Action) {
+func (in *instance) exec(acts []action) {
 	for _, a := range acts {
 		switch a.Kind {
-		case ActSendAdvert:
+		case actSendAdvert:
 			in.sendAdvert(a.Priority)
-		case ActAddVIPs, ActRenewVIPs:
+		case actAddVIPs, actRenewVIPs:
 			in.addVIPs()
-		case ActRemoveVIPs:
+		case actRemoveVIPs:
 			in.removeVIPs(in.cfg.VIPs)
-		case ActGARP:
+		case actGARP:
 			in.announce(in.cfg.VIPs)
-		case ActNotify:
+		case actNotify:
 			in.notify.queue(in.cfg, a.To, a.Priority)
-		case ActTransition:
+		case actTransition:
 			in.transition(a)
-		case ActResigned:
+		case actResigned:
 			for _, ch := range in.resigned {
 				close(ch)
 			}
@@ -416,7 +416,7 @@ func (in *instance) announce(vips []VIP) {
 	}
 }
 
-func (in *instance) transition(a Action) {
+func (in *instance) transition(a action) {
 	now := in.m.now()
 	in.log.Info("VRRP state change", zap.Stringer("from", a.From), zap.Stringer("to", a.To),
 		zap.String("reason", a.Reason), zap.Uint8("priority", in.fsm.effectivePriority()))

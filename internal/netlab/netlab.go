@@ -16,7 +16,7 @@
 //	err := client.Reach(netip.MustParseAddr("192.0.2.50")) // nil: it answered
 //	a.LinkDown(); a.LinkUp()                       // link flap
 //	ok := b.HasAddr(netip.MustParseAddr("192.0.2.50"))
-//	mac, _ := client.NeighbourMAC("192.0.2.50")
+//	mac, _ := client.NeighbourMAC(netip.MustParseAddr("192.0.2.50"))
 //
 // Names are short and unique per process ("vg<pid>x<n>-h1"), so labs of
 // parallel tests and packages do not collide. A script that removes stale
