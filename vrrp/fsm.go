@@ -84,7 +84,10 @@ type fsm struct {
 	tracks         map[string]trackState
 	backupSince    time.Time
 	resigning      bool
-	lastAnswer     time.Time
+	// handedOver suppresses preemption after a handover until this
+	// instance is MASTER again, so the VIPs do not bounce straight back.
+	handedOver bool
+	lastAnswer time.Time
 
 	// Deadlines; zero means disarmed.
 	advertAt, downAt, garpAt, refreshAt, renewAt, resignAt time.Time
@@ -165,6 +168,7 @@ func (f *fsm) toBackup(now time.Time, reason string) []action {
 
 func (f *fsm) toMaster(now time.Time, reason string) []action {
 	f.disarm()
+	f.handedOver = false
 	f.masterInterval = f.cfg.Interval
 	f.masterAddr = f.cfg.Primary
 	acts := []action{
@@ -229,7 +233,7 @@ func (f *fsm) advert(now time.Time, src netip.Addr, prio uint8, interval time.Du
 		}
 		f.masterAddr = src
 		local := f.effectivePriority()
-		if !f.cfg.Preempt || prio >= local || now.Before(f.backupSince.Add(f.cfg.PreemptDelay)) {
+		if !f.cfg.Preempt || f.handedOver || prio >= local || now.Before(f.backupSince.Add(f.cfg.PreemptDelay)) {
 			if f.cfg.Version == 3 {
 				f.masterInterval = interval
 			}
@@ -371,6 +375,26 @@ func (f *fsm) resign(now time.Time) []action {
 	f.disarm()
 	acts := f.transition(StateInit, "resigned", nil)
 	return append(acts, action{Kind: actResigned})
+}
+
+// rejoin brings a resigned instance back after a handover: BACKUP again,
+// without preempting the new master until it fails. A MASTER whose resign
+// found no successor keeps its role and takes its VIPs back.
+func (f *fsm) rejoin(now time.Time) []action {
+	switch {
+	case f.state == StateInit:
+		f.handedOver = true
+		if src, bad := f.faulted(); bad {
+			return f.toFault("rejoined after handover: " + src + " is down")
+		}
+		return f.toBackup(now, "rejoined after handover")
+	case f.state == StateMaster && f.resigning:
+		f.resigning = false
+		f.resignAt = time.Time{}
+		f.advertAt = now.Add(f.cfg.Interval)
+		return []action{{Kind: actSendAdvert, Priority: f.effectivePriority()}, {Kind: actAddVIPs}, {Kind: actGARP}}
+	}
+	return nil
 }
 
 // shutdown stops the instance: a MASTER sends priority 0 (unless it has

@@ -417,3 +417,43 @@ func TestReconfigureKeepsState(t *testing.T) {
 		t.Fatalf("%d adverts in 1s at the new 100ms interval", len(sent(acts)))
 	}
 }
+
+func TestRejoinAfterHandover(t *testing.T) {
+	m := newMachine(t, nil)
+	m.becomeMaster()
+	m.f.resign(m.now)
+	m.advert(lowPeer, 100) // the new master
+	m.wantState(StateInit)
+	acts := m.f.rejoin(m.now)
+	m.wantState(StateBackup)
+	if len(sent(acts)) != 0 || has(acts, actAddVIPs) {
+		t.Fatalf("rejoin %v", acts)
+	}
+	// Higher priority with preempt, but no bounce back while the new
+	// master lives.
+	for range 10 {
+		m.advance(time.Second)
+		m.advert(lowPeer, 100)
+	}
+	m.wantState(StateBackup)
+	// The new master dies: we take over, and preempt normally afterwards.
+	m.advance(m.f.masterDownInterval())
+	m.wantState(StateMaster)
+	if m.f.handedOver {
+		t.Fatal("still holding back preemption after becoming MASTER")
+	}
+}
+
+func TestRejoinWithoutSuccessorKeepsMaster(t *testing.T) {
+	m := newMachine(t, nil)
+	m.becomeMaster()
+	m.f.resign(m.now)
+	acts := m.f.rejoin(m.now)
+	m.wantState(StateMaster)
+	if !slices.Equal(sent(acts), []uint8{100}) || !has(acts, actAddVIPs) {
+		t.Fatalf("rejoin of a MASTER that found no successor: %v", acts)
+	}
+	if acts := m.advance(time.Second); !slices.Equal(sent(acts), []uint8{100}) {
+		t.Fatalf("adverts after rejoin %v, want priority 100 again", sent(acts))
+	}
+}

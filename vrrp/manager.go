@@ -248,6 +248,20 @@ func (m *Manager) Release() {
 	}
 }
 
+// Rejoin ends a handover (SIGUSR2: Resign, Release, Rejoin): resigned
+// instances are BACKUP again, waiting Master_Down_Interval, and do not
+// preempt the new master (whatever their preempt setting) until they have
+// been MASTER again; a MASTER whose Resign heard no successor takes its
+// VIPs back.
+func (m *Manager) Rejoin() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, k := range m.order {
+		in := m.instances[k]
+		in.call(func() { in.exec(in.fsm.rejoin(m.now())) })
+	}
+}
+
 // Stop stops every instance: a MASTER that has not resigned sends a
 // priority-0 advert, every VIP is removed, BACKUP and FAULT instances send
 // nothing; it returns when every goroutine has ended.

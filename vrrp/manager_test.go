@@ -604,3 +604,21 @@ func TestManagerStatusFromTransitionCallback(t *testing.T) {
 		}
 	})
 }
+
+func TestManagerHandoverRejoinsAsBackup(t *testing.T) {
+	a, b, _ := electA(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	a.m.Resign(ctx)
+	a.m.Release()
+	a.m.Rejoin()
+	if a.state() != "BACKUP" || len(a.os.held()) != 0 {
+		t.Fatalf("after handover: a %s holding %v", a.state(), a.os.held())
+	}
+	time.Sleep(5 * testAdvert)
+	if a.state() != "BACKUP" || b.state() != "MASTER" {
+		t.Fatalf("VIPs bounced back: a %s, b %s", a.state(), b.state())
+	}
+	b.m.Stop()
+	eventually(t, time.Second, "a MASTER after b stopped", func() bool { return a.state() == "MASTER" })
+}
