@@ -494,3 +494,26 @@ func lastTransition(out string) string {
 	}
 	return last
 }
+
+// SIGUSR2 handover: the backup takes over within Skew_Time plus one
+// advert, and the old master stays BACKUP although it has the higher
+// priority and preempts.
+func TestLabHandover(t *testing.T) {
+	lab := netlab.New(t, netlab.Options{Hosts: 2})
+	a, b := lab.Hosts[0], lab.Hosts[1]
+	na := startNode(t, a, fastConfig(200))
+	nb := startNode(t, b, fastConfig(100))
+	waitSoleHolder(t, lab.Hosts, vip4, a, settle, 300*time.Millisecond)
+	t0 := time.Now()
+	if err := na.proc.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	took := nb.waitTransition(t, t0, "BACKUP", "MASTER", settle)
+	if limit := skew(100*time.Millisecond, 100) + 100*time.Millisecond; took > limit+slack {
+		t.Errorf("handover took %v, want at most Skew_Time + one advert = %v", took, limit)
+	}
+	waitSoleHolder(t, lab.Hosts, vip4, b, settle, time.Second)
+	if at, ok := na.transitionAfter(t0, "", "BACKUP"); !ok {
+		t.Fatalf("old master did not rejoin as BACKUP (%v)", at)
+	}
+}

@@ -1,8 +1,9 @@
 // Command vrrpnode runs a vrrp.Manager from a JSON []vrrp.Config file, for
 // the network-namespace tests of package vrrp until the vipgate binary
 // takes its place. SIGTERM resigns, releases and stops (the daemon's stop
-// sequence); SIGHUP reloads the file; every transition is printed to
-// stdout as "TRANSITION <name> <from> <to> <unix-nanos>".
+// sequence); SIGUSR2 hands over (resign, release, rejoin as BACKUP);
+// SIGHUP reloads the file; every transition is printed to stdout as
+// "TRANSITION <name> <from> <to> <unix-nanos>".
 package main
 
 import (
@@ -52,8 +53,17 @@ func main() {
 		log.Fatal("apply", zap.Error(err))
 	}
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR2)
 	for s := range sig {
+		if s == syscall.SIGUSR2 {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			m.Resign(ctx)
+			cancel()
+			m.Release()
+			m.Rejoin()
+			fmt.Println("HANDED OVER")
+			continue
+		}
 		if s == syscall.SIGHUP {
 			cfgs, err := load(*path)
 			if err == nil {
