@@ -3,6 +3,7 @@ package vrrp_test
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"github.com/vipgate/vipgate/internal/netlab"
 	"github.com/vipgate/vipgate/internal/testutil"
 	"github.com/vipgate/vipgate/vrrp"
+	"golang.org/x/net/ipv4"
 )
 
 var (
@@ -516,4 +518,105 @@ func TestLabHandover(t *testing.T) {
 	if at, ok := na.transitionAfter(t0, "", "BACKUP"); !ok {
 		t.Fatalf("old master did not rejoin as BACKUP (%v)", at)
 	}
+}
+
+// status asks the node for its Status (SIGUSR1) and returns it.
+func (n *node) status(t *testing.T) []vrrp.InstanceStatus {
+	t.Helper()
+	before := strings.Count(n.proc.Output(), "STATUS ")
+	if err := n.proc.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	var line string
+	waitFor(t, settle, "status printed", func() bool {
+		lines := strings.Split(n.proc.Output(), "\n")
+		count := 0
+		for _, l := range lines {
+			if strings.HasPrefix(l, "STATUS ") {
+				count++
+				if count > before {
+					line = l
+					return true
+				}
+			}
+		}
+		return false
+	})
+	var st []vrrp.InstanceStatus
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "STATUS ")), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// Adverts that fail the receive checks, sent by a real socket from a
+// neighbour, are counted by reason and change nothing; the same advert
+// done right then takes the master's place.
+func TestLabBadAdvertsDropped(t *testing.T) {
+	lab := netlab.New(t, netlab.Options{Hosts: 2})
+	a, attacker := lab.Hosts[0], lab.Hosts[1]
+	na := startNode(t, a, fastConfig(100))
+	waitFor(t, settle, "a MASTER", func() bool { return a.HasAddr(vip4) })
+
+	var pc *ipv4.PacketConn
+	if err := attacker.Do(func() error {
+		c, err := net.ListenPacket("ip4:112", "0.0.0.0")
+		if err != nil {
+			return err
+		}
+		pc = ipv4.NewPacketConn(c)
+		ifi, err := net.InterfaceByName(attacker.Ifname)
+		if err != nil {
+			return err
+		}
+		return pc.SetMulticastInterface(ifi)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	src := attacker.Addr4.Addr()
+	good := vrrp.Packet{Version: 3, VRID: 51, Priority: 254, Interval: 100 * time.Millisecond, Addrs: []netip.Addr{vip4}}
+	send := func(b []byte, ttl int) {
+		t.Helper()
+		if err := pc.SetMulticastTTL(ttl); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pc.WriteTo(b, nil, &net.IPAddr{IP: vrrp.Group4.AsSlice()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	marshal := func(p vrrp.Packet) []byte {
+		b, err := p.Marshal(src, vrrp.Group4, vrrp.ChecksumPseudoHeader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	otherVRID := good
+	otherVRID.VRID = 52
+	corrupt := marshal(good)
+	corrupt[2] = 253 // priority changed after the checksum
+	v2 := good
+	v2.Version, v2.Interval = 2, time.Second
+	for range 5 {
+		send(marshal(good), 64) // crossed a router
+		send(corrupt, 255)
+		send(marshal(otherVRID), 255)
+		send(marshal(good)[:6], 255)
+		send(marshal(v2), 255)
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	st := na.status(t)[0]
+	for _, r := range []vrrp.DropReason{vrrp.DropBadTTL, vrrp.DropBadChecksum, vrrp.DropWrongVRID, vrrp.DropTruncated, vrrp.DropBadVersion} {
+		if st.Drops[r] != 5 {
+			t.Errorf("drops[%s] = %d, want 5 (all: %v)", r, st.Drops[r], st.Drops)
+		}
+	}
+	if st.State != "MASTER" || st.AdvertsReceived != 0 {
+		t.Fatalf("bad adverts changed the master: %+v", st)
+	}
+	// The same advert with TTL 255 and a good checksum wins.
+	send(marshal(good), 255)
+	waitFor(t, settle, "a steps down for the priority-254 advert", func() bool { return !a.HasAddr(vip4) })
 }

@@ -2,7 +2,8 @@
 // the network-namespace tests of package vrrp until the vipgate binary
 // takes its place. SIGTERM resigns, releases and stops (the daemon's stop
 // sequence); SIGUSR2 hands over (resign, release, rejoin as BACKUP);
-// SIGHUP reloads the file; every transition is printed to stdout as
+// SIGHUP reloads the file; SIGUSR1 prints "STATUS <json of Status()>";
+// every transition is printed to stdout as
 // "TRANSITION <name> <from> <to> <unix-nanos>".
 package main
 
@@ -53,8 +54,13 @@ func main() {
 		log.Fatal("apply", zap.Error(err))
 	}
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR2)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 	for s := range sig {
+		if s == syscall.SIGUSR1 {
+			b, _ := json.Marshal(m.Status())
+			fmt.Printf("STATUS %s\n", b)
+			continue
+		}
 		if s == syscall.SIGUSR2 {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			m.Resign(ctx)
