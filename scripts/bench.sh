@@ -382,21 +382,6 @@ EOF
       fi
       log "rep $rep bulk $p: $gbps Gbit/s"
     done
-    for p in direct nginx haproxy vipgate; do
-      [ "$p" = direct ] || c0=$(cpu_ticks "${PROXY[$p]}")
-      line=$(taskset -c 1 "$BT" short -addr "127.0.0.1:${SHORT[$p]}" -workers 16 -duration "${DUR}s" | head -1)
-      local conns errs rate
-      conns=$(sed -n 's/.*conns=\([0-9]*\).*/\1/p' <<<"$line")
-      errs=$(sed -n 's/.*errors=\([0-9]*\).*/\1/p' <<<"$line")
-      rate=$(sed -n 's/.*rate=\([0-9.]*\).*/\1/p' <<<"$line")
-      log "rep $rep short $p: $line"
-      rec "$ts" "$p" "conns/s" "$rate"
-      rec "$ts" "$p" "errors" "$errs"
-      if [ "$p" != direct ] && [ "${conns:-0}" -gt 0 ]; then
-        c1=$(cpu_ticks "${PROXY[$p]}")
-        rec "$ts" "$p" "proxy CPU us/conn" "$(awk -v a="$c0" -v b="$c1" -v n="$conns" -v hz="$CLK_TCK" 'BEGIN{printf "%.1f", (b-a)*1e6/hz/n}')"
-      fi
-    done
   done
 
   # Splice: count splice(2) calls with strace and pipe descriptors while
@@ -436,6 +421,28 @@ EOF
     fi
     rec "$ti" "$p" "pipe fds added while held" "$pp"
   done
+
+  # Short connections last: they leave tens of thousands of TIME_WAIT
+  # sockets for a minute, which must not disturb the tests above. vipgate
+  # goes first in each repetition: it binds its upstream socket before
+  # connecting, and a bind() cannot reuse a port in TIME_WAIT as connect() can.
+  for rep in $(seq "$REPS"); do
+    for p in vipgate nginx haproxy direct; do
+      [ "$p" = direct ] || c0=$(cpu_ticks "${PROXY[$p]}")
+      line=$(taskset -c 1 "$BT" short -addr "127.0.0.1:${SHORT[$p]}" -workers 16 -duration "${DUR}s" | head -1)
+      local conns errs rate
+      conns=$(sed -n 's/.*conns=\([0-9]*\).*/\1/p' <<<"$line")
+      errs=$(sed -n 's/.*errors=\([0-9]*\).*/\1/p' <<<"$line")
+      rate=$(sed -n 's/.*rate=\([0-9.]*\).*/\1/p' <<<"$line")
+      log "rep $rep short $p: $line"
+      rec "$ts" "$p" "conns/s" "$rate"
+      rec "$ts" "$p" "errors" "$errs"
+      if [ "$p" != direct ] && [ "${conns:-0}" -gt 0 ]; then
+        c1=$(cpu_ticks "${PROXY[$p]}")
+        rec "$ts" "$p" "proxy CPU us/conn" "$(awk -v a="$c0" -v b="$c1" -v n="$conns" -v hz="$CLK_TCK" 'BEGIN{printf "%.1f", (b-a)*1e6/hz/n}')"
+      fi
+    done
+  done
   for p in nginx haproxy vipgate; do stop "${PROXY[$p]}"; done
   stop "$iperf"
   stop "$echo_pid"
@@ -444,7 +451,8 @@ EOF
   echo "################ TCP stream (proxy on CPU 0, one worker; iperf3 / echo server and clients on CPU 1)"
   ratio_note
   "$BT" report -in "$RESULTS" -table "Stream" -noratio "errors,streams held,pipe fds added while held,splice calls in 2 s,pipe fds added while flowing"
-  echo "  haproxy: option splice-request + splice-response (splice-auto never spliced here). nginx stream has no splice; it copies through its 16k buffer."
+  echo "  haproxy: option splice-request + splice-response (splice-auto never spliced here). nginx stream has no"
+  echo "  splice; it copies through its 16k buffer. errors: connections that failed (refused, reset, bad echo)."
 }
 
 # ---------------------------------------------------------------- failover

@@ -454,7 +454,7 @@ func (f *fixture) table(results map[string][]outcome, reps int, took time.Durati
 			}
 			ratio := "-"
 			switch {
-			case gaps[0] > 0 && gaps[1] >= 0:
+			case gaps[0] >= 100 && gaps[1] >= 0: // below, one lost probe is the whole figure
 				ratio = fmt.Sprintf("%.2fx", gaps[1]/gaps[0])
 			case gaps[0] == 0 && gaps[1] == 0:
 				ratio = "both 0"
