@@ -395,14 +395,15 @@ EOF
     taskset -c 1 iperf3 -c 127.0.0.1 -p "${BULK[$p]}" -t 3 >/dev/null 2>&1 &
     local ip=$!
     sleep 0.5
-    pipes=$(($(fd_count "${PROXY[$p]}" pipe:) - rest))
+    pipes=$(fd_count "${PROXY[$p]}" pipe:)
     straced=$(tree "${PROXY[$p]}" | tr ' ' '\n' | tail -1) # nginx: the worker
     timeout -s INT 2 strace -f -c -e trace=splice -p "$straced" 2>"$WORK/strace-$p.log" >/dev/null || true
     wait "$ip" || true
     local calls
     calls=$(awk '$NF == "splice" {print $4}' "$WORK/strace-$p.log" | head -1) # % time, seconds, usecs/call, calls
     rec "$tsp" "$p" "splice calls in 2 s" "${calls:-0}"
-    rec "$tsp" "$p" "pipe fds added while flowing" "$pipes"
+    rec "$tsp" "$p" "pipe fds before" "$rest"
+    rec "$tsp" "$p" "pipe fds while flowing" "$pipes"
   done
 
   log "stream: $STREAM_IDLE_CONNS idle streams per proxy"
@@ -411,7 +412,7 @@ EOF
   for p in nginx haproxy vipgate; do
     r0=$(rss_kb "${PROXY[$p]}"); f0=$(fd_count "${PROXY[$p]}"); pp=$(fd_count "${PROXY[$p]}" pipe:)
     hold "127.0.0.1:${IDLE[$p]}" "$STREAM_IDLE_CONNS" stream "hold-stream-$p"
-    r1=$(rss_kb "${PROXY[$p]}"); f1=$(fd_count "${PROXY[$p]}"); pp=$(($(fd_count "${PROXY[$p]}" pipe:) - pp))
+    r1=$(rss_kb "${PROXY[$p]}"); f1=$(fd_count "${PROXY[$p]}"); pp=$(fd_count "${PROXY[$p]}" pipe:)
     stop "$HOLD_PID"
     log "$p: $HOLD_OK streams held, RSS $r0 -> $r1 KiB, fds $f0 -> $f1 ($pp pipes)"
     rec "$ti" "$p" "streams held" "$HOLD_OK"
@@ -419,7 +420,7 @@ EOF
       rec "$ti" "$p" "KiB/stream" "$(awk -v a="$r0" -v b="$r1" -v n="$HOLD_OK" 'BEGIN{printf "%.2f", (b-a)/n}')"
       rec "$ti" "$p" "fds/stream" "$(awk -v a="$f0" -v b="$f1" -v n="$HOLD_OK" 'BEGIN{printf "%.2f", (b-a)/n}')"
     fi
-    rec "$ti" "$p" "pipe fds added while held" "$pp"
+    rec "$ti" "$p" "pipe fds while held" "$pp"
   done
 
   # Short connections last: they leave tens of thousands of TIME_WAIT
@@ -450,9 +451,10 @@ EOF
   echo
   echo "################ TCP stream (proxy on CPU 0, one worker; iperf3 / echo server and clients on CPU 1)"
   ratio_note
-  "$BT" report -in "$RESULTS" -table "Stream" -noratio "errors,streams held,pipe fds added while held,splice calls in 2 s,pipe fds added while flowing"
+  "$BT" report -in "$RESULTS" -table "Stream" -noratio "errors,streams held,pipe fds while held,splice calls in 2 s,pipe fds before,pipe fds while flowing"
   echo "  haproxy: option splice-request + splice-response (splice-auto never spliced here). nginx stream has no"
   echo "  splice; it copies through its 16k buffer. errors: connections that failed (refused, reset, bad echo)."
+  echo "  pipe fds: every pipe descriptor the proxy holds (/proc/PID/fd), whatever it uses them for."
 }
 
 # ---------------------------------------------------------------- failover
