@@ -282,7 +282,7 @@ EOF
   echo
   echo "Allocations per proxied request (go test -bench ./proxy/httpproxy/):"
   if grep -qs '^func Benchmark' proxy/httpproxy/*_test.go; then
-    go test -run '^$' -bench . -benchmem -benchtime 1s ./proxy/httpproxy/ 2>&1 | tee "$OUT/httpproxy-bench.txt" |
+    go test -run '^$' -bench . -benchmem -benchtime 1s -cpu 1 ./proxy/httpproxy/ 2>&1 | tee "$OUT/httpproxy-bench.txt" |
       awk '/^Benchmark/ {printf "  %-50s %s ns/op  %s B/op  %s allocs/op\n", $1, $3, $5, $7} /^(FAIL|ok|---)/'
   else
     echo "  (no Benchmark function in proxy/httpproxy yet: nothing to report)"

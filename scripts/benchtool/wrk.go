@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"io"
 	"flag"
 	"fmt"
 	"os"
@@ -15,40 +16,51 @@ import (
 func runWrk(args []string) error {
 	fs := flag.NewFlagSet("wrk", flag.ExitOnError)
 	fs.Parse(args)
-	var rps, p50, p99 float64
-	var requests, errs int64
-	p50, p99 = -1, -1
-	sc := bufio.NewScanner(os.Stdin)
+	r, err := parseWrk(os.Stdin)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%.1f %.3f %.3f %d %d\n", r.rps, r.p50, r.p99, r.requests, r.errors)
+	return nil
+}
+
+type wrkResult struct {
+	rps, p50, p99    float64 // p50 and p99 in milliseconds
+	requests, errors int64
+}
+
+func parseWrk(in io.Reader) (wrkResult, error) {
+	r := wrkResult{p50: -1, p99: -1}
+	sc := bufio.NewScanner(in)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		switch {
 		case len(f) == 2 && f[0] == "Requests/sec:":
-			rps, _ = strconv.ParseFloat(f[1], 64)
+			r.rps, _ = strconv.ParseFloat(f[1], 64)
 		case len(f) == 2 && f[0] == "50%":
-			p50 = durationMS(f[1])
+			r.p50 = durationMS(f[1])
 		case len(f) == 2 && f[0] == "99%":
-			p99 = durationMS(f[1])
+			r.p99 = durationMS(f[1])
 		case len(f) > 2 && f[1] == "requests" && f[2] == "in":
-			requests, _ = strconv.ParseInt(f[0], 10, 64)
+			r.requests, _ = strconv.ParseInt(f[0], 10, 64)
 		case len(f) > 1 && f[0] == "Socket" && f[1] == "errors:":
 			// Socket errors: connect 0, read 0, write 0, timeout 0
 			for i := 2; i+1 < len(f); i += 2 {
 				n, _ := strconv.ParseInt(strings.TrimSuffix(f[i+1], ","), 10, 64)
-				errs += n
+				r.errors += n
 			}
 		case len(f) > 4 && f[0] == "Non-2xx":
 			n, _ := strconv.ParseInt(f[len(f)-1], 10, 64)
-			errs += n
+			r.errors += n
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return err
+		return r, err
 	}
-	if requests == 0 || p50 < 0 {
-		return fmt.Errorf("no wrk results on stdin")
+	if r.requests == 0 || r.p50 < 0 || r.p99 < 0 {
+		return r, fmt.Errorf("no wrk results in its output")
 	}
-	fmt.Printf("%.1f %.3f %.3f %d %d\n", rps, p50, p99, requests, errs)
-	return nil
+	return r, nil
 }
 
 // durationMS converts wrk's "1.23ms", "456.00us", "1.02s" to milliseconds.
