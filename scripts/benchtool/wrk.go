@@ -2,9 +2,9 @@ package main
 
 import (
 	"bufio"
-	"io"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
