@@ -214,9 +214,12 @@ EOF
   start haproxy-http 0 haproxy -db -f "$WORK/haproxy-http.cfg"; PROXY[haproxy]=$PID
   start vipgate-http 0 env GOMAXPROCS=1 "$BIN" -c "$WORK/vipgate-http.toml"; PROXY[vipgate]=$PID
   local p
-  for p in nginx haproxy vipgate; do wait_port "127.0.0.1:${PORT[$p]}"; done
-  for p in nginx haproxy vipgate; do # warm-up: upstream pools, page cache
-    taskset -c 1 wrk -t1 -c64 -d1s "http://127.0.0.1:${PORT[$p]}/small" >/dev/null
+  local -a LIVE=() # proxies that started: one that did not is reported and left out
+  for p in nginx haproxy vipgate; do
+    if wait_port "127.0.0.1:${PORT[$p]}"; then LIVE+=("$p"); else log "$p did not start:"; tail -5 "$WORK/$p-http.log" >&2; fi
+  done
+  for p in "${LIVE[@]}"; do # warm-up: upstream pools, page cache
+    taskset -c 1 wrk -t1 -c64 -d1s "http://127.0.0.1:${PORT[$p]}/small" >/dev/null || true
   done
 
   local -a SCEN=(ka close big)
@@ -228,7 +231,7 @@ EOF
   local rep s c0 c1 line rps p50 p99 n errs
   for rep in $(seq "$REPS"); do
     for s in "${SCEN[@]}"; do
-      for p in nginx haproxy vipgate; do
+      for p in "${LIVE[@]}"; do
         local -a extra=()
         [ "$s" = close ] && extra=(-H "Connection: close")
         c0=$(cpu_ticks "${PROXY[$p]}")
@@ -252,7 +255,7 @@ EOF
   log "HTTP: $HTTP_IDLE_CONNS idle keep-alive client connections per proxy"
   local t="HTTP idle keep-alive client connections ($HTTP_IDLE_CONNS, one GET each, then idle)"
   local r0 r1 f0 f1
-  for p in nginx haproxy vipgate; do
+  for p in "${LIVE[@]}"; do
     r0=$(rss_kb "${PROXY[$p]}"); f0=$(fd_count "${PROXY[$p]}")
     hold "127.0.0.1:${PORT[$p]}" "$HTTP_IDLE_CONNS" http "hold-http-$p"
     r1=$(rss_kb "${PROXY[$p]}"); f1=$(fd_count "${PROXY[$p]}")
@@ -362,13 +365,20 @@ EOF
   start haproxy-stream 0 haproxy -db -f "$WORK/haproxy-stream.cfg"; PROXY[haproxy]=$PID
   start vipgate-stream 0 env GOMAXPROCS=1 "$BIN" -c "$WORK/vipgate-stream.toml"; PROXY[vipgate]=$PID
   local p
-  for p in nginx haproxy vipgate; do wait_port "127.0.0.1:${BULK[$p]}"; wait_port "127.0.0.1:${SHORT[$p]}"; done
+  local -a LIVE=() # proxies that started: one that did not is reported and left out
+  for p in nginx haproxy vipgate; do
+    if wait_port "127.0.0.1:${BULK[$p]}" && wait_port "127.0.0.1:${SHORT[$p]}" && wait_port "127.0.0.1:${IDLE[$p]}"; then
+      LIVE+=("$p")
+    else
+      log "$p did not start:"; tail -5 "$WORK/$p-stream.log" >&2
+    fi
+  done
 
   local tb="Stream bulk throughput (iperf3 -t $DUR through the proxy; direct = ceiling, no proxy)"
   local ts="Stream short connections (connect, 5 bytes echoed, close; 16 loops, ${DUR}s)"
   local rep c0 c1 line gbps bytes
   for rep in $(seq "$REPS"); do
-    for p in direct nginx haproxy vipgate; do
+    for p in direct "${LIVE[@]}"; do
       [ "$p" = direct ] || c0=$(cpu_ticks "${PROXY[$p]}")
       if ! taskset -c 1 iperf3 -c 127.0.0.1 -p "${BULK[$p]}" -t "$DUR" -J >"$WORK/iperf.json" 2>&1 ||
         ! line=$("$BT" iperf <"$WORK/iperf.json"); then
@@ -389,7 +399,7 @@ EOF
   log "stream: splice evidence (strace -c -e trace=splice during a 3 s iperf3)"
   local tsp="Stream splice evidence (during a separate 3 s iperf3 through the proxy)"
   local straced
-  for p in nginx haproxy vipgate; do
+  for p in "${LIVE[@]}"; do
     local rest pipes
     rest=$(fd_count "${PROXY[$p]}" pipe:)
     taskset -c 1 iperf3 -c 127.0.0.1 -p "${BULK[$p]}" -t 3 >/dev/null 2>&1 &
@@ -409,7 +419,7 @@ EOF
   log "stream: $STREAM_IDLE_CONNS idle streams per proxy"
   local ti="Stream idle streams ($STREAM_IDLE_CONNS, PROXY header to the server: v2; nginx can only send v1)"
   local r0 r1 f0 f1 pp
-  for p in nginx haproxy vipgate; do
+  for p in "${LIVE[@]}"; do
     r0=$(rss_kb "${PROXY[$p]}"); f0=$(fd_count "${PROXY[$p]}"); pp=$(fd_count "${PROXY[$p]}" pipe:)
     hold "127.0.0.1:${IDLE[$p]}" "$STREAM_IDLE_CONNS" stream "hold-stream-$p"
     r1=$(rss_kb "${PROXY[$p]}"); f1=$(fd_count "${PROXY[$p]}"); pp=$(fd_count "${PROXY[$p]}" pipe:)
@@ -428,7 +438,7 @@ EOF
   # goes first in each repetition: it binds its upstream socket before
   # connecting, and a bind() cannot reuse a port in TIME_WAIT as connect() can.
   for rep in $(seq "$REPS"); do
-    for p in vipgate nginx haproxy direct; do
+    for p in "${LIVE[@]}" direct; do
       [ "$p" = direct ] || c0=$(cpu_ticks "${PROXY[$p]}")
       line=$(taskset -c 1 "$BT" short -addr "127.0.0.1:${SHORT[$p]}" -workers 16 -duration "${DUR}s" | head -1)
       local conns errs rate
@@ -467,11 +477,12 @@ bench_failover() {
     grep -v '^\(goos\|goarch\|pkg\|cpu\):' || echo "  failover benchmark failed (see above)"
 }
 
+# A section that fails is reported and the others still run (inside
+# bench_*, a failing command then no longer stops the script: each checks
+# what matters itself).
 for section in $ONLY; do
   case $section in
-  http) bench_http ;;
-  stream) bench_stream ;;
-  failover) bench_failover ;;
+  http | stream | failover) "bench_$section" || log "the $section section failed (see above)" ;;
   *) echo "bench: unknown section $section"; exit 2 ;;
   esac
 done
