@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
 # Deletes network namespaces left by an interrupted test or demo run. Only
-# names made by vipgate's lab helpers (prefix "vg") are touched.
+# names made by vipgate's lab helpers are touched: "vg<pid>x<n>-..." labs
+# whose test process (pid) is gone, and "vgdemo-*" when no demo runs.
 for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^vg' || true); do
+  case "$ns" in
+    vgdemo-*)
+      pgrep -f 'examples/lab/demo.sh' >/dev/null && continue ;;
+    vg[0-9]*x*)
+      owner=${ns#vg}; owner=${owner%%x*}
+      kill -0 "$owner" 2>/dev/null && continue ;;
+  esac
   for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
   ip netns delete "$ns" 2>/dev/null && echo "cleanup-labs: deleted stale namespace $ns"
 done
