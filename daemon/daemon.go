@@ -472,6 +472,8 @@ func (d *Daemon) Handover() error {
 	for _, g := range gens {
 		g.closeLongLived()
 	}
+	// Take part again as BACKUP, without preempting the new master.
+	d.vrrp.Rejoin()
 	d.log.Info("handover done: this node is BACKUP")
 	return nil
 }
