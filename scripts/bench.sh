@@ -66,7 +66,7 @@ BT=$WORK/benchtool
 start() {
   local name=$1 cpu=$2
   shift 2
-  taskset -c "$cpu" "$@" >>"$WORK/$name.log" 2>&1 &
+  taskset -c "$cpu" "$@" </dev/null >>"$WORK/$name.log" 2>&1 &
   PID=$!
   STARTED+=("$PID")
 }
@@ -438,7 +438,7 @@ EOF
   # goes first in each repetition: it binds its upstream socket before
   # connecting, and a bind() cannot reuse a port in TIME_WAIT as connect() can.
   for rep in $(seq "$REPS"); do
-    for p in "${LIVE[@]}" direct; do
+    for p in $(printf "%s\n" "${LIVE[@]}" | sort -r) direct; do # vipgate first
       [ "$p" = direct ] || c0=$(cpu_ticks "${PROXY[$p]}")
       line=$(taskset -c 1 "$BT" short -addr "127.0.0.1:${SHORT[$p]}" -workers 16 -duration "${DUR}s" | head -1)
       local conns errs rate
