@@ -66,6 +66,8 @@ type Key struct {
 // Key returns c's identity.
 func (c Config) Key() Key { return Key{Interface: c.Interface, VRID: c.VRID, Family: c.Family} }
 
+func (c Config) sockKey() sockKey { return sockKey{Interface: c.Interface, Family: c.Family} }
+
 // AutoVIPLifetime is vip_lifetime = "auto": the whole number of seconds
 // just above Master_Down_Interval, so a killed master's VIPs expire about
 // when a backup takes them.

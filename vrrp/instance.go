@@ -2,7 +2,6 @@ package vrrp
 
 import (
 	"errors"
-	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -48,13 +47,13 @@ type InstanceStatus struct {
 }
 
 type rxItem struct {
-	b   []byte
-	r   received
-	gen int
+	b []byte
+	r received
 }
 
-// instance runs one VRRP instance: a goroutine owning the fsm, the socket
-// reader, the scripts and the notify queue.
+// instance runs one VRRP instance: a goroutine owning the fsm, the
+// scripts and the notify queue. Its adverts come from the shared socket of
+// its interface and family (socket.go).
 type instance struct {
 	m   *Manager
 	log *zap.Logger
@@ -70,8 +69,8 @@ type instance struct {
 	cfg      Config
 	fsm      *fsm
 	policy   receivePolicy
-	conn     advertConn
-	gen      int
+	sock     *sharedSocket // acquired in newInstance, released by shutdown
+	sockGen  int           // generation of the open socket we use; 0 = none
 	src      netip.Addr
 	links    map[string]bool // tracked interface -> up
 	held     []VIP           // VIPs configured on the system
@@ -100,6 +99,8 @@ func newInstance(m *Manager, cfg Config) *instance {
 	in.notify = newNotifier(in.log, m.runScript)
 	in.scripts = newScriptSet(in)
 	in.updateStatus()
+	in.sock = m.acquireSocket(cfg.sockKey())
+	in.sock.setMember(in, cfg.VRID, len(cfg.UnicastPeers) == 0)
 	return in
 }
 
@@ -179,8 +180,9 @@ func (in *instance) run() {
 }
 
 // pollLinks notices tracked interfaces going down or up (or away). The
-// instance's own interface coming back reopens the socket, which joins
-// the multicast group again.
+// instance's own interface going down closes the shared socket, coming
+// back reopens it (joining the multicast group again): whichever instance
+// of the interface sees it first does it, once for all.
 func (in *instance) pollLinks(first bool) {
 	names := append([]string{in.cfg.Interface}, in.cfg.TrackInterfaces...)
 	for name := range in.links {
@@ -194,11 +196,12 @@ func (in *instance) pollLinks(first bool) {
 		was, known := in.links[name]
 		in.links[name] = up
 		if name == in.cfg.Interface {
-			if !up && in.conn != nil {
-				in.closeConn()
+			if !up && in.sockGen != 0 {
+				in.sock.linkDown(in.sockGen)
+				in.sockGen = 0
 			}
-			if up && in.conn == nil {
-				in.openConn()
+			if up {
+				in.attach()
 			}
 		}
 		if known && was == up && !first {
@@ -213,35 +216,35 @@ func (in *instance) pollLinks(first bool) {
 	}
 }
 
-func (in *instance) openConn() {
+// attach opens the shared socket if needed and, when it is a new one
+// (first use, or reopened after the link came back), takes the source
+// address again.
+func (in *instance) attach() {
+	gen, err := in.sock.ensureOpen()
+	if err != nil {
+		in.sockGen = 0
+		in.socketFault(err)
+		return
+	}
+	if gen == in.sockGen {
+		return
+	}
 	src := in.cfg.SourceIP
 	if !src.IsValid() {
-		var err error
 		if src, err = in.os.PrimaryAddr(in.cfg.Interface, in.cfg.Family, in.cfg.vipAddrs()); err != nil {
+			in.sockGen = 0
 			in.socketFault(err)
 			return
 		}
 	}
-	conn, err := in.os.Open(in.cfg.Interface, in.cfg.Family, src, len(in.cfg.UnicastPeers) > 0)
-	if err != nil {
-		in.socketFault(err)
-		return
-	}
-	in.conn, in.src = conn, src
+	in.sockGen, in.src = gen, src
 	in.lastOpenErr = ""
-	in.gen++
 	in.policy.Own = src
 	in.fsm.cfg.Primary = src
 	if in.fsm.state == StateMaster {
 		in.fsm.masterAddr = src
 	}
 	in.exec(in.fsm.setTrack(in.m.now(), "socket", false, 0))
-	gen := in.gen
-	in.wg.Add(1)
-	go func() {
-		defer in.wg.Done()
-		in.readLoop(conn, gen)
-	}()
 }
 
 // socketFault holds the instance in FAULT while its socket cannot be
@@ -254,48 +257,30 @@ func (in *instance) socketFault(err error) {
 	in.exec(in.fsm.setTrack(in.m.now(), "socket", true, 0))
 }
 
-func (in *instance) closeConn() {
-	if in.conn != nil {
-		in.conn.Close()
-		in.conn = nil
+// detach leaves the shared socket; the last instance on it closes it.
+func (in *instance) detach() {
+	if in.sock == nil {
+		return
 	}
+	in.sock.removeMember(in, in.cfg.VRID)
+	in.m.releaseSocket(in.sock)
+	in.sock, in.sockGen = nil, 0
 }
 
-func (in *instance) readLoop(conn advertConn, gen int) {
-	buf := make([]byte, 1500)
-	for {
-		n, r, err := conn.Read(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			in.log.Debug("read advert", zap.Error(err))
-			select {
-			case <-in.done:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-			continue
-		}
-		item := rxItem{b: slices.Clone(buf[:n]), r: r, gen: gen}
-		select {
-		case in.rx <- item:
-		case <-in.done:
-			return
-		default:
-			// A flood: the loop is behind, so this one is lost. Counted,
-			// and the state machine is unaffected.
-			in.mu.Lock()
-			in.status.Drops["queue_full"]++
-			in.mu.Unlock()
-		}
+// deliver queues an advert from the socket's reader for the loop.
+func (in *instance) deliver(item rxItem) {
+	select {
+	case in.rx <- item:
+	default:
+		// A flood: the loop is behind, so this one is lost. Counted,
+		// and the state machine is unaffected.
+		in.mu.Lock()
+		in.status.Drops[DropQueueFull]++
+		in.mu.Unlock()
 	}
 }
 
 func (in *instance) receive(item rxItem) {
-	if item.gen != in.gen {
-		return
-	}
 	p, mismatch, err := in.policy.check(item.b, item.r)
 	if err != nil {
 		var de *DropError
@@ -351,7 +336,7 @@ func (in *instance) exec(acts []action) {
 }
 
 func (in *instance) sendAdvert(prio uint8) {
-	if in.conn == nil {
+	if in.sockGen == 0 {
 		return
 	}
 	p := Packet{Version: in.cfg.Version, VRID: in.cfg.VRID, Priority: prio, Interval: in.cfg.AdvertInterval,
@@ -366,7 +351,7 @@ func (in *instance) sendAdvert(prio uint8) {
 	for _, dst := range dsts {
 		b, err := p.Marshal(in.src, dst, in.policy.Checksum)
 		if err == nil {
-			err = in.conn.Write(b, dst)
+			err = in.sock.write(b, in.src, dst)
 		}
 		in.mu.Lock()
 		if err != nil {
@@ -476,10 +461,14 @@ func (in *instance) reconfigure(cfg Config) {
 	}
 	in.policy = policyFor(&cfg, src)
 	in.exec(in.fsm.reconfigure(in.m.now(), cfg.fsmConfig(src)))
-	// A changed source, unicast list or checksum form needs a new socket.
-	if in.conn != nil && (old.SourceIP != cfg.SourceIP || len(old.UnicastPeers) == 0 != (len(cfg.UnicastPeers) == 0)) {
-		in.closeConn()
-		in.openConn()
+	// Unicast or multicast: the shared socket joins the group while any
+	// of its instances needs it. A changed source is taken at once.
+	if len(old.UnicastPeers) == 0 != (len(cfg.UnicastPeers) == 0) {
+		in.sock.setMember(in, cfg.VRID, len(cfg.UnicastPeers) == 0)
+	}
+	if old.SourceIP != cfg.SourceIP && in.sockGen != 0 {
+		in.sockGen = 0
+		in.attach()
 	}
 	// VIPs: removed ones go at once; added ones come only on a MASTER.
 	var gone []VIP
@@ -511,7 +500,7 @@ func (in *instance) shutdown() {
 	in.exec(in.fsm.shutdown())
 	in.removeVIPs(slices.Clone(in.held))
 	in.scripts.stop()
-	in.closeConn()
+	in.detach()
 	in.stopped = true
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -520,18 +521,21 @@ func TestLabHandover(t *testing.T) {
 	}
 }
 
-// status asks the node for its Status (SIGUSR1) and returns it.
-func (n *node) status(t *testing.T) []vrrp.InstanceStatus {
+// report asks the node for its Status and Interfaces (SIGUSR1).
+func (n *node) report(t *testing.T) ([]vrrp.InstanceStatus, []vrrp.InterfaceStatus) {
 	t.Helper()
 	before := strings.Count(n.proc.Output(), "STATUS ")
 	if err := n.proc.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
-	var line string
+	var line, ifLine string
 	waitFor(t, settle, "status printed", func() bool {
 		lines := strings.Split(n.proc.Output(), "\n")
 		count := 0
 		for _, l := range lines {
+			if strings.HasPrefix(l, "INTERFACES ") {
+				ifLine = l
+			}
 			if strings.HasPrefix(l, "STATUS ") {
 				count++
 				if count > before {
@@ -546,7 +550,11 @@ func (n *node) status(t *testing.T) []vrrp.InstanceStatus {
 	if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "STATUS ")), &st); err != nil {
 		t.Fatal(err)
 	}
-	return st
+	var ifs []vrrp.InterfaceStatus
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(ifLine, "INTERFACES ")), &ifs); err != nil {
+		t.Fatal(err)
+	}
+	return st, ifs
 }
 
 // Adverts that fail the receive checks, sent by a real socket from a
@@ -607,11 +615,16 @@ func TestLabBadAdvertsDropped(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond)
-	st := na.status(t)[0]
-	for _, r := range []vrrp.DropReason{vrrp.DropBadTTL, vrrp.DropBadChecksum, vrrp.DropWrongVRID, vrrp.DropTruncated, vrrp.DropBadVersion} {
+	sts, ifs := na.report(t)
+	st := sts[0]
+	for _, r := range []vrrp.DropReason{vrrp.DropBadTTL, vrrp.DropBadChecksum, vrrp.DropTruncated, vrrp.DropBadVersion} {
 		if st.Drops[r] != 5 {
 			t.Errorf("drops[%s] = %d, want 5 (all: %v)", r, st.Drops[r], st.Drops)
 		}
+	}
+	// The other VRID is nobody's here: counted on the interface.
+	if len(ifs) != 1 || ifs[0].Drops[vrrp.DropWrongVRID] != 5 || st.Drops[vrrp.DropWrongVRID] != 0 {
+		t.Errorf("wrong_vrid: interfaces %+v, instance drops %v; want 5 on the interface only", ifs, st.Drops)
 	}
 	if st.State != "MASTER" || st.AdvertsReceived != 0 {
 		t.Fatalf("bad adverts changed the master: %+v", st)
@@ -619,4 +632,70 @@ func TestLabBadAdvertsDropped(t *testing.T) {
 	// The same advert with TTL 255 and a good checksum wins.
 	send(marshal(good), 255)
 	waitFor(t, settle, "a steps down for the priority-254 advert", func() bool { return !a.HasAddr(vip4) })
+}
+
+// rawVRRPSockets counts the host's raw sockets for protocol 112 in
+// /proc/net/raw or raw6 (their "port" is the protocol).
+func rawVRRPSockets(t *testing.T, h *netlab.Host, file string) int {
+	t.Helper()
+	n := 0
+	for _, l := range strings.Split(h.MustRun(t, "cat", "/proc/net/"+file), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && strings.HasSuffix(f[1], ":0070") {
+			n++
+		}
+	}
+	return n
+}
+
+// Two virtual routers (VRIDs 51 and 52) and an IPv6 one on the same
+// interface of both nodes: one socket per family, each router elects its
+// own master, and no advert is counted as a drop (each instance used to
+// have its own socket and count the other router's adverts as wrong_vrid).
+func TestLabRoutersShareInterface(t *testing.T) {
+	lab := netlab.New(t, netlab.Options{Hosts: 2})
+	a, b := lab.Hosts[0], lab.Hosts[1]
+	vip52 := netip.MustParseAddr("192.0.2.52")
+	cfgs := func(prio51, prio52 uint8) []vrrp.Config {
+		c51 := fastConfig(prio51)
+		c52 := fastConfig(prio52)
+		c52.Name, c52.VRID = "VI_52", 52
+		c52.VIPs = []vrrp.VIP{{Prefix: netip.PrefixFrom(vip52, 24)}}
+		c6 := fastConfig(prio51)
+		c6.Name, c6.Family = "VI_6", 6
+		c6.VIPs = []vrrp.VIP{{Prefix: netip.PrefixFrom(vip6, 64)}}
+		return []vrrp.Config{c51, c52, c6}
+	}
+	na := startNode(t, a, cfgs(200, 100)...)
+	nb := startNode(t, b, cfgs(100, 200)...)
+	waitSoleHolder(t, lab.Hosts, vip4, a, settle, 0)
+	waitSoleHolder(t, lab.Hosts, vip6, a, settle, 0)
+	waitSoleHolder(t, lab.Hosts, vip52, b, settle, time.Second)
+	if hs := holders(lab.Hosts, vip4); len(hs) != 1 || hs[0] != a {
+		t.Fatal("VRID 51 moved while VRID 52 settled")
+	}
+	for _, n := range []*node{na, nb} {
+		if got4, got6 := rawVRRPSockets(t, n.host, "raw"), rawVRRPSockets(t, n.host, "raw6"); got4 != 1 || got6 != 1 {
+			t.Errorf("%s: %d IPv4 and %d IPv6 VRRP sockets, want one each", n.host.NS, got4, got6)
+		}
+		sts, ifs := n.report(t)
+		for _, st := range sts {
+			if len(st.Drops) != 0 {
+				t.Errorf("%s %s: drops %v, want none", n.host.NS, st.Name, st.Drops)
+			}
+			if st.State == "BACKUP" && st.AdvertsReceived == 0 {
+				t.Errorf("%s %s: BACKUP that received no advert", n.host.NS, st.Name)
+			}
+		}
+		if len(ifs) != 2 {
+			t.Fatalf("%s: interfaces %+v, want eth0 IPv4 and IPv6", n.host.NS, ifs)
+		}
+		for _, i := range ifs {
+			if len(i.Drops) != 0 || !i.Joined || i.Opens != 1 {
+				t.Errorf("%s: interface %+v, want joined, opened once, no drops", n.host.NS, i)
+			}
+		}
+		if !slices.Equal(ifs[0].VRIDs, []int{51, 52}) || !slices.Equal(ifs[1].VRIDs, []int{51}) {
+			t.Errorf("%s: VRIDs %v (IPv4) %v (IPv6)", n.host.NS, ifs[0].VRIDs, ifs[1].VRIDs)
+		}
+	}
 }

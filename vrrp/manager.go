@@ -1,12 +1,20 @@
 // Package vrrp is vipgate's VRRP: the packet codec (v2 with keepalived's
 // simple password, v3 for IPv4 and IPv6), the RFC 5798 state machine as
 // pure logic (fsm.go), the receive checks with a typed reason for every
-// drop, and the runner that owns the sockets, VIPs (netlink, with a finite
-// lifetime the MASTER renews), gratuitous ARP / unsolicited NA, tracking
-// (interfaces, vrrp_scripts, external health via SetTrack) and notify
-// scripts. The Manager is the API the daemon uses: Apply for start and
-// reload, SetTrack, Resign/Release/Stop for the stop sequence, Status and
-// OnTransition for the admin API and metrics.
+// drop, and the runner that owns the sockets (one raw socket per
+// interface and address family, shared by its instances and demultiplexed
+// by VRID: socket.go), VIPs (netlink, with a finite lifetime the MASTER
+// renews), gratuitous ARP / unsolicited NA, tracking (interfaces,
+// vrrp_scripts, external health via SetTrack) and notify scripts. The
+// Manager is the API the daemon uses: Apply for start and reload,
+// SetTrack, Resign/Release/Stop for the stop sequence, Status,
+// Interfaces and OnTransition for the admin API and metrics.
+//
+// Counters: an advert for a local VRID is counted (received, or dropped
+// with its reason) in that instance's InstanceStatus; one that no local
+// instance is for (DropWrongVRID, or too short to carry a VRID) is counted
+// once, in the InterfaceStatus of the socket that received it, so summing
+// either over instances or interfaces never counts an advert twice.
 //
 // Deviations from RFC 5798, on purpose: a BACKUP that preempts a master
 // advertising a lower priority takes over after Skew_Time instead of the
@@ -41,6 +49,10 @@ type Manager struct {
 	onChange  []func(Transition)
 	stopped   bool
 	transMu   sync.Mutex
+	// sockets are the shared raw sockets, one per interface and family
+	// (socket.go); sockMu is taken after mu, never before.
+	sockMu  sync.Mutex
+	sockets map[sockKey]*sharedSocket
 	// list is the instances in configuration order, replaced whole under
 	// mu, so Status needs no lock (and may be called from OnTransition).
 	list atomic.Pointer[[]*instance]
@@ -62,7 +74,7 @@ func newManager(log *zap.Logger, os netOS) *Manager {
 		log = zap.NewNop()
 	}
 	return &Manager{log: log, os: os, now: time.Now, runScript: runScript,
-		instances: map[Key]*instance{}, tracks: map[string]extTrack{}}
+		instances: map[Key]*instance{}, tracks: map[string]extTrack{}, sockets: map[sockKey]*sharedSocket{}}
 }
 
 // OnTransition registers fn to be called on every state change of every
@@ -116,6 +128,21 @@ func (m *Manager) Apply(cfgs []Config) error {
 	if m.stopped {
 		return errors.New("vrrp: manager stopped")
 	}
+	// Hold the sockets the new configuration uses while removed instances
+	// leave, so replacing every instance of an interface keeps its socket.
+	var held []*sharedSocket
+	for _, c := range cfgs {
+		if s := m.acquireSocket(c.sockKey()); slices.Contains(held, s) {
+			m.releaseSocket(s)
+		} else {
+			held = append(held, s)
+		}
+	}
+	defer func() {
+		for _, s := range held {
+			m.releaseSocket(s)
+		}
+	}()
 	var removed []*instance
 	for _, k := range m.order {
 		if _, keep := seen[k]; !keep {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -15,8 +16,11 @@ import (
 	"go.uber.org/zap/zaptest"
 )
 
-// fakeNet is a shared link: every open fakeConn whose node's link is up
-// hears every advert written by another one (TTL 255).
+// fakeNet is a shared link: an advert written on a node's socket reaches
+// the sockets of the other nodes whose link is up, on the same interface
+// name and family: every joined one when sent to the group, the socket of
+// the addressed node when unicast (TTL 255). As with multicast loop off, a
+// node does not hear itself.
 type fakeNet struct {
 	mu    sync.Mutex
 	conns []*fakeConn
@@ -30,7 +34,9 @@ type fakePkt struct {
 type fakeConn struct {
 	net    *fakeNet
 	node   *fakeOS
-	src    netip.Addr
+	ifname string
+	family int
+	joined bool // guarded by net.mu
 	in     chan fakePkt
 	closed chan struct{}
 	once   sync.Once
@@ -45,11 +51,18 @@ func (c *fakeConn) Read(b []byte) (int, received, error) {
 	}
 }
 
-func (c *fakeConn) Write(b []byte, dst netip.Addr) error {
+func (c *fakeConn) Write(b []byte, src, dst netip.Addr) error {
 	if !c.node.linkUp() {
 		return os.ErrDeadlineExceeded
 	}
-	c.net.deliver(c, b, dst)
+	c.net.deliver(c, b, src, dst)
+	return nil
+}
+
+func (c *fakeConn) Join(on bool) error {
+	c.net.mu.Lock()
+	defer c.net.mu.Unlock()
+	c.joined = on
 	return nil
 }
 
@@ -61,26 +74,32 @@ func (c *fakeConn) Close() error {
 	return nil
 }
 
-func (n *fakeNet) deliver(from *fakeConn, b []byte, dst netip.Addr) {
+func (n *fakeNet) deliver(from *fakeConn, b []byte, src, dst netip.Addr) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, c := range n.conns {
-		if c == from || !c.node.linkUp() || (!dst.IsMulticast() && dst != c.src) {
+		if c.node == from.node || c.ifname != from.ifname || c.family != from.family || !c.node.linkUp() {
+			continue
+		}
+		if dst.IsMulticast() && !c.joined || !dst.IsMulticast() && dst != c.node.addr {
 			continue
 		}
 		select {
-		case c.in <- fakePkt{b: slices.Clone(b), r: received{Src: from.src, Dst: dst, TTL: 255}}:
+		case c.in <- fakePkt{b: slices.Clone(b), r: received{Src: src, Dst: dst, TTL: 255}}:
 		default:
 		}
 	}
 }
 
-// inject sends raw bytes to every node as if from src.
+// inject sends raw bytes to the group as if from src: every joined socket
+// gets them.
 func (n *fakeNet) inject(b []byte, src netip.Addr, ttl int) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, c := range n.conns {
-		c.in <- fakePkt{b: b, r: received{Src: src, Dst: Group4, TTL: ttl}}
+		if c.joined {
+			c.in <- fakePkt{b: b, r: received{Src: src, Dst: Group4, TTL: ttl}}
+		}
 	}
 }
 
@@ -104,11 +123,11 @@ func (o *fakeOS) linkUp() bool { o.mu.Lock(); defer o.mu.Unlock(); return !o.dow
 
 func (o *fakeOS) setLink(up bool) { o.mu.Lock(); o.down = !up; o.mu.Unlock() }
 
-func (o *fakeOS) Open(ifname string, family int, src netip.Addr, unicast bool) (advertConn, error) {
+func (o *fakeOS) Open(ifname string, family int) (advertConn, error) {
 	o.mu.Lock()
 	o.opens++
 	o.mu.Unlock()
-	c := &fakeConn{net: o.net, node: o, src: src, in: make(chan fakePkt, 64), closed: make(chan struct{})}
+	c := &fakeConn{net: o.net, node: o, ifname: ifname, family: family, in: make(chan fakePkt, 64), closed: make(chan struct{})}
 	o.net.mu.Lock()
 	o.net.conns = append(o.net.conns, c)
 	o.net.mu.Unlock()
@@ -395,10 +414,13 @@ func TestManagerDropsBadAdverts(t *testing.T) {
 		n.inject([]byte{0x41}, src, 255) // junk
 	}
 	// Every packet is dropped: by a receive check, or as a flood the
-	// loop could not keep up with.
+	// loop could not keep up with; the junk, too short to name a VRID,
+	// on the interface.
 	eventually(t, time.Second, "drops counted", func() bool {
 		d := a.m.Status()[0].Drops
-		return d[DropBadTTL]+d[DropBadChecksum]+d[DropTruncated]+d["queue_full"] == 200 && d[DropBadTTL] > 0 && d[DropBadChecksum] > 0
+		ifd := a.m.Interfaces()[0].Drops
+		return d[DropBadTTL]+d[DropBadChecksum]+d[DropTruncated]+d[DropQueueFull] == 150 && d[DropBadTTL] > 0 && d[DropBadChecksum] > 0 &&
+			ifd[DropTruncated] == 50
 	})
 	if a.state() != "MASTER" || b.state() != "BACKUP" {
 		t.Fatalf("bad adverts changed the election: a %s, b %s", a.state(), b.state())
@@ -621,4 +643,193 @@ func TestManagerHandoverRejoinsAsBackup(t *testing.T) {
 	}
 	b.m.Stop()
 	eventually(t, time.Second, "a MASTER after b stopped", func() bool { return a.state() == "MASTER" })
+}
+
+// configVRID is testConfig for another virtual router: its own VRID, name
+// and VIP.
+func configVRID(vrid uint8, prio uint8) Config {
+	c := testConfig(prio)
+	c.Name = "VI_" + strconv.Itoa(int(vrid))
+	c.VRID = vrid
+	c.VIPs = []VIP{{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 0, 2, vrid}), 24)}}
+	return c
+}
+
+func (tn *testNode) instance(name string) InstanceStatus {
+	for _, st := range tn.m.Status() {
+		if st.Name == name {
+			return st
+		}
+	}
+	return InstanceStatus{State: "none"}
+}
+
+func (tn *testNode) opens() int {
+	tn.os.mu.Lock()
+	defer tn.os.mu.Unlock()
+	return tn.os.opens
+}
+
+// Two virtual routers on one interface share one socket: each elects its
+// own master, neither counts the other's adverts as drops, and an advert
+// for a VRID nobody here has is counted once, on the interface.
+func TestManagerSharedSocketDemux(t *testing.T) {
+	n := &fakeNet{}
+	a := startTestNode(t, n, "192.0.2.1", configVRID(51, 200), configVRID(52, 100))
+	b := startTestNode(t, n, "192.0.2.2", configVRID(51, 100), configVRID(52, 200))
+	eventually(t, time.Second, "a MASTER of 51, b MASTER of 52", func() bool {
+		return a.instance("VI_51").State == "MASTER" && a.instance("VI_52").State == "BACKUP" &&
+			b.instance("VI_51").State == "BACKUP" && b.instance("VI_52").State == "MASTER"
+	})
+	time.Sleep(5 * testAdvert)
+	for _, node := range []*testNode{a, b} {
+		if node.opens() != 1 {
+			t.Errorf("%v: %d sockets opened for one interface", node.os.addr, node.opens())
+		}
+		for _, st := range node.m.Status() {
+			if len(st.Drops) != 0 || st.AdvertsReceived == 0 && st.State == "BACKUP" {
+				t.Errorf("%v %s: drops %v, %d adverts received", node.os.addr, st.Name, st.Drops, st.AdvertsReceived)
+			}
+		}
+		ifs := node.m.Interfaces()
+		if len(ifs) != 1 || !ifs[0].Open || !ifs[0].Joined || !slices.Equal(ifs[0].VRIDs, []int{51, 52}) || len(ifs[0].Drops) != 0 {
+			t.Errorf("%v: interfaces %+v", node.os.addr, ifs)
+		}
+	}
+
+	stranger := netip.MustParseAddr("192.0.2.9")
+	p := Packet{Version: 3, VRID: 99, Priority: 100, Interval: testAdvert, Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.99")}}
+	pkt, err := p.Marshal(stranger, Group4, ChecksumPseudoHeader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.inject(pkt, stranger, 255)
+	eventually(t, time.Second, "the stranger's advert counted on a's interface", func() bool {
+		return a.m.Interfaces()[0].Drops[DropWrongVRID] == 1
+	})
+	time.Sleep(2 * testAdvert)
+	if d := a.m.Interfaces()[0].Drops; len(d) != 1 || d[DropWrongVRID] != 1 {
+		t.Errorf("interface drops %v, want one wrong_vrid", d)
+	}
+	for _, st := range a.m.Status() {
+		if len(st.Drops) != 0 {
+			t.Errorf("%s counted the advert for VRID 99: %v", st.Name, st.Drops)
+		}
+	}
+}
+
+// A link flap reopens the shared socket once for all its instances, and
+// both recover.
+func TestManagerSharedSocketLinkFlap(t *testing.T) {
+	n := &fakeNet{}
+	a := startTestNode(t, n, "192.0.2.1", configVRID(51, 200), configVRID(52, 200))
+	b := startTestNode(t, n, "192.0.2.2", configVRID(51, 100), configVRID(52, 100))
+	bothMaster := func(tn *testNode) bool {
+		return tn.instance("VI_51").State == "MASTER" && tn.instance("VI_52").State == "MASTER"
+	}
+	eventually(t, time.Second, "a MASTER of both", func() bool { return bothMaster(a) })
+	a.os.setLink(false)
+	eventually(t, time.Second, "a FAULT, b MASTER of both", func() bool {
+		return a.instance("VI_51").State == "FAULT" && a.instance("VI_52").State == "FAULT" && bothMaster(b)
+	})
+	if ifs := a.m.Interfaces(); len(ifs) != 1 || ifs[0].Open {
+		t.Fatalf("socket still open with the link down: %+v", ifs)
+	}
+	a.os.setLink(true)
+	eventually(t, time.Second, "a MASTER of both again", func() bool { return bothMaster(a) })
+	if got := a.opens(); got != 2 {
+		t.Fatalf("socket opened %d times, want 2: once at start, once after the link came back", got)
+	}
+	if ifs := a.m.Interfaces(); len(ifs) != 1 || !ifs[0].Open || !ifs[0].Joined || ifs[0].Opens != 2 {
+		t.Fatalf("interfaces after the flap: %+v", ifs)
+	}
+}
+
+// Reloads keep the socket while an instance remains on the interface, or
+// comes in the same reload; the last instance to go closes it.
+func TestManagerSharedSocketReload(t *testing.T) {
+	n := &fakeNet{}
+	a := startTestNode(t, n, "192.0.2.1", configVRID(51, 200), configVRID(52, 200))
+	eventually(t, time.Second, "MASTER of both", func() bool {
+		return a.instance("VI_51").State == "MASTER" && a.instance("VI_52").State == "MASTER"
+	})
+	conns := func() int {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return len(n.conns)
+	}
+	for _, step := range []struct {
+		what  string
+		cfgs  []Config
+		vrids []int
+	}{
+		{"remove one", []Config{configVRID(51, 200)}, []int{51}},
+		{"add one", []Config{configVRID(51, 200), configVRID(53, 200)}, []int{51, 53}},
+		{"replace all", []Config{configVRID(54, 200)}, []int{54}},
+	} {
+		if err := a.m.Apply(step.cfgs); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, time.Second, step.what+": every instance MASTER", func() bool {
+			for _, st := range a.m.Status() {
+				if st.State != "MASTER" {
+					return false
+				}
+			}
+			return true
+		})
+		ifs := a.m.Interfaces()
+		if len(ifs) != 1 || !slices.Equal(ifs[0].VRIDs, step.vrids) || a.opens() != 1 || conns() != 1 {
+			t.Fatalf("%s: interfaces %+v, %d opens, %d open sockets; want the first socket kept", step.what, ifs, a.opens(), conns())
+		}
+	}
+	if err := a.m.Apply(nil); err != nil {
+		t.Fatal(err)
+	}
+	if ifs := a.m.Interfaces(); len(ifs) != 0 || conns() != 0 {
+		t.Fatalf("after the last instance left: interfaces %+v, %d open sockets", ifs, conns())
+	}
+}
+
+// The socket joins the group while one of its instances is in multicast
+// mode; unicast instances still hear their peers, and only them.
+func TestManagerSharedSocketUnicastAndMulticast(t *testing.T) {
+	n := &fakeNet{}
+	uni := func(vrid, prio uint8, peer string) Config {
+		c := configVRID(vrid, prio)
+		c.UnicastPeers = []netip.Addr{netip.MustParseAddr(peer)}
+		return c
+	}
+	a := startTestNode(t, n, "192.0.2.1", uni(51, 200, "192.0.2.2"), configVRID(52, 200))
+	b := startTestNode(t, n, "192.0.2.2", uni(51, 100, "192.0.2.1"), configVRID(52, 100))
+	eventually(t, time.Second, "a MASTER of both, b BACKUP of both", func() bool {
+		return a.instance("VI_51").State == "MASTER" && a.instance("VI_52").State == "MASTER" &&
+			b.instance("VI_51").State == "BACKUP" && b.instance("VI_52").State == "BACKUP"
+	})
+	if ifs := a.m.Interfaces(); !ifs[0].Joined {
+		t.Fatalf("a multicast instance on the socket, but it is not joined: %+v", ifs)
+	}
+	// Both unicast now: the group is left, and unicast adverts still flow.
+	if err := a.m.Apply([]Config{uni(51, 200, "192.0.2.2"), uni(52, 200, "192.0.2.2")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.m.Apply([]Config{uni(51, 100, "192.0.2.1"), uni(52, 100, "192.0.2.1")}); err != nil {
+		t.Fatal(err)
+	}
+	if ifs := a.m.Interfaces(); ifs[0].Joined {
+		t.Fatalf("only unicast instances, but the socket is still joined: %+v", ifs)
+	}
+	received := b.instance("VI_52").AdvertsReceived
+	eventually(t, time.Second, "b hears a's unicast adverts for VRID 52", func() bool {
+		return b.instance("VI_52").AdvertsReceived > received+2
+	})
+	// A stranger's advert to the group reaches nobody now.
+	stranger := netip.MustParseAddr("192.0.2.9")
+	p := Packet{Version: 3, VRID: 51, Priority: 254, Interval: testAdvert, Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.51")}}
+	pkt, _ := p.Marshal(stranger, Group4, ChecksumPseudoHeader)
+	n.inject(pkt, stranger, 255)
+	time.Sleep(3 * testAdvert)
+	if a.instance("VI_51").State != "MASTER" || len(a.instance("VI_51").Drops) != 0 {
+		t.Fatalf("unicast instance affected by a group advert: %+v", a.instance("VI_51"))
+	}
 }

@@ -5,21 +5,25 @@ import (
 	"time"
 )
 
-// advertConn sends and receives adverts of one instance on its interface.
+// advertConn is the raw VRRP socket of one interface and family, shared
+// by the instances on it (socket.go).
 type advertConn interface {
 	// Read blocks for the next VRRP packet and returns its payload length.
 	Read(b []byte) (int, received, error)
-	// Write sends one advert to dst (the group or a unicast peer).
-	Write(b []byte, dst netip.Addr) error
+	// Write sends one advert from src (an instance's address) to dst (the
+	// group or a unicast peer).
+	Write(b []byte, src, dst netip.Addr) error
+	// Join joins (true) or leaves (false) the VRRP multicast group.
+	Join(on bool) error
 	Close() error
 }
 
 // netOS is everything the runner needs from the operating system, small so
 // that the runner is tested with a fake and the real one in namespaces.
 type netOS interface {
-	// Open opens a raw VRRP socket on ifname sending from src: joined to
-	// the group when unicast is false.
-	Open(ifname string, family int, src netip.Addr, unicast bool) (advertConn, error)
+	// Open opens a raw VRRP socket bound to ifname, not yet joined to the
+	// group.
+	Open(ifname string, family int) (advertConn, error)
 	// PrimaryAddr is the address adverts come from when mcast_src_ip is
 	// not set: the first IPv4 address that is not a VIP, or the IPv6
 	// link-local address (RFC 5798 section 5.1.2.1).

@@ -24,7 +24,7 @@ type linuxOS struct{}
 
 func defaultOS() netOS { return linuxOS{} }
 
-func (linuxOS) Open(ifname string, family int, src netip.Addr, unicast bool) (advertConn, error) {
+func (linuxOS) Open(ifname string, family int) (advertConn, error) {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return nil, err
@@ -59,14 +59,14 @@ func (linuxOS) Open(ifname string, family int, src netip.Addr, unicast bool) (ad
 		return nil, err
 	}
 	if family == 4 {
-		c, err := newConn4(pc, ifi, src, unicast)
+		c, err := newConn4(pc, ifi)
 		if err != nil {
 			pc.Close()
 			return nil, err
 		}
 		return c, nil
 	}
-	c, err := newConn6(pc, ifi, src, unicast)
+	c, err := newConn6(pc, ifi)
 	if err != nil {
 		pc.Close()
 		return nil, err
@@ -77,10 +77,9 @@ func (linuxOS) Open(ifname string, family int, src netip.Addr, unicast bool) (ad
 type conn4 struct {
 	pc  *ipv4.PacketConn
 	ifi *net.Interface
-	src netip.Addr
 }
 
-func newConn4(c net.PacketConn, ifi *net.Interface, src netip.Addr, unicast bool) (*conn4, error) {
+func newConn4(c net.PacketConn, ifi *net.Interface) (*conn4, error) {
 	pc := ipv4.NewPacketConn(c)
 	for _, step := range []struct {
 		what string
@@ -91,18 +90,12 @@ func newConn4(c net.PacketConn, ifi *net.Interface, src netip.Addr, unicast bool
 		{"multicast TTL", func() error { return pc.SetMulticastTTL(255) }},
 		{"multicast loop", func() error { return pc.SetMulticastLoopback(false) }},
 		{"multicast interface", func() error { return pc.SetMulticastInterface(ifi) }},
-		{"join 224.0.0.18", func() error {
-			if unicast {
-				return nil
-			}
-			return pc.JoinGroup(ifi, &net.IPAddr{IP: Group4.AsSlice()})
-		}},
 	} {
 		if err := step.err(); err != nil {
 			return nil, fmt.Errorf("%s on %s: %w", step.what, ifi.Name, err)
 		}
 	}
-	return &conn4{pc: pc, ifi: ifi, src: src}, nil
+	return &conn4{pc: pc, ifi: ifi}, nil
 }
 
 func (c *conn4) Read(b []byte) (int, received, error) {
@@ -126,10 +119,29 @@ func (c *conn4) Read(b []byte) (int, received, error) {
 	}
 }
 
-func (c *conn4) Write(b []byte, dst netip.Addr) error {
-	cm := &ipv4.ControlMessage{Src: c.src.AsSlice(), IfIndex: c.ifi.Index}
+func (c *conn4) Write(b []byte, src, dst netip.Addr) error {
+	cm := &ipv4.ControlMessage{Src: src.AsSlice(), IfIndex: c.ifi.Index}
 	_, err := c.pc.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice()})
 	return err
+}
+
+func (c *conn4) Join(on bool) error {
+	group := &net.IPAddr{IP: Group4.AsSlice()}
+	if on {
+		return wrapJoin(c.pc.JoinGroup(c.ifi, group), on, Group4, c.ifi)
+	}
+	return wrapJoin(c.pc.LeaveGroup(c.ifi, group), on, Group4, c.ifi)
+}
+
+func wrapJoin(err error, on bool, group netip.Addr, ifi *net.Interface) error {
+	if err == nil {
+		return nil
+	}
+	what := "leave"
+	if on {
+		what = "join"
+	}
+	return fmt.Errorf("%s %v on %s: %w", what, group, ifi.Name, err)
 }
 
 func (c *conn4) Close() error { return c.pc.Close() }
@@ -137,10 +149,9 @@ func (c *conn4) Close() error { return c.pc.Close() }
 type conn6 struct {
 	pc  *ipv6.PacketConn
 	ifi *net.Interface
-	src netip.Addr
 }
 
-func newConn6(c net.PacketConn, ifi *net.Interface, src netip.Addr, unicast bool) (*conn6, error) {
+func newConn6(c net.PacketConn, ifi *net.Interface) (*conn6, error) {
 	pc := ipv6.NewPacketConn(c)
 	for _, step := range []struct {
 		what string
@@ -153,18 +164,12 @@ func newConn6(c net.PacketConn, ifi *net.Interface, src netip.Addr, unicast bool
 		{"multicast hop limit", func() error { return pc.SetMulticastHopLimit(255) }},
 		{"multicast loop", func() error { return pc.SetMulticastLoopback(false) }},
 		{"multicast interface", func() error { return pc.SetMulticastInterface(ifi) }},
-		{"join ff02::12", func() error {
-			if unicast {
-				return nil
-			}
-			return pc.JoinGroup(ifi, &net.IPAddr{IP: Group6.AsSlice()})
-		}},
 	} {
 		if err := step.err(); err != nil {
 			return nil, fmt.Errorf("%s on %s: %w", step.what, ifi.Name, err)
 		}
 	}
-	return &conn6{pc: pc, ifi: ifi, src: src}, nil
+	return &conn6{pc: pc, ifi: ifi}, nil
 }
 
 func (c *conn6) Read(b []byte) (int, received, error) {
@@ -188,14 +193,22 @@ func (c *conn6) Read(b []byte) (int, received, error) {
 	}
 }
 
-func (c *conn6) Write(b []byte, dst netip.Addr) error {
-	cm := &ipv6.ControlMessage{Src: c.src.AsSlice(), IfIndex: c.ifi.Index, HopLimit: 255}
+func (c *conn6) Write(b []byte, src, dst netip.Addr) error {
+	cm := &ipv6.ControlMessage{Src: src.AsSlice(), IfIndex: c.ifi.Index, HopLimit: 255}
 	to := &net.IPAddr{IP: dst.AsSlice()}
 	if dst.IsLinkLocalUnicast() || dst.IsLinkLocalMulticast() {
 		to.Zone = c.ifi.Name
 	}
 	_, err := c.pc.WriteTo(b, cm, to)
 	return err
+}
+
+func (c *conn6) Join(on bool) error {
+	group := &net.IPAddr{IP: Group6.AsSlice()}
+	if on {
+		return wrapJoin(c.pc.JoinGroup(c.ifi, group), on, Group6, c.ifi)
+	}
+	return wrapJoin(c.pc.LeaveGroup(c.ifi, group), on, Group6, c.ifi)
 }
 
 func (c *conn6) Close() error { return c.pc.Close() }

@@ -16,7 +16,7 @@ type unsupportedOS struct{}
 
 func defaultOS() netOS { return unsupportedOS{} }
 
-func (unsupportedOS) Open(string, int, netip.Addr, bool) (advertConn, error) {
+func (unsupportedOS) Open(string, int) (advertConn, error) {
 	return nil, errUnsupported
 }
 func (unsupportedOS) PrimaryAddr(string, int, []netip.Addr) (netip.Addr, error) {

@@ -26,6 +26,7 @@ const (
 	DropIntervalMismatch DropReason = "interval_mismatch" // v2: advert_int differs from ours
 	DropOwnAddress       DropReason = "own_address"       // our own advert came back
 	DropNotPeer          DropReason = "not_a_peer"        // unicast mode: sender is not a unicast_peer
+	DropQueueFull        DropReason = "queue_full"        // a flood: the instance's loop was behind
 )
 
 // DropError is the error for a dropped advertisement.

@@ -2,7 +2,8 @@
 // the network-namespace tests of package vrrp until the vipgate binary
 // takes its place. SIGTERM resigns, releases and stops (the daemon's stop
 // sequence); SIGUSR2 hands over (resign, release, rejoin as BACKUP);
-// SIGHUP reloads the file; SIGUSR1 prints "STATUS <json of Status()>";
+// SIGHUP reloads the file; SIGUSR1 prints "INTERFACES <json of
+// Interfaces()>" then "STATUS <json of Status()>";
 // every transition is printed to stdout as
 // "TRANSITION <name> <from> <to> <unix-nanos>".
 package main
@@ -57,7 +58,9 @@ func main() {
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
 	for s := range sig {
 		if s == syscall.SIGUSR1 {
-			b, _ := json.Marshal(m.Status())
+			b, _ := json.Marshal(m.Interfaces())
+			fmt.Printf("INTERFACES %s\n", b)
+			b, _ = json.Marshal(m.Status())
 			fmt.Printf("STATUS %s\n", b)
 			continue
 		}
