@@ -287,13 +287,24 @@ proxy_pass = "http://app"
 	defer cancel()
 	s := gw.current.Load()
 	if err := s.Probe(ctx, gw.addr); err != nil {
-		t.Fatalf("probe with a live backend: %v", err)
+		t.Fatalf("probe: %v", err)
+	}
+	// The probe runs accept, framing, parsing and routing in process but
+	// never reaches an upstream: their health is the health checks'.
+	if n := b.hits.Load(); n != 0 {
+		t.Errorf("probe reached the backend (%d requests)", n)
 	}
 	b.kill()
-	if err := s.Probe(ctx, gw.addr); err == nil {
-		t.Fatal("probe with the only backend dead passed")
+	if err := s.Probe(ctx, gw.addr); err != nil {
+		t.Errorf("probe failed because of a backend: %v", err)
 	}
 	if err := s.Probe(ctx, "127.0.0.1:1"); err == nil {
 		t.Fatal("probe of an address this generation does not serve passed")
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), time.Second)
+	defer scancel()
+	_ = s.Shutdown(sctx)
+	if err := s.Probe(ctx, gw.addr); err == nil {
+		t.Fatal("probe of a generation that was shut down passed")
 	}
 }

@@ -82,6 +82,29 @@ func (n *nextUpstream) allows(k failKind) bool {
 	return false
 }
 
+// maxTries is how many servers a request may try: every server of the
+// upstream, bounded by proxy_next_upstream_tries.
+func (n *nextUpstream) maxTries(pool *upstreamPool) int {
+	m := 1
+	if pool.bal != nil {
+		m = len(pool.bal.Servers())
+	}
+	if n.tries > 0 && n.tries < m {
+		m = n.tries
+	}
+	return m
+}
+
+// retry decides, for both front ends, whether a failed attempt goes to
+// the next server: the failure is listed, tries and
+// proxy_next_upstream_timeout are left, and a non-idempotent request that
+// reached a server is not sent again unless non_idempotent is listed.
+func (n *nextUpstream) retry(k failKind, attempt, maxTries int, sent bool, method string, start time.Time) bool {
+	return k != failNone && n.allows(k) && attempt < maxTries &&
+		!(sent && nonIdempotent(method) && !n.nonIdempotent) &&
+		!(n.timeoutAfter > 0 && time.Since(start) >= n.timeoutAfter)
+}
+
 // nonIdempotent are the methods nginx does not retry once sent.
 func nonIdempotent(method string) bool {
 	return method == http.MethodPost || method == http.MethodPatch || method == "LOCK"
@@ -219,13 +242,7 @@ func (pr *proxyRequest) serve() {
 	next := &loc.next
 	start := time.Now()
 
-	maxTries := 1
-	if pool.bal != nil {
-		maxTries = len(pool.bal.Servers())
-	}
-	if next.tries > 0 && next.tries < maxTries {
-		maxTries = next.tries
-	}
+	maxTries := next.maxTries(pool)
 	hashKey := ""
 	if pool.hashKey != nil {
 		hashKey = pool.hashKey.eval(pr.vars)
@@ -272,10 +289,7 @@ func (pr *proxyRequest) serve() {
 		if res.err == nil {
 			p.ObserveResponse(res.resp.StatusCode, elapsed)
 		}
-		retry := kind != failNone && next.allows(kind) && attempt < maxTries &&
-			!(res.sent && nonIdempotent(r.Method) && !next.nonIdempotent) &&
-			!(next.timeoutAfter > 0 && time.Since(start) >= next.timeoutAfter)
-		if retry {
+		if next.retry(kind, attempt, maxTries, res.sent, r.Method, start) {
 			np, nbs, perr := pool.pick(clientIP, hashKey, tried, attempt)
 			if perr == nil {
 				if kind == failStatus {

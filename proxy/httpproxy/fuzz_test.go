@@ -66,7 +66,7 @@ func FuzzRequestPath(f *testing.F) {
 		r.RequestURI = target
 		name, value, _ := strings.Cut(header, ":")
 		r.Header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
-		vars := &reqVars{r: r, remote: "192.0.2.1", port: "1", scheme: "http", uri: uri, host: "h", local: "80"}
+		vars := &reqVars{req: stdRequest(r), remote: "192.0.2.1", port: "1", scheme: "http", uri: uri, host: "h", local: "80"}
 		out, _ := upstreamHeader(r.Header, rules, vars, "")
 		for k := range out {
 			if isHopByHop(k) {

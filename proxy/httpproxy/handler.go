@@ -3,8 +3,10 @@ package httpproxy
 import (
 	"errors"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -14,6 +16,7 @@ import (
 // then static file or proxy.
 func (g *listenGroup) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s := g.s
+	g.stdRequests.Add(1)
 	cc, _ := r.Context().Value(connKey{}).(*clientConn)
 	if cc != nil {
 		cc.handlers.Add(1)
@@ -21,7 +24,7 @@ func (g *listenGroup) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec := &logRecord{start: time.Now()}
 	cw := &countingWriter{ResponseWriter: w, rec: rec}
-	defer s.logAccess(rec, r, cc)
+	defer func() { s.logAccess(rec, stdRequest(r), cc) }()
 	s.route(g, cc, cw, r, rec)
 }
 
@@ -68,7 +71,7 @@ func (s *Server) route(g *listenGroup, cc *clientConn, w http.ResponseWriter, r 
 		s.serveStatic(w, r, v, loc.cfg.Root, uri, rec)
 		return
 	}
-	vars := &reqVars{r: r, conn: cc, uri: uri, server: v, scheme: "http"}
+	vars := &reqVars{req: stdRequest(r), conn: cc, uri: uri, server: v, scheme: "http"}
 	if cc != nil {
 		if cc.tls {
 			vars.scheme = "https"
@@ -182,7 +185,7 @@ func (l *logRecord) upstream(addr string, d time.Duration) {
 // $remote_addr - - [$time_local] "$request" $status $body_bytes_sent
 // "$http_referer" "$http_user_agent" "$upstream_addr" $request_time
 // $upstream_response_time
-func (s *Server) logAccess(rec *logRecord, r *http.Request, cc *clientConn) {
+func (s *Server) logAccess(rec *logRecord, r *clientRequest, cc *clientConn) {
 	if s.access == nil {
 		return
 	}
@@ -193,24 +196,26 @@ func (s *Server) logAccess(rec *logRecord, r *http.Request, cc *clientConn) {
 	if remote == "" {
 		remote = "-"
 	}
-	b := make([]byte, 0, 256)
+	bp := logBufPool.Get().(*[]byte)
+	defer logBufPool.Put(bp)
+	b := (*bp)[:0]
 	b = append(b, remote...)
 	b = append(b, " - - ["...)
 	b = rec.start.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
 	b = append(b, "] \""...)
-	b = appendEscaped(b, r.Method)
+	b = appendEscaped(b, r.method)
 	b = append(b, ' ')
-	b = appendEscaped(b, r.RequestURI)
+	b = appendEscaped(b, r.target)
 	b = append(b, ' ')
-	b = appendEscaped(b, r.Proto)
+	b = appendEscaped(b, r.proto)
 	b = append(b, "\" "...)
 	b = strconv.AppendInt(b, int64(rec.status), 10)
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, rec.bytes, 10)
 	b = append(b, " \""...)
-	b = appendEscapedOrDash(b, r.Header.Get("Referer"))
+	b = appendEscapedOrDash(b, r.hdr.get("Referer"))
 	b = append(b, "\" \""...)
-	b = appendEscapedOrDash(b, r.Header.Get("User-Agent"))
+	b = appendEscapedOrDash(b, r.hdr.get("User-Agent"))
 	b = append(b, "\" \""...)
 	if len(rec.upAddrs) == 0 {
 		b = append(b, '-')
@@ -235,18 +240,23 @@ func (s *Server) logAccess(rec *logRecord, r *http.Request, cc *clientConn) {
 	}
 	b = append(b, '\n')
 	s.access.Write(b)
+	*bp = b
 }
+
+var logBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // logRefused logs a request refused by the framing check, which net/http
 // never saw: nginx logs those 400s too, with "-" for what was not parsed.
-func (s *Server) logRefused(c *clientConn, he *HeadError) {
-	s.log.Debug("request refused", zap.Stringer("client", c.remote), zap.Int("status", he.Status), zap.String("reason", he.Reason))
+func (s *Server) logRefused(c *clientConn, he *HeadError) { s.logRefusedFrom(c.remote, he) }
+
+func (s *Server) logRefusedFrom(remote netip.AddrPort, he *HeadError) {
+	s.log.Debug("request refused", zap.Stringer("client", remote), zap.Int("status", he.Status), zap.String("reason", he.Reason))
 	if s.access == nil {
 		return
 	}
 	b := make([]byte, 0, 128)
-	if c.remote.IsValid() {
-		b = append(b, c.remote.Addr().String()...)
+	if remote.IsValid() {
+		b = append(b, remote.Addr().String()...)
 	} else {
 		b = append(b, '-')
 	}

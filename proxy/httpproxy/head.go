@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // This file holds the strict HTTP/1.1 request framing check (RFC 9112) that
@@ -198,6 +200,10 @@ func ParseRequestHead(b []byte, max int) (RequestHead, error) {
 			}
 			h.Chunked = true
 		case asciiEqualFold(name, "host"):
+			if !httpguts.ValidHostHeader(bstr(value)) {
+				// net/http refuses these too.
+				return h, badRequest("invalid Host header")
+			}
 			hostCount++
 			h.Host, h.HasHost = value, true
 		case asciiEqualFold(name, "connection"):
@@ -337,6 +343,10 @@ type framer struct {
 	state     frameState
 	remaining int64 // body bytes left (stateBody, stateChunkData)
 	maxHead   int
+	// stopAtData makes feed return before chunk data (the fast path
+	// copies the data itself); stopAtEnd makes it return at the end of
+	// the message instead of reading a next head (a response body).
+	stopAtData, stopAtEnd bool
 }
 
 type frameState uint8
@@ -359,6 +369,9 @@ const (
 func (f *framer) feed(b []byte) (consumed, drop int, err error) {
 	pos := 0
 	for pos < len(b) {
+		if f.stopAtEnd && f.state == stateHead || f.stopAtData && f.state == stateChunkData {
+			return pos, 0, nil
+		}
 		switch f.state {
 		case statePassthrough:
 			return len(b), 0, nil
@@ -450,6 +463,11 @@ func (f *framer) feed(b []byte) (consumed, drop int, err error) {
 			}
 			if err != nil {
 				return pos, 0, err
+			}
+			if b[next-2] != '\r' {
+				// As for chunk size lines, only CRLF: net/http takes a
+				// bare LF here in some places and not in others.
+				return pos, 0, badRequest("trailer line not ended by CRLF")
 			}
 			if len(line) == 0 {
 				pos = next

@@ -202,7 +202,7 @@ func TestUpstreamHeader(t *testing.T) {
 		"Accept":          {"*/*"},
 		"X-Drop":          {"x"},
 	}
-	vars := &reqVars{r: r, remote: "192.0.2.7", port: "5555", scheme: "https", uri: "/p", host: "www.example.com", local: "8080"}
+	vars := &reqVars{req: stdRequest(r), remote: "192.0.2.7", port: "5555", scheme: "https", uri: "/p", host: "www.example.com", local: "8080"}
 	tests := []struct {
 		name     string
 		set      map[string]string

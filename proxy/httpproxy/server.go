@@ -59,9 +59,11 @@ type Server struct {
 	pools  map[string]*upstreamPool
 
 	draining atomic.Bool
+	stopping atomic.Bool // Shutdown began (shutting, without the lock)
 
 	mu       sync.Mutex
 	conns    int
+	fast     map[*fastConn]struct{}
 	tunnels  map[*tunnel]struct{}
 	retired  bool
 	shutting bool
@@ -85,11 +87,14 @@ type listenGroup struct {
 	// connection's facts to ConnContext. Drain replaces the server (new
 	// connections still come in) and shuts the old one down gracefully,
 	// which sends GOAWAY: HTTP/2's Connection: close.
-	h2         atomic.Pointer[h2Front]
-	h2Retired  []*http.Server // guarded by s.mu
-	h2Conns    sync.Map       // *tls.Conn -> *clientConn
-	maxHead    int
-	hdrTimeout time.Duration
+	h2        atomic.Pointer[h2Front]
+	h2Retired []*http.Server // guarded by s.mu
+	h2Conns   sync.Map       // *tls.Conn -> *clientConn
+	// stdRequests counts requests net/http served (TLS, HTTP/2,
+	// handed-over connections), so tests can tell which path ran.
+	stdRequests atomic.Int64
+	maxHead     int
+	hdrTimeout  time.Duration
 }
 
 // New builds a generation: routing tables, header templates, upstream
@@ -107,6 +112,7 @@ func New(servers []*config.HTTPServer, deps Deps) (*Server, error) {
 		groups:  map[string]*listenGroup{},
 		pools:   map[string]*upstreamPool{},
 		tunnels: map[*tunnel]struct{}{},
+		fast:    map[*fastConn]struct{}{},
 		idle:    make(chan struct{}),
 	}
 	certs := map[*vhost]tls.Certificate{}
@@ -285,6 +291,7 @@ func (s *Server) pool(t *config.ProxyTarget, deps Deps) (*upstreamPool, error) {
 		p.literal = &literalPeer{addr: t.Address}
 	}
 	p.transport = newTransport(keepalive)
+	p.conns.max = keepalive
 	s.pools[key] = p
 	return p, nil
 }
@@ -379,6 +386,10 @@ func (g *listenGroup) ServeConn(c net.Conn) {
 		_ = c.Close()
 		return
 	}
+	if pc, ok := c.(*probeConn); ok {
+		g.serveFast(pc, netip.AddrPort{}, netip.AddrPort{}, nil, true)
+		return
+	}
 	var remote netip.AddrPort
 	local := c.LocalAddr() // $server_port is the socket's, also behind PROXY protocol (as nginx)
 	if g.proxyProto {
@@ -394,6 +405,17 @@ func (g *listenGroup) ServeConn(c net.Conn) {
 		if src != nil {
 			remote = addrPortOf(src)
 		}
+	}
+	if g.tlsConfig == nil {
+		var pending []byte
+		if u, ok := c.(interface{ Unwrap() (net.Conn, []byte) }); ok {
+			c, pending = u.Unwrap()
+		}
+		if !remote.IsValid() {
+			remote = addrPortOf(c.RemoteAddr())
+		}
+		g.serveFast(c, remote, addrPortOf(local), pending, false)
+		return
 	}
 	isTLS := false
 	if g.tlsConfig != nil {
@@ -452,6 +474,39 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 	}
 	ap, _ := netip.ParseAddrPort(a.String())
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+func (s *Server) addFast(c *fastConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutting {
+		return false
+	}
+	s.fast[c] = struct{}{}
+	return true
+}
+
+func (s *Server) removeFast(c *fastConn) {
+	s.mu.Lock()
+	delete(s.fast, c)
+	s.mu.Unlock()
+}
+
+func (s *Server) isShutting() bool { return s.stopping.Load() }
+
+// fastConns lists the fast-path connections, and how many are answering a
+// request.
+func (s *Server) fastConns() (all []*fastConn, active int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	all = make([]*fastConn, 0, len(s.fast))
+	for c := range s.fast {
+		all = append(all, c)
+		if fastState(c.state.Load()) == fastActive {
+			active++
+		}
+	}
+	return all, active
 }
 
 func (s *Server) connOpened() bool {
@@ -516,6 +571,10 @@ func (s *Server) Drain() {
 	}
 	s.mu.Unlock()
 	s.draining.Store(true)
+	all, _ := s.fastConns()
+	for _, c := range all {
+		c.closeIfIdle(false)
+	}
 	for _, g := range s.groups {
 		g.http.SetKeepAlivesEnabled(false)
 		if g.tlsConfig == nil {
@@ -554,6 +613,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutting = true
 	s.mu.Unlock()
+	s.stopping.Store(true)
+	all, _ := s.fastConns()
+	for _, c := range all {
+		c.closeIfIdle(true)
+	}
 	var wg sync.WaitGroup
 	for _, g := range s.groups {
 		for _, hs := range g.servers() {
@@ -567,8 +631,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	wg.Wait()
 	tick := time.NewTicker(20 * time.Millisecond)
 	for ctx.Err() == nil {
+		_, active := s.fastConns()
 		s.mu.Lock()
-		n := len(s.tunnels)
+		n := len(s.tunnels) + active
 		s.mu.Unlock()
 		if n == 0 {
 			break
@@ -580,6 +645,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	tick.Stop()
 	s.CloseLongLived()
+	all, _ = s.fastConns()
+	for _, c := range all {
+		_ = c.nc.Close()
+	}
 	for _, g := range s.groups {
 		for _, hs := range g.servers() {
 			_ = hs.Close()
@@ -588,13 +657,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.serving.Wait()
 	for _, p := range s.pools {
 		p.transport.CloseIdleConnections()
+		p.conns.closeAll()
 	}
 	return ctx.Err()
 }
 
+// probeConn marks Probe's in-process connection: its request is answered
+// 204 right after routing, so a probe exercises accept, framing, parsing
+// and routing (a hung handler chain fails it) without touching any
+// upstream, whose health is the health checks' business.
+type probeConn struct{ net.Conn }
+
 // Probe sends one in-process request ("GET /") through a listen address's
 // handler chain and fails when it cannot be answered or the answer is a
-// 5xx (node self-check).
+// 5xx (node self-check). It never reaches an upstream.
 func (s *Server) Probe(ctx context.Context, listenAddr string) error {
 	g := s.groups[listenAddr]
 	if g == nil {
@@ -602,7 +678,7 @@ func (s *Server) Probe(ctx context.Context, listenAddr string) error {
 	}
 	client, server := net.Pipe()
 	defer client.Close()
-	go g.ServeConn(server)
+	go g.ServeConn(&probeConn{server})
 	if d, ok := ctx.Deadline(); ok {
 		_ = client.SetDeadline(d)
 	}

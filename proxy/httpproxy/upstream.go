@@ -42,6 +42,8 @@ type upstreamPool struct {
 	literal   *literalPeer
 	hashKey   *template // balance = "hash"
 	transport *http.Transport
+	// conns are the fast path's idle connections (keepalive of them).
+	conns connPool
 }
 
 type connectTimeoutKey struct{}

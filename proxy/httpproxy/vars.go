@@ -2,14 +2,13 @@ package httpproxy
 
 import (
 	"fmt"
-	"net/http"
 	"net/textproto"
 	"strings"
 )
 
 // reqVars is what variables are evaluated from: one client request.
 type reqVars struct {
-	r      *http.Request
+	req    *clientRequest
 	conn   *clientConn
 	remote string // client address without port
 	port   string // client port
@@ -95,7 +94,11 @@ func (t *template) eval(v *reqVars) string {
 		return t.literal
 	}
 	var buf [128]byte
-	b := buf[:0]
+	return string(t.appendTo(buf[:0], v))
+}
+
+// appendTo appends the template's value for v to b.
+func (t *template) appendTo(b []byte, v *reqVars) []byte {
 	for _, p := range t.parts {
 		if p.fn != nil {
 			b = p.fn(v, b)
@@ -103,7 +106,7 @@ func (t *template) eval(v *reqVars) string {
 			b = append(b, p.lit...)
 		}
 	}
-	return string(b)
+	return b
 }
 
 // lookupVar returns the function of a variable name (without "$").
@@ -116,7 +119,7 @@ func lookupVar(name string) (varFunc, error) {
 	case "host":
 		return func(v *reqVars, b []byte) []byte { return append(b, v.host...) }, nil
 	case "http_host":
-		return func(v *reqVars, b []byte) []byte { return append(b, v.r.Host...) }, nil
+		return func(v *reqVars, b []byte) []byte { return append(b, v.req.host...) }, nil
 	case "server_port":
 		return func(v *reqVars, b []byte) []byte { return append(b, v.local...) }, nil
 	case "server_addr":
@@ -131,26 +134,26 @@ func lookupVar(name string) (varFunc, error) {
 	case "scheme":
 		return func(v *reqVars, b []byte) []byte { return append(b, v.scheme...) }, nil
 	case "request_uri":
-		return func(v *reqVars, b []byte) []byte { return append(b, v.r.RequestURI...) }, nil
+		return func(v *reqVars, b []byte) []byte { return append(b, v.req.target...) }, nil
 	case "uri", "document_uri":
 		return func(v *reqVars, b []byte) []byte { return append(b, v.uri...) }, nil
 	case "args", "query_string":
-		return func(v *reqVars, b []byte) []byte { return append(b, v.r.URL.RawQuery...) }, nil
+		return func(v *reqVars, b []byte) []byte { return append(b, v.req.query...) }, nil
 	case "is_args":
 		return func(v *reqVars, b []byte) []byte {
-			if v.r.URL.RawQuery != "" {
+			if v.req.query != "" {
 				return append(b, '?')
 			}
 			return b
 		}, nil
 	case "request_method":
-		return func(v *reqVars, b []byte) []byte { return append(b, v.r.Method...) }, nil
+		return func(v *reqVars, b []byte) []byte { return append(b, v.req.method...) }, nil
 	case "proxy_host":
 		return func(v *reqVars, b []byte) []byte { return append(b, v.proxy...) }, nil
 	case "proxy_add_x_forwarded_for":
 		return func(v *reqVars, b []byte) []byte {
-			for _, x := range v.r.Header["X-Forwarded-For"] {
-				b = append(b, x...)
+			b, found := v.req.hdr.appendJoined(b, "X-Forwarded-For", ", ")
+			if found {
 				b = append(b, ", "...)
 			}
 			return append(b, v.remote...)
@@ -163,25 +166,17 @@ func lookupVar(name string) (varFunc, error) {
 			sep = "; "
 		}
 		return func(v *reqVars, b []byte) []byte {
-			for i, x := range v.r.Header[key] {
-				if i > 0 {
-					b = append(b, sep...)
-				}
-				b = append(b, x...)
-			}
+			b, _ = v.req.hdr.appendJoined(b, key, sep)
 			return b
 		}, nil
 	}
 	if c, ok := strings.CutPrefix(name, "cookie_"); ok && c != "" {
 		return func(v *reqVars, b []byte) []byte {
-			for _, ck := range v.r.CookiesNamed(c) {
-				return append(b, ck.Value...)
-			}
-			return b
+			return append(b, v.req.hdr.cookie(c)...)
 		}, nil
 	}
 	if a, ok := strings.CutPrefix(name, "arg_"); ok && a != "" {
-		return func(v *reqVars, b []byte) []byte { return append(b, v.r.URL.Query().Get(a)...) }, nil
+		return func(v *reqVars, b []byte) []byte { return append(b, queryArg(v.req.query, a)...) }, nil
 	}
 	return nil, fmt.Errorf("unknown variable \"$%s\"", name)
 }

@@ -77,7 +77,14 @@ func (pr *proxyRequest) tunnel(p peer, res *attemptResult) {
 			return
 		}
 	}
-	idle := pr.loc.cfg.ProxyReadTimeout.Duration
+	toClient, toUpstream := t.run(pr.loc.cfg.ProxyReadTimeout.Duration)
+	pr.rec.bytes += toClient
+	p.AddBytes(toUpstream, toClient)
+}
+
+// run copies both ways until either side closes or nothing moved for idle
+// (proxy_read_timeout), and closes both.
+func (t *tunnel) run(idle time.Duration) (toClient, toUpstream int64) {
 	var last atomic.Int64
 	last.Store(time.Now().UnixNano())
 	var (
@@ -100,17 +107,15 @@ func (pr *proxyRequest) tunnel(p peer, res *attemptResult) {
 	defer timer.Stop()
 
 	done := make(chan struct{})
-	var toClient int64
 	go func() {
 		defer close(done)
-		toClient = copyActive(conn, up, &last)
+		toClient = copyActive(t.client, t.up, &last)
 		t.close()
 	}()
-	toUpstream := copyActive(up, conn, &last)
+	toUpstream = copyActive(t.up, t.client, &last)
 	t.close()
 	<-done
-	pr.rec.bytes += toClient
-	p.AddBytes(toUpstream, toClient)
+	return toClient, toUpstream
 }
 
 // copyActive copies src to dst, noting the time of every read in last.

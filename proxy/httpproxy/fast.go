@@ -1,0 +1,742 @@
+package httpproxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/vipgate/vipgate/balancer"
+)
+
+// The HTTP/1.1 fast path serves plain (non-TLS) HTTP/1.1 client
+// connections to HTTP/1.1 upstreams without net/http: each request head
+// is parsed once by ParseRequestHead (no per-header allocation), routed,
+// rewritten into the upstream head by the same code as the net/http path
+// (request.go), written to a pooled upstream connection, and the answer
+// is relayed by its framing through pooled buffers. Rare cases (HTTP/1.0
+// clients, absolute-form targets, static files) hand the connection over
+// to net/http at a request boundary.
+//
+// An idle keep-alive connection holds no buffer: it waits for readability
+// with a RawConn callback that borrows a buffer only when bytes arrive.
+
+// fastState is where a fast connection is, for Drain and Shutdown.
+type fastState int32
+
+const (
+	fastIdle    fastState = iota // waiting for a request
+	fastActive                   // reading or answering a request
+	fastClosing                  // Drain/Shutdown closed it while idle
+	fastTunnel                   // upgraded: a tunnel owns it
+	fastNew                      // waiting for its first request: Drain leaves it
+)
+
+// readBufSize is the client read buffer borrowed per request; a head
+// longer than it gets a larger one (up to client_header_max_size).
+const readBufSize = 4 << 10
+
+var (
+	readBufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+	// upBufPool holds upstream read buffers: a response head and the
+	// start of its body, then the relay's copy buffer.
+	upBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+	// outBufPool holds the heads the fast path writes.
+	outBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+)
+
+// maxResponseHead bounds an upstream response head (net/http's client
+// used 64 KiB too).
+const maxResponseHead = 64 << 10
+
+// fastConn is one client connection on the fast path.
+type fastConn struct {
+	g     *listenGroup
+	s     *Server
+	nc    net.Conn
+	raw   syscall.RawConn // nil when nc is not a socket (Probe's pipe)
+	probe bool
+
+	remote                                  netip.AddrPort
+	remoteStr, portStr, localPort, localStr string
+
+	// Read buffer: pending bytes are buf[r:w]; nil while idle.
+	buf    *[]byte
+	r, w   int
+	readN  int
+	rerr   error
+	readFn func(fd uintptr) bool
+
+	state atomic.Int32
+
+	// Per request, reused so that a request allocates nothing.
+	head    RequestHead
+	req     clientRequest
+	vars    reqVars
+	rec     logRecord
+	upHead  upstreamHead
+	body    requestBody
+	bodyMem []byte
+	tried   [8]*balancer.Server
+	x       exchange
+	closeIt bool // Connection: close after this response
+	// consumedBody is how many bytes after the head the body took.
+	consumedBody int
+	// pinned stops fill from moving pending bytes while the request's
+	// strings alias them (it grows the buffer instead).
+	pinned bool
+}
+
+// serveFast runs a plain client connection on the fast path; pending are
+// bytes already read past a PROXY protocol header.
+func (g *listenGroup) serveFast(nc net.Conn, remote, local netip.AddrPort, pending []byte, probe bool) {
+	s := g.s
+	c := &fastConn{g: g, s: s, nc: nc, probe: probe, remote: remote}
+	if sc, ok := nc.(syscall.Conn); ok && !probe {
+		if raw, err := sc.SyscallConn(); err == nil {
+			c.raw = raw
+			c.readFn = c.readable
+		}
+	}
+	if remote.IsValid() {
+		c.remoteStr = remote.Addr().String()
+		c.portStr = strconv.Itoa(int(remote.Port()))
+	}
+	if local.IsValid() {
+		c.localPort = strconv.Itoa(int(local.Port()))
+		c.localStr = local.Addr().String()
+	}
+	if len(pending) > 0 {
+		c.grab()
+		c.w = copy(*c.buf, pending)
+	}
+	c.state.Store(int32(fastActive))
+	if !s.addFast(c) {
+		_ = nc.Close()
+		s.connClosed()
+		return
+	}
+	if c.serve() {
+		return // handed over to net/http
+	}
+	s.removeFast(c)
+	c.releaseBuf()
+	_ = nc.Close()
+	s.connClosed()
+}
+
+func (c *fastConn) grab() {
+	if c.buf == nil {
+		c.buf = readBufPool.Get().(*[]byte)
+		c.r, c.w = 0, 0
+	}
+}
+
+func (c *fastConn) releaseBuf() {
+	if c.buf != nil {
+		if len(*c.buf) == readBufSize {
+			readBufPool.Put(c.buf)
+		}
+		c.buf = nil
+		c.r, c.w = 0, 0
+	}
+}
+
+// readable is the RawConn.Read callback: it borrows a buffer, reads, and
+// gives the buffer back at once when there was nothing to read.
+func (c *fastConn) readable(fd uintptr) bool {
+	c.grab()
+	for {
+		n, err := unix.Read(int(fd), (*c.buf)[c.w:])
+		switch {
+		case err == nil:
+			c.readN = n
+			if n == 0 && c.r == c.w {
+				c.releaseBuf()
+			}
+			return true
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			if c.r == c.w {
+				c.releaseBuf()
+			}
+			return false
+		default:
+			c.rerr = err
+			if c.r == c.w {
+				c.releaseBuf()
+			}
+			return true
+		}
+	}
+}
+
+// fill reads more bytes behind the pending ones; limit bounds the buffer
+// growth (a head of up to client_header_max_size).
+func (c *fastConn) fill(limit int) error {
+	if c.buf != nil && c.w == len(*c.buf) {
+		if c.r > 0 && !c.pinned {
+			c.w = copy(*c.buf, (*c.buf)[c.r:c.w])
+			c.r = 0
+		} else {
+			if len(*c.buf) >= limit+readBufSize {
+				return errBufferFull
+			}
+			nb := make([]byte, 2*len(*c.buf))
+			copy(nb, (*c.buf)[:c.w])
+			if len(*c.buf) == readBufSize && !c.pinned {
+				readBufPool.Put(c.buf)
+			}
+			c.buf = &nb
+		}
+	}
+	if c.raw != nil {
+		c.readN, c.rerr = 0, nil
+		if err := c.raw.Read(c.readFn); err != nil {
+			return err
+		}
+		if c.rerr != nil {
+			return c.rerr
+		}
+		if c.readN == 0 {
+			return io.EOF
+		}
+		c.w += c.readN
+		return nil
+	}
+	c.grab()
+	n, err := c.nc.Read((*c.buf)[c.w:])
+	c.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+var errBufferFull = errors.New("request head larger than the buffer")
+
+func (c *fastConn) pending() []byte {
+	if c.buf == nil {
+		return nil
+	}
+	return (*c.buf)[c.r:c.w]
+}
+
+// setIdle marks the connection idle between requests; false when a
+// Drain or Shutdown means it must close instead.
+func (c *fastConn) setIdle(first bool) bool {
+	st := fastIdle
+	if first {
+		st = fastNew
+	}
+	if !c.state.CompareAndSwap(int32(fastActive), int32(st)) {
+		return false
+	}
+	if c.s.isShutting() || !first && c.s.draining.Load() {
+		return false
+	}
+	return true
+}
+
+// setActive marks a request started; false when Drain or Shutdown closed
+// the idle connection meanwhile.
+func (c *fastConn) setActive() bool {
+	return c.state.CompareAndSwap(int32(fastIdle), int32(fastActive)) ||
+		c.state.CompareAndSwap(int32(fastNew), int32(fastActive))
+}
+
+// closeIfIdle is Drain's (new connections are still served) and, with
+// all, Shutdown's: an idle connection is woken (its wait ends at once) and
+// closes.
+func (c *fastConn) closeIfIdle(all bool) {
+	if c.state.CompareAndSwap(int32(fastIdle), int32(fastClosing)) ||
+		all && c.state.CompareAndSwap(int32(fastNew), int32(fastClosing)) {
+		_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// serve runs the request loop; it returns true when the connection was
+// handed to net/http (which then owns it).
+func (c *fastConn) serve() bool {
+	g := c.g
+	cfg := g.dflt.cfg
+	headerTimeout := cfg.ClientHeaderTimeout.Duration
+	first := true
+	for {
+		if c.r == c.w {
+			c.releaseBuf()
+			wait := cfg.KeepaliveTimeout.Duration
+			if first {
+				wait = headerTimeout
+			}
+			if !c.setIdle(first) {
+				return false
+			}
+			_ = c.nc.SetReadDeadline(time.Now().Add(wait))
+			err := c.fill(g.maxHead)
+			if err != nil {
+				return false
+			}
+			if !c.setActive() {
+				// Drain or Shutdown closed it while the request was
+				// arriving: answer it (with Connection: close) rather
+				// than drop bytes already read.
+				c.state.Store(int32(fastActive))
+			}
+		}
+		first = false
+		_ = c.nc.SetReadDeadline(time.Now().Add(headerTimeout))
+		if he := c.readHead(); he != nil {
+			if he.Status != 0 {
+				c.refuse(he)
+			}
+			return false
+		}
+		h := &c.head
+		if h.Minor == 0 || len(h.Target) == 0 || h.Target[0] != '/' || equalFold(h.Method, "CONNECT") {
+			// HTTP/1.0 keep-alive rules, absolute-form and CONNECT are
+			// net/http's (the same routing and forwarding behind it).
+			return c.handoff()
+		}
+		c.pinned = true
+		handoff, ok := c.serveRequest()
+		c.pinned = false
+		if handoff {
+			return c.handoff()
+		}
+		if !ok || c.closeIt {
+			return false
+		}
+		c.r += h.Len + c.consumedBody
+	}
+}
+
+// readHead reads until a complete head is pending at c.r and parses it. A
+// nil result is a head; a HeadError with Status 0 ends the connection
+// silently (EOF or timeout before any byte).
+func (c *fastConn) readHead() *HeadError {
+	for {
+		// Empty lines before a request line are skipped (RFC 9112 2.2).
+		skip, h, err := parseNextHead(c.pending(), c.g.maxHead)
+		c.r += skip
+		if err == nil {
+			c.head = h
+			return nil
+		}
+		if err != errIncomplete {
+			var he *HeadError
+			if !errors.As(err, &he) {
+				he = badRequest("%v", err)
+			}
+			return he
+		}
+		if err := c.fill(c.g.maxHead); err != nil {
+			var ne net.Error
+			switch {
+			case len(c.pending()) > 0 && errors.As(err, &ne) && ne.Timeout() && c.state.Load() == int32(fastActive):
+				return &HeadError{Status: 408, Reason: "client_header_timeout"}
+			case err == errBufferFull:
+				return &HeadError{Status: 431, Reason: "request header fields too large"}
+			}
+			return &HeadError{}
+		}
+	}
+}
+
+// refuse answers a refused head and logs it, as the net/http path does.
+func (c *fastConn) refuse(he *HeadError) {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	_, _ = c.nc.Write(errorResponse(he.Status))
+	c.s.logRefusedFrom(c.remote, he)
+}
+
+// handoff gives the connection, with the bytes read and not yet served,
+// to the listen address's net/http server.
+func (c *fastConn) handoff() bool {
+	c.s.removeFast(c)
+	_ = c.nc.SetReadDeadline(time.Time{})
+	cc := newClientConn(c.nc, c.g, c.g.maxHead)
+	if c.remote.IsValid() {
+		cc.remote = c.remote
+	}
+	if p := c.pending(); len(p) > 0 {
+		cc.grab()
+		cc.in = append(cc.in, p...)
+		cc.scan()
+		cc.partial = cc.framer.state == stateHead && len(cc.in) > 0
+	}
+	c.releaseBuf()
+	cc.onClose = c.s.connClosed
+	if !c.g.ln.push(cc) {
+		_ = cc.Close()
+	}
+	return true
+}
+
+// serveRequest answers the head at c.r. handoff asks for net/http; ok
+// false closes the connection.
+func (c *fastConn) serveRequest() (handoff, ok bool) {
+	g, h := c.g, &c.head
+	p := c.pending()
+	c.consumedBody = 0
+	// An answer before the body was read ends the connection: the body's
+	// bytes would otherwise be taken for the next request.
+	c.closeIt = h.Close || c.probe || h.ContentLength > 0 || h.Chunked
+	c.req = clientRequest{
+		method: bstr(h.Method), target: bstr(h.Target), proto: "HTTP/1.1", host: bstr(h.Host),
+		hdr: headerView{raw: p[:h.Len]},
+	}
+	// The field lines start after the request line.
+	if i := indexByteBytes(c.req.hdr.raw, '\n'); i >= 0 {
+		c.req.hdr.raw = c.req.hdr.raw[i+1:]
+	}
+	rawPath := c.req.target
+	if i := indexByteString(rawPath, '?'); i >= 0 {
+		rawPath, c.req.query = rawPath[:i], rawPath[i+1:]
+	}
+	c.rec = logRecord{start: time.Now(), remote: c.remoteStr, upAddrs: c.rec.upAddrs[:0], upTimes: c.rec.upTimes[:0]}
+	defer c.logAccess()
+
+	host := normalizeHost(c.req.host)
+	v := g.names.find(host)
+	uri, quoted, err := normalizePath(rawPath)
+	if err != nil {
+		return false, c.answerError(v, http.StatusBadRequest, "")
+	}
+	loc, redirect := v.findLocation(uri)
+	if c.probe && loc != nil {
+		// Node self-check: accept, framing, parsing and routing ran;
+		// upstreams are checked by their own health checks.
+		return false, c.answerStatus(http.StatusNoContent)
+	}
+	if loc == nil {
+		return false, c.answerError(v, http.StatusNotFound, "")
+	}
+	if redirect {
+		target := escapeURI(uri) + "/"
+		if c.req.query != "" {
+			target += "?" + c.req.query
+		}
+		return false, c.answerError(v, http.StatusMovedPermanently, target)
+	}
+	if loc.cfg.Root != "" {
+		c.rec = logRecord{} // net/http logs it
+		return true, false
+	}
+	vars := &c.vars
+	*vars = reqVars{req: &c.req, uri: uri, server: v, scheme: "http", remote: c.remoteStr, port: c.portStr,
+		local: c.localPort, lcAddr: c.localStr, host: host, proxy: loc.pool.name}
+	if vars.host == "" && len(v.cfg.ServerName) > 0 {
+		vars.host = v.cfg.ServerName[0]
+	}
+
+	c.closeIt = h.Close
+	if status := c.readBody(v); status != 0 {
+		c.closeIt = true
+		c.answerError(v, status, "")
+		return false, false
+	}
+	defer c.body.close()
+	c.upHead = upstreamHead{req: &c.req, target: upstreamURI(loc, c.req.target, uri, quoted), rules: loc.headers,
+		vars: vars, bodySize: c.body.size}
+	if h.Upgrade {
+		c.upHead.upgrade = c.req.hdr.get("Upgrade")
+	}
+	return false, c.proxy(loc, v)
+}
+
+func indexByteBytes(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func (c *fastConn) logAccess() {
+	if c.rec.start.IsZero() {
+		return
+	}
+	c.s.logAccess(&c.rec, &c.req, nil)
+}
+
+// readBody reads the request body completely (it is kept for retries,
+// as nginx's proxy_request_buffering), answering Expect: 100-continue. It
+// returns an error status, or 0.
+func (c *fastConn) readBody(v *vhost) int {
+	h := &c.head
+	c.body = requestBody{}
+	expect := c.req.hdr.get("Expect")
+	if expect != "" && !equalFold([]byte(expect), "100-continue") {
+		return http.StatusExpectationFailed
+	}
+	if h.ContentLength <= 0 && !h.Chunked {
+		return 0
+	}
+	max := v.cfg.ClientMaxBodySize.Bytes
+	if max > 0 && h.ContentLength > max {
+		return http.StatusRequestEntityTooLarge
+	}
+	if expect != "" {
+		if _, err := io.WriteString(c.nc, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+			return http.StatusBadRequest
+		}
+	}
+	timeout := v.cfg.ClientBodyTimeout.Duration
+	c.body.mem = c.bodyMem[:0]
+	pos := c.r + h.Len // body bytes start here in the buffer
+	var dec chunkDecoder
+	if h.Chunked {
+		dec = newChunkDecoder(c.g.maxHead)
+	}
+	remaining := h.ContentLength
+	for {
+		p := (*c.buf)[pos:c.w]
+		if h.Chunked {
+			used, done, status := dec.decode(p, func(data []byte) int { return c.keepBody(data, max) })
+			if status != 0 {
+				return status
+			}
+			pos += used
+			if done {
+				break
+			}
+		} else {
+			n := int64(len(p))
+			if n > remaining {
+				n = remaining
+			}
+			if err := c.keepBody(p[:n], max); err != 0 {
+				return err
+			}
+			pos += int(n)
+			if remaining -= n; remaining == 0 {
+				break
+			}
+		}
+		// Keep the head where it is (the request's strings alias it):
+		// move consumed body bytes out of the way by compacting behind it.
+		if pos > c.r+h.Len {
+			n := copy((*c.buf)[c.r+h.Len:], (*c.buf)[pos:c.w])
+			c.w = c.r + h.Len + n
+			pos = c.r + h.Len
+		}
+		_ = c.nc.SetReadDeadline(time.Now().Add(timeout))
+		if err := c.fill(len(*c.buf) + readBufSize); err != nil {
+			c.body.close()
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return http.StatusRequestTimeout
+			}
+			return http.StatusBadRequest
+		}
+	}
+	c.consumedBody = pos - (c.r + h.Len)
+	if c.body.file == nil && cap(c.body.mem) <= bodyMemLimit {
+		c.bodyMem = c.body.mem[:0]
+	}
+	return 0
+}
+
+// keepBody appends body bytes, in memory up to bodyMemLimit, then to an
+// unlinked temporary file.
+func (c *fastConn) keepBody(b []byte, max int64) int {
+	body := &c.body
+	body.size += int64(len(b))
+	if max > 0 && body.size > max {
+		body.close()
+		return http.StatusRequestEntityTooLarge
+	}
+	if body.file == nil && len(body.mem)+len(b) <= bodyMemLimit {
+		body.mem = append(body.mem, b...)
+		return 0
+	}
+	if body.file == nil {
+		f, err := os.CreateTemp("", "vipgate-body-")
+		if err != nil {
+			c.s.log.Error("request body: temporary file", zap.Error(err))
+			return http.StatusInternalServerError
+		}
+		_ = os.Remove(f.Name())
+		body.file = f
+		if _, err := f.Write(body.mem); err != nil {
+			body.close()
+			return http.StatusInternalServerError
+		}
+		body.mem = nil
+	}
+	if _, err := body.file.Write(b); err != nil {
+		body.close()
+		return http.StatusInternalServerError
+	}
+	return 0
+}
+
+// answerStatus writes a response without body.
+func (c *fastConn) answerStatus(status int) bool {
+	bp := outBufPool.Get().(*[]byte)
+	defer outBufPool.Put(bp)
+	b := append((*bp)[:0], "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	b = append(b, statusText(status)...)
+	b = append(b, "\r\n"...)
+	b = c.appendConnection(b)
+	b = append(b, "\r\n"...)
+	*bp = b
+	c.rec.status = status
+	_, err := c.nc.Write(b)
+	return err == nil
+}
+
+// answerError writes an error page (error_page or the built-in one);
+// location is a redirect target.
+func (c *fastConn) answerError(v *vhost, status int, location string) bool {
+	body := errorPage(v, status)
+	bp := outBufPool.Get().(*[]byte)
+	defer outBufPool.Put(bp)
+	b := append((*bp)[:0], "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	b = append(b, statusText(status)...)
+	b = append(b, "\r\nContent-Type: text/html\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	b = append(b, "\r\n"...)
+	b = appendDate(b)
+	if location != "" {
+		b = appendField(b, "Location", location)
+	}
+	b = c.appendConnection(b)
+	b = append(b, "\r\n"...)
+	b = append(b, body...)
+	*bp = b
+	c.rec.status = status
+	c.rec.bytes += int64(len(body))
+	_, err := c.nc.Write(b)
+	return err == nil
+}
+
+// errorPage is the body of an error answer: the server block's error_page
+// file or nginx's short page.
+func errorPage(v *vhost, status int) string {
+	if v != nil {
+		if page, ok := v.errorPages[status]; ok {
+			return bstr(page)
+		}
+	}
+	return errorBody(status)
+}
+
+// appendConnection adds Connection: close when the connection ends after
+// this response (the client asked, Drain, Shutdown).
+func (c *fastConn) appendConnection(b []byte) []byte {
+	if c.s.draining.Load() || c.s.isShutting() {
+		c.closeIt = true
+	}
+	if c.closeIt {
+		b = append(b, "Connection: close\r\n"...)
+	}
+	return b
+}
+
+// dateCache is the Date header of the current second.
+var dateCache atomic.Pointer[dateValue]
+
+type dateValue struct {
+	sec int64
+	b   []byte
+}
+
+func appendDate(b []byte) []byte {
+	now := time.Now()
+	d := dateCache.Load()
+	if d == nil || d.sec != now.Unix() {
+		nd := &dateValue{sec: now.Unix()}
+		nd.b = now.UTC().AppendFormat([]byte("Date: "), http.TimeFormat)
+		nd.b = append(nd.b, "\r\n"...)
+		dateCache.Store(nd)
+		d = nd
+	}
+	return append(b, d.b...)
+}
+
+// chunkDecoder decodes a chunked request body with the framer's strict
+// chunk rules (CRLF line ends, valid extensions and trailer fields, size
+// lines up to 4096 bytes).
+type chunkDecoder struct{ fr framer }
+
+func newChunkDecoder(maxTrailer int) chunkDecoder {
+	return chunkDecoder{fr: framer{state: stateChunkSize, maxHead: maxTrailer, stopAtData: true, stopAtEnd: true}}
+}
+
+// decode consumes what it can of p, passing chunk data to keep (which
+// returns an error status, or 0). done is set at the end of the body;
+// bytes after used are an incomplete line to present again with more.
+func (d *chunkDecoder) decode(p []byte, keep func([]byte) int) (used int, done bool, status int) {
+	fr := &d.fr
+	for len(p) > 0 && fr.state != stateHead {
+		if fr.state == stateChunkData {
+			n := int64(len(p))
+			if n > fr.remaining {
+				n = fr.remaining
+			}
+			if st := keep(p[:n]); st != 0 {
+				return used, false, st
+			}
+			p, used = p[n:], used+int(n)
+			if fr.remaining -= n; fr.remaining == 0 {
+				fr.state = stateChunkDataEnd
+			}
+			continue
+		}
+		k, _, err := fr.feed(p)
+		if err != nil {
+			var he *HeadError
+			if errors.As(err, &he) {
+				return used, false, he.Status
+			}
+			return used, false, http.StatusBadRequest
+		}
+		if k == 0 {
+			break
+		}
+		p, used = p[k:], used+k
+	}
+	return used, fr.state == stateHead, 0
+}
+
+// parseNextHead skips the empty lines allowed before a request line (RFC
+// 9112 2.2) and parses the head behind them; skip is how many bytes the
+// empty lines took.
+func parseNextHead(p []byte, maxHead int) (skip int, h RequestHead, err error) {
+	for skip < len(p) && (p[skip] == '\n' || p[skip] == '\r' && skip+1 < len(p) && p[skip+1] == '\n') {
+		if p[skip] == '\r' {
+			skip++
+		}
+		skip++
+	}
+	p = p[skip:]
+	switch {
+	case len(p) == 0 || len(p) == 1 && p[0] == '\r':
+		return skip, h, errIncomplete
+	case p[0] == '\r':
+		return skip, h, badRequest("bare CR before request line")
+	}
+	h, err = ParseRequestHead(p, maxHead)
+	return skip, h, err
+}

@@ -1,0 +1,566 @@
+package httpproxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// exchange is one attempt of a fast-path request on one server.
+type exchange struct {
+	uc     *upConn
+	buf    *[]byte // upstream read buffer (pooled)
+	n      int     // bytes read into buf
+	bodyAt int     // where the response body starts in buf
+	resp   upResponse
+	kind   failKind
+	err    error
+	sent   bool
+}
+
+// discard closes the upstream connection (unless it went back to the
+// pool) and returns the buffer.
+func (x *exchange) discard() {
+	if x.uc != nil {
+		_ = x.uc.nc.Close()
+		x.uc = nil
+	}
+	if x.buf != nil {
+		if len(*x.buf) == 32<<10 {
+			upBufPool.Put(x.buf)
+		}
+		x.buf = nil
+	}
+}
+
+// proxy sends the request to the location's upstream, trying further
+// servers as proxy_next_upstream allows (nextUpstream.retry, shared with
+// the net/http path), and relays the answer. false closes the client
+// connection.
+func (c *fastConn) proxy(loc *location, v *vhost) bool {
+	s := c.s
+	pool := loc.pool
+	next := &loc.next
+	start := time.Now()
+	maxTries := next.maxTries(pool)
+	hashKey := ""
+	if pool.hashKey != nil {
+		hashKey = pool.hashKey.eval(&c.vars)
+	}
+	clientIP := c.remote.Addr()
+	tried := c.tried[:0]
+	p, bs, err := pool.pick(clientIP, hashKey, tried, 0)
+	if err != nil {
+		s.log.Warn("no live upstream server", zap.String("upstream", pool.name), zap.Error(err))
+		return c.answerError(v, http.StatusBadGateway, "")
+	}
+	if bs != nil {
+		tried = append(tried, bs)
+	}
+	for attempt := 1; ; attempt++ {
+		t0 := time.Now()
+		c.attempt(p, loc)
+		x := &c.x
+		elapsed := time.Since(t0)
+		c.rec.upstream(p.Address(), elapsed)
+
+		kind := x.kind
+		if x.err == nil && next.status[x.resp.status] && !next.off {
+			kind = failStatus
+		}
+		// error, timeout and invalid_header always count as a failure; a
+		// listed status only when it sends the request on (see serve).
+		if kind != failNone && kind != failStatus {
+			p.ReportFailure()
+		}
+		if x.err == nil {
+			p.ObserveResponse(x.resp.status, elapsed)
+		}
+		if next.retry(kind, attempt, maxTries, x.sent, c.req.method, start) {
+			np, nbs, perr := pool.pick(clientIP, hashKey, tried, attempt)
+			if perr == nil {
+				if kind == failStatus {
+					p.ReportFailure()
+				}
+				if ce := s.log.Check(zap.DebugLevel, "next upstream"); ce != nil {
+					ce.Write(zap.String("upstream", pool.name), zap.String("failed", p.Address()),
+						zap.String("next", np.Address()), zap.Error(x.err), zap.Int("status", x.resp.status))
+				}
+				p.Release()
+				x.discard()
+				p = np
+				if nbs != nil {
+					tried = append(tried, nbs)
+				}
+				continue
+			}
+		}
+		if x.err != nil {
+			p.Release()
+			status := http.StatusBadGateway
+			if kind == failTimeout {
+				status = http.StatusGatewayTimeout
+			}
+			s.log.Warn("upstream request failed", zap.String("upstream", pool.name), zap.String("server", p.Address()),
+				zap.String("uri", c.req.target), zap.Error(x.err))
+			x.discard()
+			return c.answerError(v, status, "")
+		}
+		p.ReportSuccess()
+		ok := c.relay(p, loc, v)
+		p.Release()
+		return ok
+	}
+}
+
+// attempt sends the request head and kept body to p and reads the
+// response head into c.x.
+func (c *fastConn) attempt(p peer, loc *location) {
+	x := &c.x
+	*x = exchange{}
+	l := loc.cfg
+	addr := p.Address()
+	for try := 0; ; try++ {
+		uc := loc.pool.conns.get(addr)
+		if uc == nil {
+			var err error
+			uc, err = dialUpstream(addr, l.ProxyConnectTimeout.Duration)
+			if err != nil {
+				x.kind, x.err = failError, err
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					x.kind = failTimeout
+				}
+				return
+			}
+		}
+		x.uc, x.sent = uc, true
+		retryable, err := c.exchange(x, addr, l.ProxySendTimeout.Duration, l.ProxyReadTimeout.Duration)
+		if err == nil {
+			return
+		}
+		if retryable && uc.reused && try == 0 {
+			// The server closed an idle connection before reading this
+			// request: a fresh connection, as Go's transport does.
+			x.discard()
+			continue
+		}
+		x.err = err
+		switch {
+		case err == errReadTimeout || err == errSendTimeout:
+			x.kind = failTimeout
+		case err == errBadResponse:
+			x.kind = failInvalidHeader
+		default:
+			x.kind = failError
+		}
+		return
+	}
+}
+
+// exchange writes the request and reads the response head. retryable is
+// true when the connection failed before anything of a response arrived.
+func (c *fastConn) exchange(x *exchange, addr string, sendTimeout, readTimeout time.Duration) (retryable bool, err error) {
+	nc := x.uc.nc
+	body := &c.body
+	bp := outBufPool.Get().(*[]byte)
+	b := c.upHead.appendTo((*bp)[:0], addr)
+	inline := body.file == nil && len(b)+len(body.mem) <= 16<<10
+	if inline {
+		b = append(b, body.mem...)
+	}
+	_ = nc.SetWriteDeadline(time.Now().Add(sendTimeout))
+	_, err = nc.Write(b)
+	*bp = b
+	outBufPool.Put(bp)
+	if err == nil && !inline {
+		if body.file != nil {
+			_, err = io.Copy(nc, io.NewSectionReader(body.file, 0, body.size))
+		} else {
+			_, err = nc.Write(body.mem)
+		}
+	}
+	if err != nil {
+		if isTimeout(err) {
+			return false, errSendTimeout
+		}
+		return true, err
+	}
+	x.buf = upBufPool.Get().(*[]byte)
+	x.n = 0
+	start := 0
+	for {
+		_ = nc.SetReadDeadline(time.Now().Add(readTimeout))
+		if x.n == len(*x.buf) {
+			if x.n >= maxResponseHead+start {
+				return false, errBadResponse
+			}
+			nb := make([]byte, 2*len(*x.buf))
+			copy(nb, *x.buf)
+			upBufPool.Put(x.buf)
+			x.buf = &nb
+		}
+		n, rerr := nc.Read((*x.buf)[x.n:])
+		x.n += n
+		if n == 0 {
+			if rerr == nil {
+				continue
+			}
+			if isTimeout(rerr) {
+				return false, errReadTimeout
+			}
+			return x.n == 0 && (rerr == io.EOF || errors.Is(rerr, syscall.ECONNRESET)), rerr
+		}
+		for {
+			resp, perr := parseResponseHead((*x.buf)[start:x.n], maxResponseHead)
+			if perr == errIncomplete {
+				break
+			}
+			if perr != nil {
+				return false, errBadResponse
+			}
+			if resp.status < 200 && resp.status != http.StatusSwitchingProtocols {
+				start += len(resp.head) // 100 Continue, 103: not passed on
+				continue
+			}
+			x.resp = resp
+			x.bodyAt = start + len(resp.head)
+			return false, nil
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// relayMode is how the response body travels to the client.
+type relayMode int
+
+const (
+	relayNone    relayMode = iota // no body (HEAD, 204, 304)
+	relayLength                   // Content-Length
+	relayChunked                  // chunked, passed through as it came (trailers included)
+	relayEncode                   // ends with the upstream connection: sent chunked
+)
+
+// relay writes the response to the client. Once its head is written
+// nothing can be retried: a failure mid-body closes the client connection
+// so the client sees a truncated response, not a complete one.
+func (c *fastConn) relay(p peer, loc *location, v *vhost) bool {
+	x := &c.x
+	defer x.discard()
+	resp := &x.resp
+	if resp.status == http.StatusSwitchingProtocols {
+		return c.tunnel(p, loc, v)
+	}
+	mode := relayEncode
+	switch {
+	case resp.bodyless(c.req.method):
+		mode = relayNone
+	case resp.chunked:
+		mode = relayChunked
+	case resp.contentLength >= 0:
+		mode = relayLength
+	}
+	bp := outBufPool.Get().(*[]byte)
+	defer outBufPool.Put(bp)
+	b := append((*bp)[:0], "HTTP/1.1 "...)
+	statusLine, _, _ := nextLine(resp.head, 0)
+	b = append(b, statusLine[9:]...)
+	b = append(b, "\r\n"...)
+	b = c.appendResponseFields(b, resp, loc, p.Address(), mode)
+	if mode == relayChunked || mode == relayEncode {
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	}
+	b = c.appendConnection(b)
+	b = append(b, "\r\n"...)
+	*bp = b
+	c.rec.status = resp.status
+
+	buf := *x.buf
+	body := buf[x.bodyAt:x.n]
+	readTimeout := loc.cfg.ProxyReadTimeout.Duration
+	up := x.uc.nc
+	reusable := false
+	var received int64
+	defer func() { p.AddBytes(c.body.size, received) }()
+	write := func(out []byte) bool {
+		if _, err := c.nc.Write(out); err != nil {
+			c.rec.status = 499
+			return false
+		}
+		return true
+	}
+	read := func(into []byte) (int, error) {
+		_ = up.SetReadDeadline(time.Now().Add(readTimeout))
+		n, err := up.Read(into)
+		if err != nil && isTimeout(err) {
+			err = errReadTimeout
+		}
+		return n, err
+	}
+	cut := func(err error) bool {
+		s := c.s
+		s.log.Warn("upstream response cut", zap.String("upstream", loc.pool.name), zap.String("server", p.Address()),
+			zap.String("uri", c.req.target), zap.Error(err))
+		return false
+	}
+
+	switch mode {
+	case relayNone:
+		if !write(b) {
+			return false
+		}
+		reusable = len(body) == 0
+	case relayLength:
+		remaining := resp.contentLength
+		n := int64(len(body))
+		if n > remaining {
+			n = remaining
+		}
+		extra := int64(len(body)) > n
+		if len(b)+int(n) <= cap(b) {
+			b = append(b, body[:n]...)
+			*bp = b
+			if !write(b) {
+				return false
+			}
+		} else if !write(b) || !write(body[:n]) {
+			return false
+		}
+		received += n
+		c.rec.bytes += n
+		remaining -= n
+		for remaining > 0 {
+			k, err := read(buf)
+			if k > 0 {
+				m := int64(k)
+				if m > remaining {
+					m, extra = remaining, true
+				}
+				if !write(buf[:m]) {
+					return false
+				}
+				received += m
+				c.rec.bytes += m
+				remaining -= m
+				continue
+			}
+			if err == nil {
+				err = io.ErrNoProgress
+			}
+			return cut(err)
+		}
+		reusable = !extra
+	case relayChunked:
+		fr := framer{state: stateChunkSize, maxHead: maxResponseHead, stopAtEnd: true}
+		pend := body
+		head := b
+		for {
+			used, _, err := fr.feed(pend)
+			if err != nil {
+				return cut(err)
+			}
+			if len(head) > 0 && len(head)+used <= cap(head) {
+				head = append(head, pend[:used]...)
+				*bp = head
+				used2 := used
+				if !write(head) {
+					return false
+				}
+				head = nil
+				pend = pend[used2:]
+				received += int64(used2)
+				c.rec.bytes += int64(used2)
+			} else {
+				if len(head) > 0 {
+					if !write(head) {
+						return false
+					}
+					head = nil
+				}
+				if used > 0 && !write(pend[:used]) {
+					return false
+				}
+				pend = pend[used:]
+				received += int64(used)
+				c.rec.bytes += int64(used)
+			}
+			if fr.state == stateHead {
+				reusable = len(pend) == 0
+				break
+			}
+			k := copy(buf, pend)
+			if k == len(buf) {
+				return cut(errBadResponse)
+			}
+			n, err := read(buf[k:])
+			if n == 0 {
+				if err == nil {
+					err = io.ErrNoProgress
+				}
+				return cut(err)
+			}
+			pend = buf[:k+n]
+		}
+	case relayEncode:
+		// Chunk framing around the data read: room for the size line in
+		// front, CRLF behind.
+		const front = 18
+		if !write(b) {
+			return false
+		}
+		chunk := func(n int) bool {
+			if n == 0 {
+				return true
+			}
+			start := front - 2
+			buf[start], buf[start+1] = '\r', '\n'
+			for v := n; ; v >>= 4 {
+				start--
+				buf[start] = "0123456789abcdef"[v&15]
+				if v < 16 {
+					break
+				}
+			}
+			buf[front+n], buf[front+n+1] = '\r', '\n'
+			received += int64(n)
+			c.rec.bytes += int64(n)
+			return write(buf[start : front+n+2])
+		}
+		n := copy(buf[front:len(buf)-2], body)
+		if !chunk(n) {
+			return false
+		}
+		for {
+			n, err := read(buf[front : len(buf)-2])
+			if !chunk(n) {
+				return false
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return cut(err)
+			}
+		}
+		if !write(lastChunk) {
+			return false
+		}
+	}
+	if reusable && !resp.close && x.uc != nil {
+		loc.pool.conns.put(x.uc)
+		x.uc = nil
+	}
+	return true
+}
+
+// appendResponseFields copies the upstream's fields that pass to the
+// client: not hop-by-hop, not named by its Connection header, framing
+// fields as mode needs, Location/Refresh rewritten by proxy_redirect;
+// Date added when missing.
+func (c *fastConn) appendResponseFields(b []byte, resp *upResponse, loc *location, serverAddr string, mode relayMode) []byte {
+	_, fieldsAt, _ := nextLine(resp.head, 0)
+	var conn connectionTokens
+	it := headerLines{resp.head[fieldsAt:]}
+	for {
+		n, v, ok := it.next()
+		if !ok {
+			break
+		}
+		if equalFold(n, "Connection") {
+			conn.add(bstr(v))
+		}
+	}
+	hasDate := false
+	it = headerLines{resp.head[fieldsAt:]}
+	for {
+		n, v, ok := it.next()
+		if !ok {
+			break
+		}
+		switch {
+		case hopByHopName(n):
+			// A chunked body passes as it came, trailers included: its
+			// Trailer announcement stays true.
+			if !(mode == relayChunked && equalFold(n, "Trailer")) {
+				continue
+			}
+		case conn.names(n):
+			continue
+		case equalFold(n, "Content-Length"):
+			if mode == relayChunked || mode == relayEncode {
+				continue
+			}
+		case equalFold(n, "Date"):
+			hasDate = true
+		case len(loc.redirects) > 0 && equalFold(n, "Location"):
+			b = appendField(b, "Location", rewriteRedirect(string(v), loc.redirects, serverAddr))
+			continue
+		case len(loc.redirects) > 0 && equalFold(n, "Refresh"):
+			b = appendField(b, "Refresh", rewriteRefresh(string(v), loc.redirects, serverAddr))
+			continue
+		}
+		b = append(b, n...)
+		b = append(b, ": "...)
+		b = append(b, v...)
+		b = append(b, "\r\n"...)
+	}
+	if !hasDate {
+		b = appendDate(b)
+	}
+	return b
+}
+
+// tunnel relays a 101 answer, then the raw bytes both ways (WebSocket).
+func (c *fastConn) tunnel(p peer, loc *location, v *vhost) bool {
+	x := &c.x
+	if c.upHead.upgrade == "" {
+		// A switch nobody asked for.
+		c.answerError(v, http.StatusBadGateway, "")
+		return false
+	}
+	_, fieldsAt, _ := nextLine(x.resp.head, 0)
+	upgrade := headerView{raw: x.resp.head[fieldsAt:]}
+	b := append([]byte(nil), "HTTP/1.1 101 Switching Protocols\r\n"...)
+	b = c.appendResponseFields(b, &x.resp, loc, p.Address(), relayNone)
+	b = append(b, "Connection: Upgrade\r\n"...)
+	if u := upgrade.get("Upgrade"); u != "" {
+		b = appendField(b, "Upgrade", u)
+	}
+	b = append(b, "\r\n"...)
+	b = append(b, (*x.buf)[x.bodyAt:x.n]...) // bytes the server sent right behind
+	c.rec.status = http.StatusSwitchingProtocols
+	up := x.uc.nc
+	x.uc = nil // the tunnel owns it
+	t := &tunnel{client: c.nc, up: up}
+	c.state.Store(int32(fastTunnel))
+	c.s.addTunnel(t)
+	defer c.s.removeTunnel(t)
+	defer t.close()
+	_ = c.nc.SetDeadline(time.Time{})
+	_ = up.SetDeadline(time.Time{})
+	if _, err := c.nc.Write(b); err != nil {
+		return false
+	}
+	// Bytes the client sent right behind its request.
+	if rest := (*c.buf)[c.r+c.head.Len+c.consumedBody : c.w]; len(rest) > 0 {
+		if _, err := up.Write(rest); err != nil {
+			return false
+		}
+	}
+	toClient, toUpstream := t.run(loc.cfg.ProxyReadTimeout.Duration)
+	c.rec.bytes += toClient
+	p.AddBytes(toUpstream, toClient)
+	return false
+}
+
+// lastChunk ends a chunked body without trailers.
+var lastChunk = []byte("0\r\n\r\n")

@@ -1,0 +1,152 @@
+package httpproxy
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/textproto"
+	"strings"
+	"testing"
+
+	"golang.org/x/net/websocket"
+)
+
+// FuzzFastPathAgainstNetHTTP feeds the same bytes to the fast path's
+// request parsing (parseNextHead, headerLines, the URI check of routing,
+// chunkDecoder) and to net/http's request reader: whatever net/http
+// refuses, the fast path refuses too; whatever both accept parses to the
+// same method, target, Host, fields and body, so both place the end of
+// every message at the same byte.
+func FuzzFastPathAgainstNetHTTP(f *testing.F) {
+	for _, s := range []string{
+		"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /a?b=c HTTP/1.1\r\nHost: a:80\r\nX: 1\r\nx: 2\r\nCookie: a=b\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n",
+		"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+		"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+		"POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: v\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"\r\nGET / HTTP/1.1\nHost: a\n\n",
+		"GET /%zz HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nX: caf\xc3\xa9\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rest := data
+		br := bufio.NewReader(bytes.NewReader(data))
+		for len(rest) > 0 {
+			skip, h, err := parseNextHead(rest, 8192)
+			if err != nil {
+				return // refused or incomplete: nothing passed on
+			}
+			target := string(h.Target)
+			if h.Minor == 0 || !strings.HasPrefix(target, "/") || string(h.Method) == "CONNECT" {
+				return // handed over to net/http itself
+			}
+			rawPath, _, _ := strings.Cut(target, "?")
+			if _, _, err := normalizePath(rawPath); err != nil {
+				return // routing answers 400
+			}
+			_, _ = br.Discard(skip)
+			req, nerr := http.ReadRequest(br)
+			if nerr != nil {
+				t.Fatalf("fast path accepted %q, net/http refused: %v", rest[skip:skip+h.Len], nerr)
+			}
+			if req.Method != string(h.Method) || req.RequestURI != target || req.Host != string(h.Host) {
+				t.Fatalf("net/http read %s %s Host %q, fast path %s %s Host %q", req.Method, req.RequestURI, req.Host, h.Method, h.Target, h.Host)
+			}
+			fields := http.Header{}
+			it := headerLines{rest[skip+bytes.IndexByte(rest[skip:], '\n')+1 : skip+h.Len]}
+			for {
+				n, v, ok := it.next()
+				if !ok {
+					break
+				}
+				fields.Add(textproto.CanonicalMIMEHeaderKey(string(n)), string(v))
+			}
+			for _, framing := range []string{"Host", "Content-Length", "Transfer-Encoding"} {
+				fields.Del(framing)
+				req.Header.Del(framing)
+			}
+			if fmt.Sprint(fields) != fmt.Sprint(req.Header) {
+				t.Fatalf("fields: fast path %v, net/http %v", fields, req.Header)
+			}
+			body := rest[skip+h.Len:]
+			var fastBody []byte
+			used := 0
+			switch {
+			case h.Chunked:
+				dec := newChunkDecoder(8192)
+				n, done, status := dec.decode(body, func(d []byte) int { fastBody = append(fastBody, d...); return 0 })
+				if status != 0 || !done {
+					return // refused or incomplete
+				}
+				used = n
+			case h.ContentLength > 0:
+				if int64(len(body)) < h.ContentLength {
+					return
+				}
+				used = int(h.ContentLength)
+				fastBody = body[:used]
+			}
+			netBody, err := io.ReadAll(req.Body)
+			if err != nil {
+				t.Fatalf("fast path accepted body %q, net/http: %v", body[:used], err)
+			}
+			if !bytes.Equal(netBody, fastBody) {
+				t.Fatalf("body: fast path %q, net/http %q", fastBody, netBody)
+			}
+			rest = body[used:]
+		}
+	})
+}
+
+// TestPlainHTTPTakesFastPath pins which path serves what: plain HTTP/1.1
+// (keep-alive, pipelined, chunked body, WebSocket) never reaches net/http;
+// an HTTP/1.0 request and a static file are handed over to it, and the
+// connection keeps working there.
+func TestPlainHTTPTakesFastPath(t *testing.T) {
+	b := startBackend(t, "b")
+	ws := wsEchoBackend(t)
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+
+		upstreamTOML("ws", fmt.Sprintf("address = %q", ws.addr()))+`
+[[http]]
+listen = ["LISTEN"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+[[http.location]]
+path = "/ws"
+proxy_pass = "http://ws"
+[[http.location]]
+path = "/static/"
+root = "`+t.TempDir()+`"
+`)
+	g := gw.current.Load().groups[gw.addr]
+	raw := rawExchange(t, gw.addr, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"+
+		"POST /2 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"+
+		"GET /3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+	if codes := statusLines(raw); fmt.Sprint(codes) != "[200 200 200]" {
+		t.Fatalf("pipelined: %v", codes)
+	}
+	conf, _ := websocket.NewConfig("ws://"+gw.addr+"/ws", "http://"+gw.addr)
+	wsc, err := websocket.DialConfig(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wsEcho(t, wsc, "fast")
+	wsc.Close()
+	if n := g.stdRequests.Load(); n != 0 {
+		t.Fatalf("net/http served %d plain HTTP/1.1 requests", n)
+	}
+	raw = rawExchange(t, gw.addr, "GET /static/none HTTP/1.1\r\nHost: a\r\n\r\nGET /4 HTTP/1.0\r\n\r\n")
+	if codes := statusLines(raw); fmt.Sprint(codes) != "[404 200]" {
+		t.Fatalf("after hand-over: %v", codes)
+	}
+	if n := g.stdRequests.Load(); n != 2 {
+		t.Fatalf("net/http served %d requests, want the static one and the HTTP/1.0 one", n)
+	}
+}

@@ -1,0 +1,232 @@
+package httpproxy
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"sync"
+	"time"
+)
+
+// This file is the HTTP/1.1 client side of the fast path: a small idle
+// pool of upstream connections per upstream (sized by keepalive), and a
+// strict reader of response heads.
+
+// upConn is one connection to an upstream server.
+type upConn struct {
+	nc        net.Conn
+	addr      string
+	idleSince time.Time
+	reused    bool // taken from the idle pool (it may have been closed by the server meanwhile)
+}
+
+// upIdleTimeout is how long an idle upstream connection is kept (nginx's
+// keepalive_timeout for upstreams, 60s).
+const upIdleTimeout = 60 * time.Second
+
+// connPool holds at most max idle connections of one upstream, most
+// recently used last.
+type connPool struct {
+	mu     sync.Mutex
+	idle   []*upConn
+	max    int
+	closed bool
+}
+
+// get returns an idle connection to addr, or nil.
+func (p *connPool) get(addr string) *upConn {
+	now := time.Now()
+	var stale []*upConn
+	p.mu.Lock()
+	var found *upConn
+	for i := len(p.idle) - 1; i >= 0; i-- {
+		c := p.idle[i]
+		if now.Sub(c.idleSince) > upIdleTimeout {
+			stale = append(stale, c)
+			p.remove(i)
+			continue
+		}
+		if c.addr == addr {
+			found = c
+			p.remove(i)
+			break
+		}
+	}
+	p.mu.Unlock()
+	for _, c := range stale {
+		_ = c.nc.Close()
+	}
+	if found != nil {
+		found.reused = true
+	}
+	return found
+}
+
+func (p *connPool) remove(i int) {
+	copy(p.idle[i:], p.idle[i+1:])
+	p.idle[len(p.idle)-1] = nil
+	p.idle = p.idle[:len(p.idle)-1]
+}
+
+// put keeps c for reuse; the least recently used connection goes when the
+// pool is full, as nginx's keepalive cache does.
+func (p *connPool) put(c *upConn) {
+	c.idleSince = time.Now()
+	p.mu.Lock()
+	if p.closed || p.max <= 0 {
+		p.mu.Unlock()
+		_ = c.nc.Close()
+		return
+	}
+	var evict *upConn
+	if len(p.idle) >= p.max {
+		evict = p.idle[0]
+		p.remove(0)
+	}
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+	if evict != nil {
+		_ = evict.nc.Close()
+	}
+}
+
+// closeAll closes the idle connections; later puts close theirs.
+func (p *connPool) closeAll() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle, p.closed = nil, true
+	p.mu.Unlock()
+	for _, c := range idle {
+		_ = c.nc.Close()
+	}
+}
+
+// dialUpstream connects within timeout (proxy_connect_timeout).
+func dialUpstream(addr string, timeout time.Duration) (*upConn, error) {
+	d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, &dialError{err: err}
+	}
+	return &upConn{nc: nc, addr: addr}, nil
+}
+
+// errBadResponse is an upstream answer that is not valid HTTP/1.x
+// (invalid_header in proxy_next_upstream).
+var errBadResponse = errors.New("malformed HTTP response from upstream")
+
+// upResponse is a parsed upstream response head.
+type upResponse struct {
+	status int
+	// head is the status line and fields, final empty line included.
+	head []byte
+	// contentLength is the body length, -1 without one.
+	contentLength int64
+	chunked       bool
+	// close: the server closes after this response (Connection: close,
+	// HTTP/1.0 without keep-alive), or the body ends with the connection.
+	close bool
+}
+
+// bodyless reports whether a response to method has no body (RFC 9112
+// 6.3: HEAD, 1xx, 204, 304).
+func (r *upResponse) bodyless(method string) bool {
+	return method == "HEAD" || r.status < 200 || r.status == 204 || r.status == 304
+}
+
+// parseResponseHead parses the response head at the start of b strictly:
+// anything net/http's client would refuse, and header lines it would
+// resolve silently (obs-fold, bad names, conflicting lengths), is
+// errBadResponse. It returns errIncomplete when b ends first.
+func parseResponseHead(b []byte, max int) (upResponse, error) {
+	r := upResponse{contentLength: -1}
+	line, pos, err := nextLine(b, 0)
+	if err != nil {
+		if err == errIncomplete {
+			if len(b) > max {
+				return r, errBadResponse
+			}
+			return r, errIncomplete
+		}
+		return r, errBadResponse
+	}
+	// HTTP/1.x SP 3DIGIT [SP reason]
+	if len(line) < 12 || string(line[:7]) != "HTTP/1." || line[7] < '0' || line[7] > '9' || line[8] != ' ' ||
+		len(line) > 12 && line[12] != ' ' {
+		return r, errBadResponse
+	}
+	for _, c := range line[9:12] {
+		if c < '0' || c > '9' {
+			return r, errBadResponse
+		}
+	}
+	r.status = int(line[9]-'0')*100 + int(line[10]-'0')*10 + int(line[11]-'0')
+	if r.status < 100 {
+		return r, errBadResponse
+	}
+	http10 := line[7] == '0'
+	keepAlive := false
+	te := 0
+	for {
+		line, next, err := nextLine(b, pos)
+		if err != nil {
+			if err == errIncomplete && len(b) <= max {
+				return r, errIncomplete
+			}
+			return r, errBadResponse
+		}
+		pos = next
+		if len(line) == 0 {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return r, errBadResponse
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || !isToken(line[:colon]) {
+			return r, errBadResponse
+		}
+		name, value := line[:colon], trimOWS(line[colon+1:])
+		if !fieldValueOK(value) {
+			return r, errBadResponse
+		}
+		switch {
+		case equalFold(name, "Content-Length"):
+			n, ok := parseContentLength(value)
+			if !ok || r.contentLength >= 0 && r.contentLength != n {
+				return r, errBadResponse
+			}
+			r.contentLength = n
+		case equalFold(name, "Transfer-Encoding"):
+			te++
+			if !equalFold(value, "chunked") {
+				return r, errBadResponse
+			}
+			r.chunked = true
+		case equalFold(name, "Connection"):
+			forEachToken(value, func(tok []byte) {
+				switch {
+				case equalFold(tok, "close"):
+					r.close = true
+				case equalFold(tok, "keep-alive"):
+					keepAlive = true
+				}
+			})
+		}
+		if pos > max {
+			return r, errBadResponse
+		}
+	}
+	if te > 1 {
+		return r, errBadResponse
+	}
+	if r.chunked {
+		// RFC 9112 6.3: Transfer-Encoding overrides Content-Length.
+		r.contentLength = -1
+	}
+	if http10 && !keepAlive {
+		r.close = true
+	}
+	r.head = b[:pos]
+	return r, nil
+}
