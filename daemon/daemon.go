@@ -380,10 +380,20 @@ func (d *Daemon) trackLoop() {
 	}
 }
 
-// Stop runs the contract's stop sequence: soft drain, resign as VRRP master
-// (priority 0, keeping the VIPs until the new master is heard), release the
-// VIPs, close long-lived connections, close listeners, let in-flight work
-// finish until timeout.
+// Stop runs the contract's stop sequence: soft drain; resign as VRRP
+// master (priority 0, keeping the VIPs until the new master is heard, then
+// holding new connections to them, see resign); close long-lived
+// connections and the listeners; let in-flight work finish until timeout;
+// only then release the VIPs.
+//
+// The VIPs are released last, not right after the new master is heard,
+// because once an address is gone the kernel can no longer send from it:
+// a FIN closing a WebSocket or TCP stream would never reach its client
+// (which would sit on a dead connection until a keep-alive or TCP timeout
+// instead of reconnecting to the new master at once), and the answer to a
+// request still in flight could not leave (the client would time out).
+// Holding the VIPs a little longer is harmless: the new master's
+// gratuitous ARP already sends the clients' new packets there.
 func (d *Daemon) Stop(timeout time.Duration) error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
@@ -399,8 +409,7 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 			g.http.Drain()
 		}
 	}
-	d.vrrp.Resign(ctx)
-	d.vrrp.Release()
+	d.resign(ctx)
 	for _, g := range gens {
 		g.closeLongLived()
 	}
@@ -411,6 +420,7 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 		go func() { defer wg.Done(); g.shutdown(ctx) }()
 	}
 	wg.Wait()
+	d.vrrp.Release()
 	d.vrrp.Stop()
 	d.checks.Stop()
 	d.swapAdmin(nil, "")
@@ -418,6 +428,53 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 		return fmt.Errorf("shutdown_timeout %s reached: remaining connections closed", timeout)
 	}
 	return nil
+}
+
+// resign hands the VIPs over: priority 0 until the new master is heard.
+// If this node was a MASTER it then holds new connections to its VIPs
+// (their SYNs are dropped, so clients retry and reach the new master) and
+// keeps serving the established ones for one more advert interval. The new
+// master sends its first advert just before it adds the VIPs and sends its
+// gratuitous ARPs, so when we hear it the clients still send here for a
+// moment: a connection accepted then would be reset by the new master as
+// soon as the client's request follows the ARP change, and closing the
+// listeners (refused connections, a reset backlog) would fail them too.
+// The returned resume undoes the hold (handover).
+func (d *Daemon) resign(ctx context.Context) (resume func()) {
+	var linger time.Duration
+	var vips []netip.Addr
+	for _, st := range d.vrrp.Status() {
+		if st.State != "MASTER" {
+			continue
+		}
+		for _, v := range d.current.Load().cfg.VRRP {
+			if v.Name == st.Name {
+				linger = max(linger, v.AdvertInt.Duration)
+			}
+		}
+		for _, s := range st.VIPsHeld {
+			if p, err := netip.ParsePrefix(s); err == nil {
+				vips = append(vips, p.Addr())
+			}
+		}
+	}
+	d.vrrp.Resign(ctx)
+	if linger == 0 {
+		return func() {}
+	}
+	held, resume, err := holdNewConnections(vips)
+	if err != nil {
+		d.log.Warn("cannot hold new connections to the VIPs while they move: a client connecting now may be reset", zap.Error(err))
+	} else {
+		d.log.Debug("new connections to the VIPs held while they move", zap.Int("listeners", held))
+	}
+	t := time.NewTimer(min(linger, time.Second))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return resume
 }
 
 // Quit stops at once (SIGQUIT): no drain, VIPs removed, connections closed.
@@ -467,11 +524,14 @@ func (d *Daemon) Handover() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d.current.Load().cfg.Global.ShutdownTimeout.Duration)
 	defer cancel()
-	d.vrrp.Resign(ctx)
-	d.vrrp.Release()
+	resume := d.resign(ctx)
+	defer resume()
+	// Closed while the VIPs are still here, so the FIN reaches the
+	// clients (see Stop).
 	for _, g := range gens {
 		g.closeLongLived()
 	}
+	d.vrrp.Release()
 	// Take part again as BACKUP, without preempting the new master.
 	d.vrrp.Rejoin()
 	d.log.Info("handover done: this node is BACKUP")

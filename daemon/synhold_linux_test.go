@@ -1,0 +1,81 @@
+package daemon
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// A held listener neither accepts nor refuses new connections (the SYN is
+// dropped, so the client retries), while an established connection keeps
+// working; resume lets new connections in again.
+func TestHoldNewConnections(t *testing.T) {
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false) // socket filters do not apply to MPTCP listeners
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	other, err := lc.Listen(context.Background(), "tcp", "127.0.0.2:0") // not a VIP: untouched
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	go func() {
+		for _, l := range []net.Listener{ln, other} {
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer c.Close()
+						buf := make([]byte, 1)
+						for {
+							if _, err := c.Read(buf); err != nil {
+								return
+							}
+							c.Write(buf)
+						}
+					}()
+				}
+			}()
+		}
+	}()
+	established, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer established.Close()
+
+	held, resume, err := holdNewConnections([]netip.Addr{netip.MustParseAddr("127.0.0.1")})
+	if err != nil || held != 1 {
+		t.Fatalf("holdNewConnections: held %d listeners, %v; want 1", held, err)
+	}
+	_, err = net.DialTimeout("tcp", ln.Addr().String(), 300*time.Millisecond)
+	if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		t.Fatalf("dial to a held listener: %v, want a timeout (SYN dropped, not refused)", err)
+	}
+	if c, err := net.DialTimeout("tcp", other.Addr().String(), time.Second); err != nil {
+		t.Fatalf("a listener on another address is held too: %v", err)
+	} else {
+		c.Close()
+	}
+	_ = established.SetDeadline(time.Now().Add(time.Second))
+	if _, err := established.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := established.Read(make([]byte, 1)); err != nil {
+		t.Fatalf("established connection broken by the hold: %v", err)
+	}
+	resume()
+	c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second)
+	if err != nil {
+		t.Fatalf("dial after resume: %v", err)
+	}
+	c.Close()
+}
