@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -60,6 +61,12 @@ func (c *fakeConn) Write(b []byte, src, dst netip.Addr) error {
 }
 
 func (c *fakeConn) Join(on bool) error {
+	c.node.mu.Lock()
+	err := c.node.joinErr
+	c.node.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	c.net.mu.Lock()
 	defer c.net.mu.Unlock()
 	c.joined = on
@@ -113,6 +120,8 @@ type fakeOS struct {
 	devs  map[netip.Prefix]string // device each VIP is on
 	opens int
 	garps int
+	// joinErr makes joining the group fail.
+	joinErr error
 }
 
 func newFakeOS(n *fakeNet, addr string) *fakeOS {
@@ -831,5 +840,31 @@ func TestManagerSharedSocketUnicastAndMulticast(t *testing.T) {
 	time.Sleep(3 * testAdvert)
 	if a.instance("VI_51").State != "MASTER" || len(a.instance("VI_51").Drops) != 0 {
 		t.Fatalf("unicast instance affected by a group advert: %+v", a.instance("VI_51"))
+	}
+}
+
+// A socket that cannot join the group is a socket fault, retried at every
+// link poll: FAULT, then MASTER once the join works.
+func TestManagerJoinFailureIsFault(t *testing.T) {
+	o := newFakeOS(&fakeNet{}, "192.0.2.1")
+	o.joinErr = errors.New("no multicast here")
+	m := newManager(zaptest.NewLogger(t), o)
+	if err := m.Apply([]Config{testConfig(200)}); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	eventually(t, time.Second, "FAULT held by the socket", func() bool {
+		st := m.Status()[0]
+		return st.State == "FAULT" && slices.Contains(st.Faults, "socket")
+	})
+	if ifs := m.Interfaces(); ifs[0].Open {
+		t.Fatalf("socket left open without the group: %+v", ifs)
+	}
+	o.mu.Lock()
+	o.joinErr = nil
+	o.mu.Unlock()
+	eventually(t, time.Second, "MASTER once the group is joined", func() bool { return m.Status()[0].State == "MASTER" })
+	if ifs := m.Interfaces(); !ifs[0].Open || !ifs[0].Joined {
+		t.Fatalf("interfaces %+v", ifs)
 	}
 }

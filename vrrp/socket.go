@@ -162,7 +162,9 @@ func (s *sharedSocket) setMember(in *instance, vrid uint8, multicast bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.members[vrid] = sockMember{in: in, multicast: multicast}
-	s.syncJoinLocked()
+	if err := s.syncJoinLocked(); err != nil {
+		s.log.Error("VRRP multicast group membership: retried at the next link poll", zap.Error(err))
+	}
 }
 
 // removeMember stops delivering vrid's adverts to in.
@@ -172,32 +174,39 @@ func (s *sharedSocket) removeMember(in *instance, vrid uint8) {
 	if s.members[vrid].in == in {
 		delete(s.members, vrid)
 	}
-	s.syncJoinLocked()
+	if err := s.syncJoinLocked(); err != nil {
+		s.log.Error("VRRP multicast group membership", zap.Error(err))
+	}
 }
 
 // syncJoinLocked joins the group while a member is in multicast mode and
 // leaves it when none is (unicast-only instances hear only their peers).
-func (s *sharedSocket) syncJoinLocked() {
+func (s *sharedSocket) syncJoinLocked() error {
 	want := false
 	for _, m := range s.members {
 		want = want || m.multicast
 	}
 	if s.conn == nil || want == s.joined {
-		return
+		return nil
 	}
 	if err := s.conn.Join(want); err != nil {
-		s.log.Error("VRRP multicast group membership", zap.Bool("join", want), zap.Error(err))
-		return
+		return err
 	}
 	s.joined = want
+	return nil
 }
 
-// ensureOpen opens the socket if it is closed and returns the generation
-// of the open socket.
+// ensureOpen opens the socket if it is closed, joins or leaves the group
+// as its members need, and returns the generation of the open socket. An
+// error (the instances go to FAULT and call again at their next link
+// poll) leaves the socket closed if it could not be joined at open.
 func (s *sharedSocket) ensureOpen() (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.conn != nil {
+		if err := s.syncJoinLocked(); err != nil {
+			return 0, err
+		}
 		return s.gen, nil
 	}
 	conn, err := s.os.Open(s.key.Interface, s.key.Family)
@@ -205,7 +214,11 @@ func (s *sharedSocket) ensureOpen() (int, error) {
 		return 0, err
 	}
 	s.conn, s.joined = conn, false
-	s.syncJoinLocked()
+	if err := s.syncJoinLocked(); err != nil {
+		conn.Close()
+		s.conn = nil
+		return 0, err
+	}
 	s.gen++
 	s.opens++
 	s.stop, s.readerD = make(chan struct{}), make(chan struct{})
