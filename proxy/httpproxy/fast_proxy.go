@@ -326,14 +326,24 @@ func (c *fastConn) relay(p peer, loc *location, v *vhost) bool {
 			n = remaining
 		}
 		extra := int64(len(body)) > n
-		if len(b)+int(n) <= cap(b) {
+		switch {
+		case len(b)+int(n) <= cap(b):
 			b = append(b, body[:n]...)
 			*bp = b
 			if !write(b) {
 				return false
 			}
-		} else if !write(b) || !write(body[:n]) {
-			return false
+		case len(b) <= x.bodyAt:
+			// The client head fits where the upstream's was: one write.
+			at := x.bodyAt - len(b)
+			copy(buf[at:], b)
+			if !write(buf[at : x.bodyAt+int(n)]) {
+				return false
+			}
+		default:
+			if !write(b) || !write(body[:n]) {
+				return false
+			}
 		}
 		received += n
 		c.rec.bytes += n
