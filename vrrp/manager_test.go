@@ -459,17 +459,30 @@ func TestManagerScriptTracking(t *testing.T) {
 
 func TestScriptFileChecks(t *testing.T) {
 	dir := t.TempDir()
-	for _, tc := range []struct {
+	for i, tc := range []struct {
 		mode os.FileMode
+		gid  int // -1: leave it (root's when we are root)
 		ok   bool
-	}{{0o755, true}, {0o777, false}, {0o757, false}} {
-		p := filepath.Join(dir, tc.mode.String())
+	}{
+		{0o755, -1, true}, {0o777, -1, false}, {0o757, -1, false},
+		{0o775, 0, true},      // group root: only root
+		{0o775, 65534, false}, // another group may change it
+		{0o755, 65534, true},
+	} {
+		if tc.gid >= 0 && os.Geteuid() != 0 {
+			continue // chown needs root
+		}
+		p := filepath.Join(dir, strconv.Itoa(i))
 		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		if tc.gid >= 0 {
+			os.Chown(p, 0, tc.gid)
+		}
 		os.Chmod(p, tc.mode)
-		if err := checkScriptFile(p); (err == nil) != tc.ok {
-			t.Errorf("mode %v: %v, want ok=%v", tc.mode, err, tc.ok)
+		err := checkScriptFile(p)
+		if (err == nil) != tc.ok || err != nil && !errors.Is(err, errScriptRefused) {
+			t.Errorf("mode %v gid %d: %v, want ok=%v", tc.mode, tc.gid, err, tc.ok)
 		}
 	}
 }

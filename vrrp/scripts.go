@@ -48,6 +48,14 @@ func runScript(ctx context.Context, cmdline string, args []string, userName stri
 	return cmd.Run()
 }
 
+// errScriptRefused marks a script not run because others may change it.
+var errScriptRefused = errors.New("script refused")
+
+type refusedError struct{ msg string }
+
+func (e *refusedError) Error() string        { return e.msg }
+func (e *refusedError) Is(target error) bool { return target == errScriptRefused }
+
 func checkScriptFile(path string) error {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -56,10 +64,10 @@ func checkScriptFile(path string) error {
 	mode := st.Mode().Perm()
 	sys, _ := st.Sys().(*syscall.Stat_t)
 	if mode&0o002 != 0 {
-		return fmt.Errorf("refusing %s: writable by everyone (mode %v)", path, mode)
+		return &refusedError{fmt.Sprintf("refusing %s: writable by everyone (mode %v); only root or the owner may write it", path, mode)}
 	}
 	if mode&0o020 != 0 && sys != nil && sys.Gid != 0 {
-		return fmt.Errorf("refusing %s: writable by group %d (mode %v); only root or the owner may write it", path, sys.Gid, mode)
+		return &refusedError{fmt.Sprintf("refusing %s: writable by group %d (mode %v); only root or the owner may write it", path, sys.Gid, mode)}
 	}
 	return nil
 }
@@ -231,6 +239,7 @@ func (s *scriptSet) loop(ctx context.Context, c ScriptConfig, user string) {
 		timeout = c.Interval
 	}
 	fails, oks := 0, 0
+	refused := "" // logged once per new refusal, not at every run
 	ticker := time.NewTicker(c.Interval)
 	defer ticker.Stop()
 	for {
@@ -239,6 +248,14 @@ func (s *scriptSet) loop(ctx context.Context, c ScriptConfig, user string) {
 		cancel()
 		if ctx.Err() != nil {
 			return
+		}
+		if errors.Is(err, errScriptRefused) {
+			if err.Error() != refused {
+				refused = err.Error()
+				in.log.Error("vrrp_script not run: counted as failing until its file is fixed", zap.String("script", c.Name), zap.Error(err))
+			}
+		} else {
+			refused = ""
 		}
 		if err != nil {
 			fails, oks = fails+1, 0
