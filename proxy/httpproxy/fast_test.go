@@ -150,3 +150,52 @@ root = "`+t.TempDir()+`"
 		t.Fatalf("net/http served %d requests, want the static one and the HTTP/1.0 one", n)
 	}
 }
+
+// TestBothPathsSendTheSameUpstreamRequest: the same request, once on the
+// fast path (origin-form) and once handed over to net/http (absolute-form),
+// reaches the backend with the same URI, Host, fields and body: the
+// upstream head is defined once (upstreamHead) for both.
+func TestBothPathsSendTheSameUpstreamRequest(t *testing.T) {
+	b := startBackend(t, "b")
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+`
+[[http]]
+listen = ["LISTEN"]
+server_name = ["www.example.com"]
+[[http.location]]
+path = "/a/"
+proxy_pass = "http://app/b/"
+proxy_set_header = { X-Real-IP = "", Via = "vipgate", X-Custom = "$host|$server_port|$scheme|$uri|$args|$arg_k|$cookie_sid|$http_x_multi|$request_method" }
+`)
+	g := gw.current.Load().groups[gw.addr]
+	fields := "Host: www.example.com:8080\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-For: 198.51.100.1\r\n" +
+		"Connection: X-Hop, close\r\nX-Hop: secret\r\nCookie: a=1; sid=\"abc\"\r\nX-Multi: 1\r\nX-Multi: 2\r\n" +
+		"Keep-Alive: 300\r\nTE: trailers\r\nUser-Agent: parity\r\n"
+	for _, tc := range []struct{ method, target, extra, body string }{
+		{"GET", "/a/x%20y/../z?k=v&k=w", "", ""},
+		{"POST", "/a/up", "Transfer-Encoding: chunked\r\n", "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"},
+		{"PUT", "/a/put", "Content-Length: 0\r\n", ""},
+	} {
+		var seenBy [2]seen
+		for i, target := range []string{tc.target, "http://www.example.com:8080" + tc.target} {
+			before := g.stdRequests.Load()
+			raw := rawExchange(t, gw.addr, tc.method+" "+target+" HTTP/1.1\r\n"+fields+tc.extra+"\r\n"+tc.body)
+			resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(raw)), nil)
+			if err != nil {
+				t.Fatalf("%s %s: %v\n%s", tc.method, target, err, raw)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			seenBy[i] = decodeSeen(t, string(body))
+			if viaStd := g.stdRequests.Load() - before; viaStd != int64(i) {
+				t.Fatalf("%s %s: net/http served %d requests, want %d", tc.method, target, viaStd, i)
+			}
+		}
+		fast, std := seenBy[0], seenBy[1]
+		if fast.URI != std.URI || fast.Host != std.Host || fast.Body != std.Body || fmt.Sprint(fast.Header) != fmt.Sprint(std.Header) {
+			t.Errorf("%s %s:\nfast path: %s Host %s body %q\n  %v\nnet/http:  %s Host %s body %q\n  %v",
+				tc.method, tc.target, fast.URI, fast.Host, fast.Body, fast.Header, std.URI, std.Host, std.Body, std.Header)
+		}
+		if fast.Header.Get("X-Hop") != "" || fast.Header.Get("Keep-Alive") != "" || fast.Header.Get("X-Real-Ip") != "" {
+			t.Errorf("%s: hop-by-hop or removed fields passed: %v", tc.method, fast.Header)
+		}
+	}
+}

@@ -7,8 +7,6 @@ import (
 	"sort"
 	"strings"
 
-	"golang.org/x/net/http/httpguts"
-
 	"github.com/vipgate/vipgate/config"
 )
 
@@ -77,84 +75,53 @@ func compileHeaders(set map[string]string) ([]headerRule, []string, error) {
 	return rules, ignored, nil
 }
 
-// upstreamHeader builds the header sent upstream: the client's headers
-// without hop-by-hop ones (and those its Connection header names), then the
-// rules. It returns the Host to send ("" = the upstream address).
+// upstreamHeader is the header net/http's transport sends upstream (the
+// net/http path): the fast path's head (upstreamHead.appendTo, the one
+// definition of what goes upstream) read back into an http.Header. It
+// returns the Host to send ("" = the upstream address).
 func upstreamHeader(in http.Header, rules []headerRule, v *reqVars, upgrade string) (http.Header, string) {
+	req := *v.req
+	req.hdr = headerView{std: in}
+	u := upstreamHead{req: &req, target: "/", rules: rules, vars: v, upgrade: upgrade}
+	head := u.appendTo(nil, "")
 	out := make(http.Header, len(in)+4)
-	var connTokens []string
-	for _, c := range in["Connection"] {
-		for _, tok := range strings.Split(c, ",") {
-			if tok = strings.TrimSpace(tok); tok != "" {
-				connTokens = append(connTokens, textproto.CanonicalMIMEHeaderKey(tok))
-			}
-		}
-	}
-next:
-	for k, vv := range in {
-		if isHopByHop(k) {
-			continue
-		}
-		for _, t := range connTokens {
-			if t == k {
-				continue next
-			}
-		}
-		out[k] = vv
-	}
 	host := ""
-	for _, r := range rules {
-		val := ""
-		if r.tmpl != nil {
-			val = r.tmpl.eval(v)
+	_, fieldsAt, _ := nextLine(head, 0)
+	it := headerLines{head[fieldsAt:]}
+	for {
+		n, val, ok := it.next()
+		if !ok {
+			break
 		}
-		if r.name == "Host" {
-			host = val
-			delete(out, "Host")
-			continue
+		switch name := textproto.CanonicalMIMEHeaderKey(string(n)); name {
+		case "Host":
+			host = string(val)
+		case "Content-Length":
+			// The transport writes it from the request's ContentLength.
+		default:
+			out[name] = append(out[name], string(val))
 		}
-		if val == "" || !httpguts.ValidHeaderFieldValue(val) {
-			// nginx: a header whose value is empty is not passed. A value
-			// with a control character (a decoded %0A in $uri) would make
-			// the upstream request invalid, so it is not passed either.
-			delete(out, r.name)
-			continue
-		}
-		out[r.name] = []string{val}
 	}
 	if _, ok := out["User-Agent"]; !ok {
 		// An empty value stops Go's transport from adding its own
 		// "Go-http-client/1.1": a client without one is passed without one.
 		out["User-Agent"] = []string{""}
 	}
-	if upgrade != "" {
-		out["Connection"] = []string{"Upgrade"}
-		out["Upgrade"] = []string{upgrade}
-	}
 	return out, host
 }
 
 // copyResponseHeader copies an upstream response's header minus hop-by-hop
-// fields (an Upgrade response keeps Connection/Upgrade: the caller writes
-// those itself).
+// fields and those its Connection header names, by the same rule as the
+// fast path (appendResponseFields; an Upgrade response keeps
+// Connection/Upgrade: the caller writes those itself).
 func copyResponseHeader(dst, src http.Header) {
-	var connTokens []string
+	var conn connectionTokens
 	for _, c := range src["Connection"] {
-		for _, tok := range strings.Split(c, ",") {
-			if tok = strings.TrimSpace(tok); tok != "" {
-				connTokens = append(connTokens, textproto.CanonicalMIMEHeaderKey(tok))
-			}
-		}
+		conn.add(c)
 	}
-next:
 	for k, vv := range src {
-		if isHopByHop(k) {
+		if name := []byte(k); hopByHopName(name) || conn.names(name) {
 			continue
-		}
-		for _, t := range connTokens {
-			if t == k {
-				continue next
-			}
 		}
 		dst[k] = vv
 	}
