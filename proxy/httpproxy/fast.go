@@ -78,6 +78,7 @@ type fastConn struct {
 	readFn func(fd uintptr) bool
 
 	state atomic.Int32
+	rd    deadline // the client socket's read deadline
 
 	// Per request, reused so that a request allocates nothing.
 	head    RequestHead
@@ -286,7 +287,7 @@ func (c *fastConn) serve() bool {
 			if !c.setIdle(first) {
 				return false
 			}
-			_ = c.nc.SetReadDeadline(time.Now().Add(wait))
+			c.rd.set(time.Now(), wait, c.nc.SetReadDeadline)
 			err := c.fill(g.maxHead)
 			if err != nil {
 				return false
@@ -294,13 +295,13 @@ func (c *fastConn) serve() bool {
 			if !c.setActive() {
 				// Drain or Shutdown closed it while the request was
 				// arriving: answer it (with Connection: close) rather
-				// than drop bytes already read.
+				// than drop bytes already read. Its deadline was moved.
 				c.state.Store(int32(fastActive))
+				c.rd.forget()
 			}
 		}
 		first = false
-		_ = c.nc.SetReadDeadline(time.Now().Add(headerTimeout))
-		if he := c.readHead(); he != nil {
+		if he := c.readHead(headerTimeout); he != nil {
 			if he.Status != 0 {
 				c.refuse(he)
 			}
@@ -328,7 +329,8 @@ func (c *fastConn) serve() bool {
 // readHead reads until a complete head is pending at c.r and parses it. A
 // nil result is a head; a HeadError with Status 0 ends the connection
 // silently (EOF or timeout before any byte).
-func (c *fastConn) readHead() *HeadError {
+func (c *fastConn) readHead(timeout time.Duration) *HeadError {
+	armed := false
 	for {
 		// Empty lines before a request line are skipped (RFC 9112 2.2).
 		skip, h, err := parseNextHead(c.pending(), c.g.maxHead)
@@ -343,6 +345,12 @@ func (c *fastConn) readHead() *HeadError {
 				he = badRequest("%v", err)
 			}
 			return he
+		}
+		if !armed {
+			// client_header_timeout runs once a head is incomplete; a
+			// head that came whole in one read needs no timer.
+			c.rd.set(time.Now(), timeout, c.nc.SetReadDeadline)
+			armed = true
 		}
 		if err := c.fill(c.g.maxHead); err != nil {
 			var ne net.Error
@@ -369,6 +377,7 @@ func (c *fastConn) refuse(he *HeadError) {
 func (c *fastConn) handoff() bool {
 	c.s.removeFast(c)
 	_ = c.nc.SetReadDeadline(time.Time{})
+	c.rd.forget()
 	cc := newClientConn(c.nc, c.g, c.g.maxHead)
 	if c.remote.IsValid() {
 		cc.remote = c.remote
@@ -536,7 +545,7 @@ func (c *fastConn) readBody(v *vhost) int {
 			c.w = c.r + h.Len + n
 			pos = c.r + h.Len
 		}
-		_ = c.nc.SetReadDeadline(time.Now().Add(timeout))
+		c.rd.set(time.Now(), timeout, c.nc.SetReadDeadline)
 		if err := c.fill(len(*c.buf) + readBufSize); err != nil {
 			c.body.close()
 			var ne net.Error

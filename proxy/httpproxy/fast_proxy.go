@@ -21,6 +21,7 @@ type exchange struct {
 	kind   failKind
 	err    error
 	sent   bool
+	done   time.Time // when the response head was read
 }
 
 // discard closes the upstream connection (unless it went back to the
@@ -46,7 +47,7 @@ func (c *fastConn) proxy(loc *location, v *vhost) bool {
 	s := c.s
 	pool := loc.pool
 	next := &loc.next
-	start := time.Now()
+	start := c.rec.start
 	maxTries := next.maxTries(pool)
 	hashKey := ""
 	if pool.hashKey != nil {
@@ -64,9 +65,11 @@ func (c *fastConn) proxy(loc *location, v *vhost) bool {
 	}
 	for attempt := 1; ; attempt++ {
 		t0 := time.Now()
-		c.attempt(p, loc)
+		c.attempt(p, loc, t0)
 		x := &c.x
-		elapsed := time.Since(t0)
+		done := time.Now()
+		elapsed := done.Sub(t0)
+		x.done = done
 		c.rec.upstream(p.Address(), elapsed)
 
 		kind := x.kind
@@ -120,13 +123,13 @@ func (c *fastConn) proxy(loc *location, v *vhost) bool {
 
 // attempt sends the request head and kept body to p and reads the
 // response head into c.x.
-func (c *fastConn) attempt(p peer, loc *location) {
+func (c *fastConn) attempt(p peer, loc *location, now time.Time) {
 	x := &c.x
 	*x = exchange{}
 	l := loc.cfg
 	addr := p.Address()
 	for try := 0; ; try++ {
-		uc := loc.pool.conns.get(addr)
+		uc := loc.pool.conns.get(addr, now)
 		if uc == nil {
 			var err error
 			uc, err = dialUpstream(addr, l.ProxyConnectTimeout.Duration)
@@ -140,7 +143,7 @@ func (c *fastConn) attempt(p peer, loc *location) {
 			}
 		}
 		x.uc, x.sent = uc, true
-		retryable, err := c.exchange(x, addr, l.ProxySendTimeout.Duration, l.ProxyReadTimeout.Duration)
+		retryable, err := c.exchange(x, addr, now, l.ProxySendTimeout.Duration, l.ProxyReadTimeout.Duration)
 		if err == nil {
 			return
 		}
@@ -165,8 +168,9 @@ func (c *fastConn) attempt(p peer, loc *location) {
 
 // exchange writes the request and reads the response head. retryable is
 // true when the connection failed before anything of a response arrived.
-func (c *fastConn) exchange(x *exchange, addr string, sendTimeout, readTimeout time.Duration) (retryable bool, err error) {
-	nc := x.uc.nc
+func (c *fastConn) exchange(x *exchange, addr string, now time.Time, sendTimeout, readTimeout time.Duration) (retryable bool, err error) {
+	uc := x.uc
+	nc := uc.nc
 	body := &c.body
 	bp := outBufPool.Get().(*[]byte)
 	b := c.upHead.appendTo((*bp)[:0], addr)
@@ -174,7 +178,7 @@ func (c *fastConn) exchange(x *exchange, addr string, sendTimeout, readTimeout t
 	if inline {
 		b = append(b, body.mem...)
 	}
-	_ = nc.SetWriteDeadline(time.Now().Add(sendTimeout))
+	uc.wd.set(now, sendTimeout, nc.SetWriteDeadline)
 	_, err = nc.Write(b)
 	*bp = b
 	outBufPool.Put(bp)
@@ -195,7 +199,8 @@ func (c *fastConn) exchange(x *exchange, addr string, sendTimeout, readTimeout t
 	x.n = 0
 	start := 0
 	for {
-		_ = nc.SetReadDeadline(time.Now().Add(readTimeout))
+		uc.rd.set(now, readTimeout, nc.SetReadDeadline)
+		now = time.Now()
 		if x.n == len(*x.buf) {
 			if x.n >= maxResponseHead+start {
 				return false, errBadResponse
@@ -287,7 +292,8 @@ func (c *fastConn) relay(p peer, loc *location, v *vhost) bool {
 	buf := *x.buf
 	body := buf[x.bodyAt:x.n]
 	readTimeout := loc.cfg.ProxyReadTimeout.Duration
-	up := x.uc.nc
+	uc := x.uc
+	up := uc.nc
 	reusable := false
 	var received int64
 	defer func() { p.AddBytes(c.body.size, received) }()
@@ -299,7 +305,7 @@ func (c *fastConn) relay(p peer, loc *location, v *vhost) bool {
 		return true
 	}
 	read := func(into []byte) (int, error) {
-		_ = up.SetReadDeadline(time.Now().Add(readTimeout))
+		uc.rd.set(time.Now(), readTimeout, up.SetReadDeadline)
 		n, err := up.Read(into)
 		if err != nil && isTimeout(err) {
 			err = errReadTimeout
@@ -466,7 +472,7 @@ func (c *fastConn) relay(p peer, loc *location, v *vhost) bool {
 		}
 	}
 	if reusable && !resp.close && x.uc != nil {
-		loc.pool.conns.put(x.uc)
+		loc.pool.conns.put(x.uc, x.done)
 		x.uc = nil
 	}
 	return true

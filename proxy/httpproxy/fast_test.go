@@ -9,6 +9,7 @@ import (
 	"net/textproto"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/net/websocket"
 )
@@ -197,5 +198,35 @@ proxy_set_header = { X-Real-IP = "", Via = "vipgate", X-Custom = "$host|$server_
 		if fast.Header.Get("X-Hop") != "" || fast.Header.Get("Keep-Alive") != "" || fast.Header.Get("X-Real-Ip") != "" {
 			t.Errorf("%s: hop-by-hop or removed fields passed: %v", tc.method, fast.Header)
 		}
+	}
+}
+
+func TestDeadlineRearmsOnlyWhenNeeded(t *testing.T) {
+	base := time.Unix(1000, 0)
+	var d deadline
+	var applied []time.Duration
+	apply := func(at time.Time) error { applied = append(applied, at.Sub(base)); return nil }
+	steps := []struct {
+		after, timeout time.Duration
+		want           bool // re-armed
+	}{
+		{0, 16 * time.Second, true},                       // first time
+		{500 * time.Millisecond, 16 * time.Second, false}, // within a sixteenth: fires at most 0.5s early
+		{time.Second, 16 * time.Second, true},             // a sixteenth late: re-armed
+		{time.Second, 2 * time.Second, true},              // a shorter timeout wants an earlier deadline
+		{time.Second, 16 * time.Second, true},
+	}
+	for i, st := range steps {
+		n := len(applied)
+		d.set(base.Add(st.after), st.timeout, apply)
+		if got := len(applied) > n; got != st.want {
+			t.Fatalf("step %d: re-armed %v, want %v (applied %v)", i, got, st.want, applied)
+		}
+	}
+	d.forget()
+	n := len(applied)
+	d.set(base.Add(time.Second), 16*time.Second, apply)
+	if len(applied) == n {
+		t.Fatal("forget did not make the next set apply")
 	}
 }

@@ -18,7 +18,26 @@ type upConn struct {
 	addr      string
 	idleSince time.Time
 	reused    bool // taken from the idle pool (it may have been closed by the server meanwhile)
+	rd, wd    deadline
 }
+
+// deadline skips re-arming a socket deadline that is already within a
+// sixteenth of the timeout of the wanted one: a timeout then fires at most
+// 6% early, and a busy connection re-arms its timers rarely instead of
+// twice per request.
+type deadline struct{ at time.Time }
+
+func (d *deadline) set(now time.Time, timeout time.Duration, apply func(time.Time) error) {
+	want := now.Add(timeout)
+	if !d.at.IsZero() && !d.at.After(want) && want.Sub(d.at) < timeout/16 {
+		return
+	}
+	d.at = want
+	_ = apply(want)
+}
+
+// forget makes the next set apply (the deadline was changed elsewhere).
+func (d *deadline) forget() { d.at = time.Time{} }
 
 // upIdleTimeout is how long an idle upstream connection is kept (nginx's
 // keepalive_timeout for upstreams, 60s).
@@ -34,8 +53,7 @@ type connPool struct {
 }
 
 // get returns an idle connection to addr, or nil.
-func (p *connPool) get(addr string) *upConn {
-	now := time.Now()
+func (p *connPool) get(addr string, now time.Time) *upConn {
 	var stale []*upConn
 	p.mu.Lock()
 	var found *upConn
@@ -70,8 +88,8 @@ func (p *connPool) remove(i int) {
 
 // put keeps c for reuse; the least recently used connection goes when the
 // pool is full, as nginx's keepalive cache does.
-func (p *connPool) put(c *upConn) {
-	c.idleSince = time.Now()
+func (p *connPool) put(c *upConn, now time.Time) {
+	c.idleSince = now
 	p.mu.Lock()
 	if p.closed || p.max <= 0 {
 		p.mu.Unlock()
