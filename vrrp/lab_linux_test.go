@@ -699,3 +699,32 @@ func TestLabRoutersShareInterface(t *testing.T) {
 		}
 	}
 }
+
+// A returning higher-priority node with preempt_delay stays BACKUP that
+// long after start-up, then takes over within Skew_Time plus one advert.
+func TestLabPreemptDelay(t *testing.T) {
+	const delay = 1500 * time.Millisecond
+	lab := netlab.New(t, netlab.Options{Hosts: 2})
+	a, b := lab.Hosts[0], lab.Hosts[1]
+	startNode(t, b, fastConfig(100))
+	waitSoleHolder(t, lab.Hosts, vip4, b, settle, 0)
+	cfgA := fastConfig(200)
+	cfgA.PreemptDelay = delay
+	t0 := time.Now()
+	na := startNode(t, a, cfgA)
+	backupAt := t0.Add(na.waitTransition(t, t0, "", "BACKUP", settle))
+	// Most of the delay: the backup keeps the VIP alone.
+	for time.Since(backupAt) < delay-300*time.Millisecond {
+		if hs := holders(lab.Hosts, vip4); len(hs) != 1 || hs[0] != b {
+			t.Fatalf("%v after a returned (preempt_delay %v): %d holders", time.Since(backupAt), delay, len(hs))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	took := na.waitTransition(t, backupAt, "BACKUP", "MASTER", settle)
+	waitSoleHolder(t, lab.Hosts, vip4, a, settle, 300*time.Millisecond)
+	limit := delay + 100*time.Millisecond + skew(100*time.Millisecond, 200)
+	t.Logf("took over %v after entering BACKUP (preempt_delay %v, limit %v + %v slack)", took, delay, limit, slack)
+	if took < delay || took > limit+slack {
+		t.Errorf("returning master took over %v after entering BACKUP, want between %v and %v", took, delay, limit)
+	}
+}
