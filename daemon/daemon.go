@@ -142,6 +142,10 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 func (d *Daemon) apply(cfg *config.Config) error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
+	return d.applyLocked(cfg)
+}
+
+func (d *Daemon) applyLocked(cfg *config.Config) error {
 	id := d.generation.Load() + 1
 	gen, err := d.build(id, cfg)
 	if err != nil {
@@ -381,8 +385,8 @@ func (d *Daemon) trackLoop() {
 }
 
 // Stop runs the contract's stop sequence: soft drain; resign as VRRP
-// master (priority 0, keeping the VIPs until the new master is heard, then
-// holding new connections to them, see resign); close long-lived
+// master (hold new connections to the VIPs, then priority 0, keeping the
+// VIPs until the new master is heard, see resign); close long-lived
 // connections and the listeners; let in-flight work finish until timeout;
 // only then release the VIPs.
 //
@@ -430,18 +434,27 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 	return nil
 }
 
-// resign hands the VIPs over: priority 0 until the new master is heard.
-// If this node was a MASTER it then holds new connections to its VIPs
-// (their SYNs are dropped, so clients retry and reach the new master) and
-// keeps serving the established ones for one more advert interval. The new
-// master sends its first advert just before it adds the VIPs and sends its
-// gratuitous ARPs, so when we hear it the clients still send here for a
-// moment: a connection accepted then would be reset by the new master as
-// soon as the client's request follows the ARP change, and closing the
-// listeners (refused connections, a reset backlog) would fail them too.
-// The returned resume undoes the hold (handover).
+// resign hands the VIPs over without failing a client: if this node is a
+// MASTER it first holds new connections to its VIPs (their SYNs are
+// dropped, so clients retry about a second later and reach the new
+// master), gives the requests in flight a moment to finish, then
+// advertises priority 0, keeping the VIPs until the new master is heard,
+// and keeps the listeners open a moment longer.
+//
+// Holding new connections before resigning costs clients that connect
+// during the switchover about a second (TCP's SYN retransmission), but it
+// is the only way not to fail any: once the new master's gratuitous ARP
+// has moved the clients' packets, every connection this node still has is
+// one-way, and a client that completed its handshake here just before,
+// and sends its request just after, is reset by the new master, which does
+// not know the connection (measured under load in cmd/vipgate's netns
+// tests: about one failed request in seven switchovers when the hold
+// started only once the new master was heard). The listeners stay open
+// after the new master is heard because its first advert comes just before
+// its gratuitous ARP: closing them at once would refuse clients that have
+// not switched yet. The returned resume undoes the hold (handover).
 func (d *Daemon) resign(ctx context.Context) (resume func()) {
-	var linger time.Duration
+	var advert time.Duration
 	var vips []netip.Addr
 	for _, st := range d.vrrp.Status() {
 		if st.State != "MASTER" {
@@ -449,7 +462,7 @@ func (d *Daemon) resign(ctx context.Context) (resume func()) {
 		}
 		for _, v := range d.current.Load().cfg.VRRP {
 			if v.Name == st.Name {
-				linger = max(linger, v.AdvertInt.Duration)
+				advert = max(advert, v.AdvertInt.Duration)
 			}
 		}
 		for _, s := range st.VIPsHeld {
@@ -458,22 +471,33 @@ func (d *Daemon) resign(ctx context.Context) (resume func()) {
 			}
 		}
 	}
-	d.vrrp.Resign(ctx)
-	if linger == 0 {
+	if advert == 0 { // not a MASTER: nothing to hand over
+		d.vrrp.Resign(ctx)
 		return func() {}
 	}
-	held, resume, err := holdNewConnections(vips)
+	wait := func(d time.Duration) {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	// Half an advert interval, at most 50 ms, each: short enough that the
+	// handover still takes no more than Skew_Time plus one advert, and that
+	// the whole hold stays under TCP's first SYN retransmission (1 s) even
+	// with 1 s adverts (Skew_Time is then up to about 0.8 s), so a held
+	// client waits one retransmission, not two (3 s).
+	moment := min(advert/2, 50*time.Millisecond)
+	held, resume, err := prepareHold(vips).holdNewConnections()
 	if err != nil {
 		d.log.Warn("cannot hold new connections to the VIPs while they move: a client connecting now may be reset", zap.Error(err))
 	} else {
 		d.log.Debug("new connections to the VIPs held while they move", zap.Int("listeners", held))
 	}
-	t := time.NewTimer(min(linger, time.Second))
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
+	wait(moment)
+	d.vrrp.Resign(ctx)
+	wait(moment)
 	return resume
 }
 
@@ -510,9 +534,12 @@ func (d *Daemon) Listeners() *proxy.Listeners { return d.listeners }
 func (d *Daemon) VRRP() *vrrp.Manager { return d.vrrp }
 
 // Handover (SIGUSR2) moves the VIPs of a MASTER to the best backup without
-// losing a request and keeps this node up as BACKUP: soft drain, resign,
-// release, close long-lived connections so their clients reconnect to the
-// new master at once.
+// losing a request and keeps this node up as BACKUP: soft drain, resign
+// (see resign), close long-lived connections so their clients reconnect to
+// the new master at once, let in-flight requests finish, release, rejoin
+// as BACKUP. A fresh generation of the same configuration takes over the
+// listeners, so the node serves with keep-alive again (the drained one
+// would answer every request with Connection: close for good).
 func (d *Daemon) Handover() error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
@@ -522,16 +549,32 @@ func (d *Daemon) Handover() error {
 			g.http.Drain()
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), d.current.Load().cfg.Global.ShutdownTimeout.Duration)
+	cfg := d.current.Load().cfg
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Global.ShutdownTimeout.Duration)
 	defer cancel()
 	resume := d.resign(ctx)
-	defer resume()
 	// Closed while the VIPs are still here, so the FIN reaches the
 	// clients (see Stop).
 	for _, g := range gens {
 		g.closeLongLived()
 	}
+	if err := d.applyLocked(cfg); err != nil {
+		d.log.Error("handover: cannot start a fresh generation; responses carry Connection: close until the next reload", zap.Error(err))
+	} else {
+		// The drained generations are retired now: their answers still
+		// need the VIPs as source address, so release when they are done.
+		for _, g := range gens {
+			if g.http == nil {
+				continue
+			}
+			select {
+			case <-g.http.Idle():
+			case <-ctx.Done():
+			}
+		}
+	}
 	d.vrrp.Release()
+	resume()
 	// Take part again as BACKUP, without preempting the new master.
 	d.vrrp.Rejoin()
 	d.log.Info("handover done: this node is BACKUP")

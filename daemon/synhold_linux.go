@@ -14,24 +14,27 @@ import (
 // reads from the packet's network (IP) header.
 const skfNetOff = 0xfff00000 // -0x100000 as uint32
 
-// holdNewConnections makes the kernel silently drop new TCP connections
-// (SYNs) to vips on every listening socket of the process, while
-// established connections go on as before. The client's TCP retransmits
-// its SYN after about a second, by which time the VIP has moved, so the
-// connection is made with the new master instead of being refused (a
-// closed listener) or reset (a handshake completed here whose request the
-// client sends after the new master's gratuitous ARP, which then reaches
-// a node that does not know the connection). Listeners bound to a VIP get
-// a filter that drops everything; wildcard listeners one that drops IPv4
-// packets addressed to an IPv4 VIP (IPv6 VIPs on wildcard listeners are
-// not held). resume removes the filters again (handover).
-func holdNewConnections(vips []netip.Addr) (held int, resume func(), err error) {
+// connectionHold is a prepared holdNewConnections: the listening sockets
+// are found beforehand, so that attaching the filters at the right moment
+// costs only a few system calls.
+type connectionHold struct {
+	fds   []int
+	progs []*unix.SockFprog
+	addrs []netip.Addr
+	err   error
+}
+
+// prepareHold finds the listening TCP sockets of the process that receive
+// connections to vips, for holdNewConnections.
+func prepareHold(vips []netip.Addr) *connectionHold {
+	h := &connectionHold{}
 	if len(vips) == 0 {
-		return 0, func() {}, nil
+		return h
 	}
 	entries, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
-		return 0, func() {}, fmt.Errorf("hold new connections: %w", err)
+		h.err = fmt.Errorf("hold new connections: %w", err)
+		return h
 	}
 	var v4 []uint32
 	isVIP := map[netip.Addr]bool{}
@@ -43,16 +46,19 @@ func holdNewConnections(vips []netip.Addr) (held int, resume func(), err error) 
 			v4 = append(v4, uint32(b[0])<<24|uint32(b[1])<<16|uint32(b[2])<<8|uint32(b[3]))
 		}
 	}
+	if len(v4) > 250 {
+		v4 = v4[:250] // jump offsets are 8 bits
+	}
 	dropAll, err := assemble([]bpf.Instruction{bpf.RetConstant{Val: 0}})
 	if err != nil {
-		return 0, func() {}, err
+		h.err = err
+		return h
 	}
 	dropV4, err := assemble(dropIPv4To(v4))
 	if err != nil {
-		return 0, func() {}, err
+		h.err = err
+		return h
 	}
-	var fds []int
-	var errs []error
 	for _, e := range entries {
 		fd, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -62,16 +68,41 @@ func holdNewConnections(vips []netip.Addr) (held int, resume func(), err error) 
 		if !ok {
 			continue
 		}
-		prog := dropAll
 		switch {
 		case isVIP[local]:
+			h.progs = append(h.progs, dropAll)
 		case local.IsUnspecified() && len(v4) > 0:
-			prog = dropV4
+			h.progs = append(h.progs, dropV4)
 		default:
 			continue
 		}
-		if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, prog); err != nil {
-			errs = append(errs, fmt.Errorf("listener %v: %w", local, err))
+		h.fds = append(h.fds, fd)
+		h.addrs = append(h.addrs, local)
+	}
+	return h
+}
+
+// holdNewConnections makes the kernel silently drop new TCP connections
+// (SYNs) to the prepared VIPs on every listening socket of the process,
+// while established connections go on as before. The client's TCP
+// retransmits its SYN after about a second, by which time the VIP has
+// moved, so the connection is made with the new master instead of being
+// refused (a closed listener) or reset (a handshake completed here whose
+// request the client sends after the new master's gratuitous ARP, which
+// then reaches a node that does not know the connection). Listeners bound
+// to a VIP get a filter that drops everything; wildcard listeners one that
+// drops IPv4 packets addressed to an IPv4 VIP (IPv6 VIPs on wildcard
+// listeners are not held). It fails for MPTCP listeners, which take no
+// socket filter. resume removes the filters again (handover).
+func (h *connectionHold) holdNewConnections() (held int, resume func(), err error) {
+	if h.err != nil {
+		return 0, func() {}, h.err
+	}
+	var fds []int
+	var errs []error
+	for i, fd := range h.fds {
+		if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, h.progs[i]); err != nil {
+			errs = append(errs, fmt.Errorf("listener %v: %w", h.addrs[i], err))
 			continue
 		}
 		fds = append(fds, fd)

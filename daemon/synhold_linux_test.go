@@ -52,7 +52,7 @@ func TestHoldNewConnections(t *testing.T) {
 	}
 	defer established.Close()
 
-	held, resume, err := holdNewConnections([]netip.Addr{netip.MustParseAddr("127.0.0.1")})
+	held, resume, err := prepareHold([]netip.Addr{netip.MustParseAddr("127.0.0.1")}).holdNewConnections()
 	if err != nil || held != 1 {
 		t.Fatalf("holdNewConnections: held %d listeners, %v; want 1", held, err)
 	}

@@ -4,7 +4,11 @@ package daemon
 
 import "net/netip"
 
-// holdNewConnections is Linux-only (classic BPF socket filters).
-func holdNewConnections([]netip.Addr) (held int, resume func(), err error) {
+// connectionHold is Linux-only (classic BPF socket filters).
+type connectionHold struct{}
+
+func prepareHold([]netip.Addr) *connectionHold { return &connectionHold{} }
+
+func (*connectionHold) holdNewConnections() (held int, resume func(), err error) {
 	return 0, func() {}, nil
 }
