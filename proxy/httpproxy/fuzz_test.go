@@ -73,8 +73,10 @@ func FuzzRequestPath(f *testing.F) {
 				t.Fatalf("hop-by-hop %s passed", k)
 			}
 		}
-		if got := out.Get("X-Uri"); got != uri && httpguts.ValidHeaderFieldValue(uri) {
-			t.Fatalf("$uri = %q, want %q", got, uri)
+		// A field value has no leading or trailing whitespace on the wire
+		// (RFC 9110 5.5): what a server reads of "$uri" is it trimmed.
+		if want := strings.Trim(uri, " \t"); out.Get("X-Uri") != want && want != "" && httpguts.ValidHeaderFieldValue(uri) {
+			t.Fatalf("$uri = %q, want %q", out.Get("X-Uri"), want)
 		}
 	})
 }

@@ -348,11 +348,15 @@ func (u *upstreamHead) appendTo(b []byte, addr string) []byte {
 			conn.add(v)
 		}
 		for name, vv := range req.hdr.std {
-			if !passRequestField([]byte(name), &conn, u.rules) {
+			// net/http validated what it read; a map filled otherwise
+			// must not break the head either.
+			if n := []byte(name); !isToken(n) || !passRequestField(n, &conn, u.rules) {
 				continue
 			}
 			for _, v := range vv {
-				b = appendField(b, name, v)
+				if fieldValueOK([]byte(v)) {
+					b = appendField(b, name, v)
+				}
 			}
 		}
 	} else {
