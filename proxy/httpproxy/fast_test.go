@@ -5,9 +5,12 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/textproto"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -228,5 +231,202 @@ func TestDeadlineRearmsOnlyWhenNeeded(t *testing.T) {
 	d.set(base.Add(time.Second), 16*time.Second, apply)
 	if len(applied) == n {
 		t.Fatal("forget did not make the next set apply")
+	}
+}
+
+// rawUpstream serves each connection with fn, which reads requests with
+// http.ReadRequest and writes raw answers; it counts connections.
+func rawUpstream(t *testing.T, fn func(br *bufio.Reader, c net.Conn)) (string, *atomic.Int64) {
+	t.Helper()
+	ln := listenLoopback(t)
+	var conns atomic.Int64
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				fn(bufio.NewReader(c), c)
+			}()
+		}
+	}()
+	return ln.Addr().String(), &conns
+}
+
+// TestFastPathResponseFraming relays every response framing to a keep-alive
+// client, which then sends its next request on the same connection:
+// chunked with trailers passes as it came, a body ended by the upstream's
+// close goes out chunked, HEAD/204/304 carry no body, 1xx answers of the
+// upstream are not passed on.
+func TestFastPathResponseFraming(t *testing.T) {
+	addr, _ := rawUpstream(t, func(br *bufio.Reader, c net.Conn) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			switch req.URL.Path {
+			case "/chunked":
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n")
+			case "/close":
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
+				return
+			case "/head":
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n")
+			case "/204":
+				io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+			case "/304":
+				io.WriteString(c, "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n")
+			case "/early":
+				io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}
+		}
+	})
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", addr))+`
+[[http]]
+listen = ["LISTEN"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+`)
+	c, err := net.Dial("tcp", gw.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		body         string
+		check        func(*http.Response) string
+	}{
+		{"GET", "/chunked", 200, "hello world", func(r *http.Response) string {
+			if r.TransferEncoding == nil || r.Trailer.Get("X-Sum") != "42" {
+				return fmt.Sprintf("chunked %v trailer %v", r.TransferEncoding, r.Trailer)
+			}
+			return ""
+		}},
+		{"GET", "/close", 200, "until the end", func(r *http.Response) string {
+			if r.Close || r.TransferEncoding == nil {
+				return fmt.Sprintf("close-delimited upstream body: Close %v chunked %v", r.Close, r.TransferEncoding)
+			}
+			return ""
+		}},
+		{"HEAD", "/head", 200, "", func(r *http.Response) string {
+			if r.ContentLength != 1234 {
+				return fmt.Sprintf("HEAD Content-Length %d", r.ContentLength)
+			}
+			return ""
+		}},
+		{"GET", "/204", 204, "", nil},
+		{"GET", "/304", 304, "", func(r *http.Response) string {
+			if r.Header.Get("Etag") != `"x"` {
+				return "ETag lost"
+			}
+			return ""
+		}},
+		{"GET", "/early", 200, "ok", nil},
+	} {
+		io.WriteString(c, tc.method+" "+tc.path+" HTTP/1.1\r\nHost: a\r\n\r\n")
+		resp, err := http.ReadResponse(br, &http.Request{Method: tc.method})
+		if err != nil {
+			t.Fatalf("%s %s: %v", tc.method, tc.path, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != tc.status || string(body) != tc.body {
+			t.Fatalf("%s %s: %d %q %v", tc.method, tc.path, resp.StatusCode, body, err)
+		}
+		if tc.check != nil {
+			if msg := tc.check(resp); msg != "" {
+				t.Errorf("%s %s: %s", tc.method, tc.path, msg)
+			}
+		}
+	}
+}
+
+// TestUpstreamPoolReuseAndStaleConnection: idle upstream connections are
+// reused (keepalive bounds how many are kept), and one the server closed
+// while idle costs the client nothing: the request goes out again on a
+// fresh connection.
+func TestUpstreamPoolReuseAndStaleConnection(t *testing.T) {
+	addr, conns := rawUpstream(t, func(br *bufio.Reader, c net.Conn) {
+		for i := 0; ; i++ {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			if req.URL.Path == "/then-close" {
+				time.Sleep(50 * time.Millisecond)
+				return // closes without announcing it
+			}
+		}
+	})
+	gw := startGateway(t, strings.Replace(upstreamTOML("app", fmt.Sprintf("address = %q", addr)), "[upstream.app]\n", "[upstream.app]\nkeepalive = 1\n", 1)+`
+[[http]]
+listen = ["LISTEN"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+`)
+	c := newClient()
+	for i := 0; i < 5; i++ {
+		if resp, body := get(t, c, gw.url("/x")); resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("5 sequential requests used %d upstream connections, want 1 (reused)", n)
+	}
+	if resp, _ := get(t, c, gw.url("/then-close")); resp.StatusCode != 200 {
+		t.Fatalf("then-close: %d", resp.StatusCode)
+	}
+	time.Sleep(150 * time.Millisecond) // the server has closed the idle connection
+	for _, method := range []string{"GET", "POST"} {
+		req, _ := http.NewRequest(method, gw.url("/after"), strings.NewReader("body"))
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != "ok" {
+			t.Fatalf("%s on a stale pooled connection: %d %q", method, resp.StatusCode, body)
+		}
+	}
+	// keepalive = 1: of several connections busy at once, one stays.
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := newClient().Get(gw.url("/x"))
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	p := gw.current.Load().pools["app"]
+	p.conns.mu.Lock()
+	idle := len(p.conns.idle)
+	p.conns.mu.Unlock()
+	if idle != 1 {
+		t.Errorf("%d idle upstream connections kept, want keepalive = 1", idle)
 	}
 }
