@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // exchange is one attempt of a fast-path request on one server.
@@ -72,6 +73,13 @@ func (c *fastConn) proxy(loc *location, v *vhost) bool {
 		x.done = done
 		c.rec.upstream(p.Address(), elapsed)
 
+		if x.err == errClientGone {
+			// Not the server's fault, and nobody to answer.
+			p.Release()
+			x.discard()
+			c.rec.status = 499
+			return false
+		}
 		kind := x.kind
 		if x.err == nil && next.status[x.resp.status] && !next.off {
 			kind = failStatus
@@ -198,8 +206,15 @@ func (c *fastConn) exchange(x *exchange, addr string, now time.Time, sendTimeout
 	x.buf = upBufPool.Get().(*[]byte)
 	x.n = 0
 	start := 0
+	// The wait for the answer is cut in slices so that a client that went
+	// away is noticed (nginx closes the upstream request then too).
+	slice := readTimeout
+	if slice > clientCheckInterval {
+		slice = clientCheckInterval
+	}
+	giveUp := now.Add(readTimeout)
 	for {
-		uc.rd.set(now, readTimeout, nc.SetReadDeadline)
+		uc.rd.set(now, slice, nc.SetReadDeadline)
 		now = time.Now()
 		if x.n == len(*x.buf) {
 			if x.n >= maxResponseHead+start {
@@ -217,6 +232,12 @@ func (c *fastConn) exchange(x *exchange, addr string, now time.Time, sendTimeout
 				continue
 			}
 			if isTimeout(rerr) {
+				if now = time.Now(); now.Before(giveUp) {
+					if c.clientGone() {
+						return false, errClientGone
+					}
+					continue
+				}
 				return false, errReadTimeout
 			}
 			return x.n == 0 && (rerr == io.EOF || errors.Is(rerr, syscall.ECONNRESET)), rerr
@@ -238,6 +259,29 @@ func (c *fastConn) exchange(x *exchange, addr string, now time.Time, sendTimeout
 			return false, nil
 		}
 	}
+}
+
+// clientCheckInterval is how often a request waiting for its answer
+// checks that its client is still there.
+const clientCheckInterval = time.Second
+
+var errClientGone = errors.New("client closed the connection")
+
+// clientGone peeks at the client socket without blocking: end of stream
+// or an error means the client went away (bytes or nothing to read mean
+// it is still there).
+func (c *fastConn) clientGone() bool {
+	if c.raw == nil {
+		return false
+	}
+	gone := false
+	_ = c.raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		gone = err == nil && n == 0 || err != nil && err != unix.EAGAIN && err != unix.EINTR
+		return true
+	})
+	return gone
 }
 
 func isTimeout(err error) bool {

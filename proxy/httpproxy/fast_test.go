@@ -430,3 +430,54 @@ proxy_pass = "http://app"
 		t.Errorf("%d idle upstream connections kept, want keepalive = 1", idle)
 	}
 }
+
+// TestClientGoneWhileWaitingClosesUpstreamRequest: a client that leaves
+// while its request waits for a slow server has the upstream request
+// closed within about a second (not after proxy_read_timeout), logged as
+// 499 and not counted against the server.
+func TestClientGoneWhileWaitingClosesUpstreamRequest(t *testing.T) {
+	upstreamClosed := make(chan time.Duration, 1)
+	addr, _ := rawUpstream(t, func(br *bufio.Reader, c net.Conn) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		start := time.Now()
+		_, _ = br.ReadByte() // blocks until the proxy closes (or 5s)
+		upstreamClosed <- time.Since(start)
+	})
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", addr))+`
+[[http]]
+listen = ["LISTEN"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+proxy_read_timeout = "10s"
+`)
+	c, err := net.Dial("tcp", gw.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET /long-poll HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(100 * time.Millisecond)
+	c.Close()
+	select {
+	case d := <-upstreamClosed:
+		if d > 3*time.Second {
+			t.Errorf("upstream request closed after %v", d)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("upstream request still open 4s after its client left")
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for !strings.Contains(gw.access.String(), `"GET /long-poll HTTP/1.1" 499 `) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(gw.access.String(), `"GET /long-poll HTTP/1.1" 499 `) {
+		t.Errorf("access log:\n%s", gw.access.String())
+	}
+	for _, s := range gw.current.Load().pools["app"].bal.Servers() {
+		if st := s.Status(); st.FailuresTotal != 0 || st.ActiveConns != 0 {
+			t.Errorf("server %s: %d failures, %d active connections after a client left", s.Address(), st.FailuresTotal, st.ActiveConns)
+		}
+	}
+}
