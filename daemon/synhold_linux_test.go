@@ -2,10 +2,13 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A held listener neither accepts nor refuses new connections (the SYN is
@@ -78,4 +81,65 @@ func TestHoldNewConnections(t *testing.T) {
 		t.Fatalf("dial after resume: %v", err)
 	}
 	c.Close()
+}
+
+// On a wildcard listener only connections to a VIP are held.
+func TestHoldNewConnectionsWildcardListener(t *testing.T) {
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	held, resume, err := prepareHold([]netip.Addr{netip.MustParseAddr("127.0.0.3")}).holdNewConnections()
+	if err != nil || held != 1 {
+		t.Fatalf("holdNewConnections: held %d listeners, %v; want 1", held, err)
+	}
+	defer resume()
+	_, err = net.DialTimeout("tcp", fmt.Sprintf("127.0.0.3:%d", port), 300*time.Millisecond)
+	if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		t.Fatalf("dial to the VIP on a held wildcard listener: %v, want a timeout", err)
+	}
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.4:%d", port), time.Second)
+	if err != nil {
+		t.Fatalf("dial to another address of a held wildcard listener: %v", err)
+	}
+	c.Close()
+}
+
+// An MPTCP listener (Go's default where the kernel has MPTCP) takes no
+// socket filter: the hold must say so rather than pretend.
+func TestHoldNewConnectionsReportsMPTCPListener(t *testing.T) {
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(true)
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.5:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	rc, err := ln.(*net.TCPListener).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	proto := 0
+	rc.Control(func(fd uintptr) { proto, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PROTOCOL) })
+	if proto != unix.IPPROTO_MPTCP {
+		t.Skip("kernel without MPTCP")
+	}
+	_, resume, err := prepareHold([]netip.Addr{netip.MustParseAddr("127.0.0.5")}).holdNewConnections()
+	defer resume()
+	if err == nil {
+		t.Fatal("holding an MPTCP listener reported no error")
+	}
 }
