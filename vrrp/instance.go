@@ -40,7 +40,7 @@ type InstanceStatus struct {
 	AdvertsSent       uint64                `json:"adverts_sent"`
 	AdvertsReceived   uint64                `json:"adverts_received"`
 	SendErrors        uint64                `json:"send_errors"`
-	Drops             map[DropReason]uint64 `json:"drops"`
+	Drops             map[DropReason]uint64 `json:"drops"`                // adverts for our VRID, by reason (others: InterfaceStatus.Drops)
 	PeerMismatch      uint64                `json:"peer_config_mismatch"` // adverts whose VIP list differs from ours
 	PeerMismatchFrom  string                `json:"peer_config_mismatch_from,omitempty"`
 	Faults            []string              `json:"faults,omitempty"` // tracking sources holding FAULT
@@ -70,7 +70,8 @@ type instance struct {
 	fsm      *fsm
 	policy   receivePolicy
 	sock     *sharedSocket // acquired in newInstance, released by shutdown
-	sockGen  int           // generation of the open socket we use; 0 = none
+	openGen  int           // generation of the socket we last found open; 0 = none
+	sockGen  int           // generation we send on, with src resolved; 0 = none
 	src      netip.Addr
 	links    map[string]bool // tracked interface -> up
 	held     []VIP           // VIPs configured on the system
@@ -196,9 +197,9 @@ func (in *instance) pollLinks(first bool) {
 		was, known := in.links[name]
 		in.links[name] = up
 		if name == in.cfg.Interface {
-			if !up && in.sockGen != 0 {
-				in.sock.linkDown(in.sockGen)
-				in.sockGen = 0
+			if !up && in.openGen != 0 {
+				in.sock.linkDown(in.openGen)
+				in.openGen, in.sockGen = 0, 0
 			}
 			if up {
 				in.attach()
@@ -222,10 +223,11 @@ func (in *instance) pollLinks(first bool) {
 func (in *instance) attach() {
 	gen, err := in.sock.ensureOpen()
 	if err != nil {
-		in.sockGen = 0
+		in.openGen, in.sockGen = 0, 0
 		in.socketFault(err)
 		return
 	}
+	in.openGen = gen
 	if gen == in.sockGen {
 		return
 	}
@@ -264,7 +266,7 @@ func (in *instance) detach() {
 	}
 	in.sock.removeMember(in, in.cfg.VRID)
 	in.m.releaseSocket(in.sock)
-	in.sock, in.sockGen = nil, 0
+	in.sock, in.openGen, in.sockGen = nil, 0, 0
 }
 
 // deliver queues an advert from the socket's reader for the loop.

@@ -166,7 +166,7 @@ func TestLabTsharkDecodesAdverts(t *testing.T) {
 			lab := netlab.New(t, netlab.Options{Hosts: 2})
 			pcap := filepath.Join(t.TempDir(), "vrrp.pcap")
 			cap := lab.Hosts[1].Start(t, "tshark", "-q", "-i", "eth0", "-f", "ip proto 112 or ip6 proto 112 or arp or icmp6", "-w", pcap, "-a", "duration:4")
-			waitFor(t, settle, "tshark capturing", func() bool { return strings.Contains(cap.Output(), "Capturing on") })
+			waitFor(t, 3*settle, "tshark capturing", func() bool { return strings.Contains(cap.Output(), "Capturing on") })
 			startNode(t, lab.Hosts[0], tc.cfg(fastConfig(200)))
 			if err := cap.Wait(30 * time.Second); err != nil {
 				t.Fatalf("tshark capture: %v\n%s", err, cap.Output())

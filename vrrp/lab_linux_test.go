@@ -723,8 +723,10 @@ func TestLabPreemptDelay(t *testing.T) {
 	took := na.waitTransition(t, backupAt, "BACKUP", "MASTER", settle)
 	waitSoleHolder(t, lab.Hosts, vip4, a, settle, 300*time.Millisecond)
 	limit := delay + 100*time.Millisecond + skew(100*time.Millisecond, 200)
-	t.Logf("took over %v after entering BACKUP (preempt_delay %v, limit %v + %v slack)", took, delay, limit, slack)
-	if took < delay || took > limit+slack {
+	// The delay is the claim; the upper bound only says it then takes
+	// over promptly, with room for a busy machine.
+	t.Logf("took over %v after entering BACKUP (preempt_delay %v, limit %v + %v slack)", took, delay, limit, 3*slack)
+	if took < delay || took > limit+3*slack {
 		t.Errorf("returning master took over %v after entering BACKUP, want between %v and %v", took, delay, limit)
 	}
 }

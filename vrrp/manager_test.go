@@ -120,8 +120,9 @@ type fakeOS struct {
 	devs  map[netip.Prefix]string // device each VIP is on
 	opens int
 	garps int
-	// joinErr makes joining the group fail.
-	joinErr error
+	// joinErr makes joining the group fail, primaryErr finding the
+	// source address.
+	joinErr, primaryErr error
 }
 
 func newFakeOS(n *fakeNet, addr string) *fakeOS {
@@ -143,8 +144,12 @@ func (o *fakeOS) Open(ifname string, family int) (advertConn, error) {
 	return c, nil
 }
 
-func (o *fakeOS) PrimaryAddr(string, int, []netip.Addr) (netip.Addr, error) { return o.addr, nil }
-func (o *fakeOS) LinkUp(string) bool                                        { return o.linkUp() }
+func (o *fakeOS) PrimaryAddr(string, int, []netip.Addr) (netip.Addr, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.addr, o.primaryErr
+}
+func (o *fakeOS) LinkUp(string) bool { return o.linkUp() }
 
 func (o *fakeOS) AddVIP(dev string, p netip.Prefix, life time.Duration) error {
 	o.mu.Lock()
@@ -879,5 +884,31 @@ func TestManagerJoinFailureIsFault(t *testing.T) {
 	eventually(t, time.Second, "MASTER once the group is joined", func() bool { return m.Status()[0].State == "MASTER" })
 	if ifs := m.Interfaces(); !ifs[0].Open || !ifs[0].Joined {
 		t.Fatalf("interfaces %+v", ifs)
+	}
+}
+
+// Without a source address the instance is in FAULT (retried at every
+// poll); the socket it opened still follows the link.
+func TestManagerNoSourceAddressIsFault(t *testing.T) {
+	o := newFakeOS(&fakeNet{}, "192.0.2.1")
+	o.primaryErr = errors.New("no IPv4 address on eth0")
+	m := newManager(zaptest.NewLogger(t), o)
+	if err := m.Apply([]Config{testConfig(200)}); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	eventually(t, time.Second, "FAULT held by the socket", func() bool {
+		st := m.Status()[0]
+		return st.State == "FAULT" && slices.Contains(st.Faults, "socket")
+	})
+	o.setLink(false)
+	eventually(t, time.Second, "socket closed with the link down", func() bool { return !m.Interfaces()[0].Open })
+	o.mu.Lock()
+	o.primaryErr = nil
+	o.mu.Unlock()
+	o.setLink(true)
+	eventually(t, time.Second, "MASTER with an address and the link", func() bool { return m.Status()[0].State == "MASTER" })
+	if ifs := m.Interfaces(); !ifs[0].Open || ifs[0].Opens != 2 {
+		t.Fatalf("interfaces %+v, want reopened after the link came back", ifs)
 	}
 }
