@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -213,6 +214,10 @@ func (c *fastConn) exchange(x *exchange, addr string, now time.Time, sendTimeout
 		slice = clientCheckInterval
 	}
 	giveUp := now.Add(readTimeout)
+	// The answer is almost never there right after the request went out:
+	// letting the other connections run first makes the read below find
+	// it, instead of failing (EAGAIN), parking and reading again.
+	runtime.Gosched()
 	for {
 		uc.rd.set(now, slice, nc.SetReadDeadline)
 		now = time.Now()
