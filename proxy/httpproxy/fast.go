@@ -80,6 +80,10 @@ type fastConn struct {
 
 	state atomic.Int32
 	rd    deadline // the client socket's read deadline
+	// upstream is the connection of the request in flight, for Shutdown
+	// to close when its time is up (it may already be back in the pool,
+	// which Shutdown closes too).
+	upstream atomic.Pointer[upConn]
 
 	// Per request, reused so that a request allocates nothing.
 	head    RequestHead

@@ -152,6 +152,7 @@ func (c *fastConn) attempt(p peer, loc *location, now time.Time) {
 			}
 		}
 		x.uc, x.sent = uc, true
+		c.upstream.Store(uc)
 		retryable, err := c.exchange(x, addr, now, l.ProxySendTimeout.Duration, l.ProxyReadTimeout.Duration)
 		if err == nil {
 			return
@@ -280,13 +281,14 @@ func (c *fastConn) clientGone() bool {
 		return false
 	}
 	gone := false
-	_ = c.raw.Read(func(fd uintptr) bool {
+	err := c.raw.Read(func(fd uintptr) bool {
 		var b [1]byte
 		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
 		gone = err == nil && n == 0 || err != nil && err != unix.EAGAIN && err != unix.EINTR
 		return true
 	})
-	return gone
+	// Closed under us (Shutdown) is gone too; a passed read deadline is not.
+	return gone || err != nil && !isTimeout(err)
 }
 
 func isTimeout(err error) bool {

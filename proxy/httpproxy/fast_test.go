@@ -3,6 +3,7 @@ package httpproxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"golang.org/x/net/websocket"
 )
 
@@ -479,5 +481,54 @@ proxy_read_timeout = "10s"
 		if st := s.Status(); st.FailuresTotal != 0 || st.ActiveConns != 0 {
 			t.Errorf("server %s: %d failures, %d active connections after a client left", s.Address(), st.FailuresTotal, st.ActiveConns)
 		}
+	}
+}
+
+// TestShutdownCutsRequestStillWaiting: a request whose server never
+// answers keeps Shutdown waiting only until its deadline; then both its
+// client and its upstream connection are closed and no goroutine is left.
+func TestShutdownCutsRequestStillWaiting(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
+	upstreamClosed := make(chan struct{})
+	addr, _ := rawUpstream(t, func(br *bufio.Reader, c net.Conn) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		_, _ = br.ReadByte() // until the proxy closes
+		close(upstreamClosed)
+	})
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", addr))+`
+[[http]]
+listen = ["LISTEN"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+proxy_read_timeout = "30s"
+`)
+	c, err := net.Dial("tcp", gw.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /never HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := gw.current.Load().Shutdown(ctx); err == nil {
+		t.Error("Shutdown reported a clean stop although a request outlived its deadline")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Shutdown took %v", d)
+	}
+	select {
+	case <-upstreamClosed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("upstream request still open after Shutdown")
+	}
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Error("client connection still open after Shutdown")
 	}
 }

@@ -660,6 +660,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	all, _ = s.fastConns()
 	for _, c := range all {
 		_ = c.nc.Close()
+		if uc := c.upstream.Load(); uc != nil {
+			_ = uc.nc.Close()
+		}
 	}
 	for _, g := range s.groups {
 		for _, hs := range g.servers() {
