@@ -545,6 +545,14 @@ func (c *fastConn) readBody(v *vhost) int {
 			if remaining -= n; remaining == 0 {
 				break
 			}
+			if remaining > readBufSize {
+				// The rest of a large body is read in large pieces, never
+				// past its end (a next request may follow it).
+				if status := c.readBodyDirect(remaining, max, timeout); status != 0 {
+					return status
+				}
+				break
+			}
 		}
 		// Keep the head where it is (the request's strings alias it):
 		// move consumed body bytes out of the way by compacting behind it.
@@ -566,6 +574,35 @@ func (c *fastConn) readBody(v *vhost) int {
 	c.consumedBody = pos - (c.r + h.Len)
 	if c.body.file == nil && cap(c.body.mem) <= bodyMemLimit {
 		c.bodyMem = c.body.mem[:0]
+	}
+	return 0
+}
+
+// readBodyDirect reads the last n bytes of a Content-Length body straight
+// from the socket through a pooled 32 KiB buffer.
+func (c *fastConn) readBodyDirect(n, max int64, timeout time.Duration) int {
+	bp := upBufPool.Get().(*[]byte)
+	defer upBufPool.Put(bp)
+	buf := *bp
+	for n > 0 {
+		want := buf
+		if int64(len(want)) > n {
+			want = want[:n]
+		}
+		c.rd.set(time.Now(), timeout, c.nc.SetReadDeadline)
+		k, err := c.nc.Read(want)
+		if k > 0 {
+			if st := c.keepBody(want[:k], max); st != 0 {
+				return st
+			}
+			n -= int64(k)
+			continue
+		}
+		c.body.close()
+		if isTimeout(err) {
+			return http.StatusRequestTimeout
+		}
+		return http.StatusBadRequest
 	}
 	return 0
 }

@@ -138,6 +138,22 @@ root = "`+t.TempDir()+`"
 	if codes := statusLines(raw); fmt.Sprint(codes) != "[200 200 200]" {
 		t.Fatalf("pipelined: %v", codes)
 	}
+	// A large body read past the buffer stops at its end: the request
+	// behind it is intact.
+	big := strings.Repeat("0123456789", 10000)
+	raw = rawExchange(t, gw.addr, "POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n"+big+
+		"GET /after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+	br := bufio.NewReader(strings.NewReader(raw))
+	for _, want := range []string{"/big", "/after"} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", want, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if s := decodeSeen(t, string(body)); s.URI != want || want == "/big" && s.Body != big {
+			t.Fatalf("got %s with a body of %d bytes, want %s", s.URI, len(s.Body), want)
+		}
+	}
 	conf, _ := websocket.NewConfig("ws://"+gw.addr+"/ws", "http://"+gw.addr)
 	wsc, err := websocket.DialConfig(conf)
 	if err != nil {
