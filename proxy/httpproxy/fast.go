@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -293,9 +292,6 @@ func (c *fastConn) serve() bool {
 				return false
 			}
 			c.rd.set(time.Now(), wait, c.nc.SetReadDeadline)
-			// The next request is rarely there right after the answer
-			// went out (see exchange): other connections run first.
-			runtime.Gosched()
 			err := c.fill(g.maxHead)
 			if err != nil {
 				return false

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime"
 	"syscall"
 	"time"
 
@@ -215,10 +214,6 @@ func (c *fastConn) exchange(x *exchange, addr string, now time.Time, sendTimeout
 		slice = clientCheckInterval
 	}
 	giveUp := now.Add(readTimeout)
-	// The answer is almost never there right after the request went out:
-	// letting the other connections run first makes the read below find
-	// it, instead of failing (EAGAIN), parking and reading again.
-	runtime.Gosched()
 	for {
 		uc.rd.set(now, slice, nc.SetReadDeadline)
 		now = time.Now()
