@@ -241,6 +241,9 @@ func listen(addr string) (net.Listener, error) {
 		}
 		return serr
 	}}
+	// Plain TCP, not Go's MPTCP default: the stop sequence attaches a socket
+	// filter to hold new connections, which MPTCP listeners refuse.
+	lc.SetMultipathTCP(false)
 	l, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
