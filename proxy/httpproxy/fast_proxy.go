@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -497,9 +498,20 @@ func (c *fastConn) relay(p peer, loc *location, v *vhost) bool {
 			c.rec.bytes += int64(n)
 			return write(buf[start : front+n+2])
 		}
-		n := copy(buf[front:len(buf)-2], body)
-		if !chunk(n) {
-			return false
+		// What came with the head goes first: moved to leave the chunk
+		// framing its room, or (a head so short that the body fills the
+		// buffer) framed by writes of its own.
+		if len(body) <= len(buf)-2-front {
+			if !chunk(copy(buf[front:], body)) {
+				return false
+			}
+		} else {
+			size := strconv.AppendInt(make([]byte, 0, 20), int64(len(body)), 16)
+			received += int64(len(body))
+			c.rec.bytes += int64(len(body))
+			if !write(append(size, '\r', '\n')) || !write(body) || !write(crlf) {
+				return false
+			}
 		}
 		for {
 			n, err := read(buf[front : len(buf)-2])
@@ -625,4 +637,7 @@ func (c *fastConn) tunnel(p peer, loc *location, v *vhost) bool {
 }
 
 // lastChunk ends a chunked body without trailers.
-var lastChunk = []byte("0\r\n\r\n")
+var (
+	lastChunk = []byte("0\r\n\r\n")
+	crlf      = []byte("\r\n")
+)

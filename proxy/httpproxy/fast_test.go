@@ -287,6 +287,7 @@ func rawUpstream(t *testing.T, fn func(br *bufio.Reader, c net.Conn)) (string, *
 // close goes out chunked, HEAD/204/304 carry no body, 1xx answers of the
 // upstream are not passed on.
 func TestFastPathResponseFraming(t *testing.T) {
+	bigBody := strings.Repeat("abcdefghij", 4000)
 	addr, _ := rawUpstream(t, func(br *bufio.Reader, c net.Conn) {
 		for {
 			req, err := http.ReadRequest(br)
@@ -299,6 +300,10 @@ func TestFastPathResponseFraming(t *testing.T) {
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n")
 			case "/close":
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
+				return
+			case "/close-big":
+				// The shortest head: the body fills the first read.
+				io.WriteString(c, "HTTP/1.0 200 OK\r\n\r\n"+bigBody)
 				return
 			case "/head":
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n")
@@ -343,6 +348,7 @@ proxy_pass = "http://app"
 			}
 			return ""
 		}},
+		{"GET", "/close-big", 200, bigBody, nil},
 		{"HEAD", "/head", 200, "", func(r *http.Response) string {
 			if r.ContentLength != 1234 {
 				return fmt.Sprintf("HEAD Content-Length %d", r.ContentLength)
