@@ -251,10 +251,10 @@ func (c *fastConn) setIdle(first bool) bool {
 	if !c.state.CompareAndSwap(int32(fastActive), int32(st)) {
 		return false
 	}
-	if c.s.isShutting() || !first && c.s.draining.Load() {
-		return false
-	}
-	return true
+	// A draining connection whose last response went out without
+	// Connection: close (it started before the drain) still waits
+	// drainGrace for a request already on its way; serve shortens the wait.
+	return !c.s.isShutting()
 }
 
 // setActive marks a request started; false when Drain or Shutdown closed
@@ -268,11 +268,23 @@ func (c *fastConn) setActive() bool {
 // all, Shutdown's: an idle connection is woken (its wait ends at once) and
 // closes.
 func (c *fastConn) closeIfIdle(all bool) {
-	if c.state.CompareAndSwap(int32(fastIdle), int32(fastClosing)) ||
-		all && c.state.CompareAndSwap(int32(fastNew), int32(fastClosing)) {
+	if all && (c.state.CompareAndSwap(int32(fastIdle), int32(fastClosing)) || c.state.CompareAndSwap(int32(fastNew), int32(fastClosing))) {
 		_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+		return
+	}
+	if !all && c.state.CompareAndSwap(int32(fastIdle), int32(fastClosing)) {
+		// A drain closes an idle keep-alive connection only after a short
+		// grace: a client that just got its previous response may already
+		// be sending the next request, and closing under it would fail
+		// that request. One that arrives in time is answered with
+		// Connection: close.
+		_ = c.nc.SetReadDeadline(time.Now().Add(drainGrace))
 	}
 }
+
+// drainGrace is how long a draining idle keep-alive connection waits for a
+// request already on its way before it closes.
+const drainGrace = 50 * time.Millisecond
 
 // serve runs the request loop; it returns true when the connection was
 // handed to net/http (which then owns it).
@@ -290,6 +302,10 @@ func (c *fastConn) serve() bool {
 			}
 			if !c.setIdle(first) {
 				return false
+			}
+			if !first && c.s.draining.Load() {
+				wait = drainGrace
+				c.rd.forget()
 			}
 			c.rd.set(time.Now(), wait, c.nc.SetReadDeadline)
 			err := c.fill(g.maxHead)
@@ -312,9 +328,9 @@ func (c *fastConn) serve() bool {
 			return false
 		}
 		h := &c.head
-		if h.Minor == 0 || len(h.Target) == 0 || h.Target[0] != '/' || equalFold(h.Method, "CONNECT") {
-			// HTTP/1.0 keep-alive rules, absolute-form and CONNECT are
-			// net/http's (the same routing and forwarding behind it).
+		if len(h.Target) == 0 || h.Target[0] != '/' || equalFold(h.Method, "CONNECT") {
+			// Absolute-form, asterisk-form and CONNECT are net/http's
+			// (the same routing and forwarding behind it).
 			return c.handoff()
 		}
 		c.pinned = true
@@ -409,8 +425,12 @@ func (c *fastConn) serveRequest() (handoff, ok bool) {
 	// An answer before the body was read ends the connection: the body's
 	// bytes would otherwise be taken for the next request.
 	c.closeIt = h.Close || c.probe || h.ContentLength > 0 || h.Chunked
+	proto := "HTTP/1.1"
+	if h.Minor == 0 {
+		proto = "HTTP/1.0"
+	}
 	c.req = clientRequest{
-		method: bstr(h.Method), target: bstr(h.Target), proto: "HTTP/1.1", host: bstr(h.Host),
+		method: bstr(h.Method), target: bstr(h.Target), proto: proto, host: bstr(h.Host),
 		hdr: headerView{raw: p[:h.Len]},
 	}
 	// The field lines start after the request line.
@@ -466,7 +486,7 @@ func (c *fastConn) serveRequest() (handoff, ok bool) {
 	defer c.body.close()
 	c.upHead = upstreamHead{req: &c.req, target: upstreamURI(loc, c.req.target, uri, quoted), rules: loc.headers,
 		vars: vars, bodySize: c.body.size}
-	if h.Upgrade {
+	if h.Upgrade && h.Minor == 1 { // no protocol switch in HTTP/1.0
 		c.upHead.upgrade = c.req.hdr.get("Upgrade")
 	}
 	return false, c.proxy(loc, v)
@@ -505,7 +525,7 @@ func (c *fastConn) readBody(v *vhost) int {
 	if max > 0 && h.ContentLength > max {
 		return http.StatusRequestEntityTooLarge
 	}
-	if expect != "" {
+	if expect != "" && h.Minor == 1 { // net/http ignores it in HTTP/1.0 too
 		if _, err := io.WriteString(c.nc, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
 			return http.StatusBadRequest
 		}
@@ -693,13 +713,17 @@ func errorPage(v *vhost, status int) string {
 }
 
 // appendConnection adds Connection: close when the connection ends after
-// this response (the client asked, Drain, Shutdown).
+// this response (the client asked, Drain, Shutdown), and keep-alive for an
+// HTTP/1.0 client whose connection stays.
 func (c *fastConn) appendConnection(b []byte) []byte {
 	if c.s.draining.Load() || c.s.isShutting() {
 		c.closeIt = true
 	}
-	if c.closeIt {
+	switch {
+	case c.closeIt:
 		b = append(b, "Connection: close\r\n"...)
+	case c.head.Minor == 0:
+		b = append(b, "Connection: keep-alive\r\n"...)
 	}
 	return b
 }

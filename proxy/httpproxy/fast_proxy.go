@@ -300,6 +300,10 @@ const (
 	relayLength                   // Content-Length
 	relayChunked                  // chunked, passed through as it came (trailers included)
 	relayEncode                   // ends with the upstream connection: sent chunked
+	// For HTTP/1.0 clients, which know no chunks: the body ends with the
+	// connection.
+	relayDechunk // chunked from upstream, data only
+	relayRaw     // ends with the upstream connection, passed as it comes
 )
 
 // relay writes the response to the client. Once its head is written
@@ -320,6 +324,14 @@ func (c *fastConn) relay(p peer, loc *location, v *vhost) bool {
 		mode = relayChunked
 	case resp.contentLength >= 0:
 		mode = relayLength
+	}
+	if c.head.Minor == 0 && (mode == relayChunked || mode == relayEncode) {
+		c.closeIt = true
+		if mode == relayChunked {
+			mode = relayDechunk
+		} else {
+			mode = relayRaw
+		}
 	}
 	bp := outBufPool.Get().(*[]byte)
 	defer outBufPool.Put(bp)
@@ -473,6 +485,67 @@ func (c *fastConn) relay(p peer, loc *location, v *vhost) bool {
 			}
 			pend = buf[:k+n]
 		}
+	case relayDechunk:
+		if !write(b) {
+			return false
+		}
+		dec := newChunkDecoder(maxResponseHead)
+		pend := body
+		for {
+			used, done, status := dec.decode(pend, func(data []byte) int {
+				if !write(data) {
+					return 499
+				}
+				received += int64(len(data))
+				c.rec.bytes += int64(len(data))
+				return 0
+			})
+			switch {
+			case status == 499:
+				return false
+			case status != 0:
+				return cut(errBadResponse)
+			}
+			pend = pend[used:]
+			if done {
+				reusable = len(pend) == 0
+				break
+			}
+			k := copy(buf, pend)
+			if k == len(buf) {
+				return cut(errBadResponse)
+			}
+			n, err := read(buf[k:])
+			if n == 0 {
+				if err == nil {
+					err = io.ErrNoProgress
+				}
+				return cut(err)
+			}
+			pend = buf[:k+n]
+		}
+	case relayRaw:
+		if !write(b) || len(body) > 0 && !write(body) {
+			return false
+		}
+		received += int64(len(body))
+		c.rec.bytes += int64(len(body))
+		for {
+			n, err := read(buf)
+			if n > 0 {
+				if !write(buf[:n]) {
+					return false
+				}
+				received += int64(n)
+				c.rec.bytes += int64(n)
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return cut(err)
+			}
+		}
 	case relayEncode:
 		// Chunk framing around the data read: room for the size line in
 		// front, CRLF behind.
@@ -570,7 +643,7 @@ func (c *fastConn) appendResponseFields(b []byte, resp *upResponse, loc *locatio
 		case conn.names(n):
 			continue
 		case equalFold(n, "Content-Length"):
-			if mode == relayChunked || mode == relayEncode {
+			if mode != relayLength && mode != relayNone {
 				continue
 			}
 		case equalFold(n, "Date"):

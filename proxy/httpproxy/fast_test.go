@@ -49,7 +49,7 @@ func FuzzFastPathAgainstNetHTTP(f *testing.F) {
 				return // refused or incomplete: nothing passed on
 			}
 			target := string(h.Target)
-			if h.Minor == 0 || !strings.HasPrefix(target, "/") || string(h.Method) == "CONNECT" {
+			if !strings.HasPrefix(target, "/") || string(h.Method) == "CONNECT" {
 				return // handed over to net/http itself
 			}
 			rawPath, _, _ := strings.Cut(target, "?")
@@ -164,12 +164,12 @@ root = "`+t.TempDir()+`"
 	if n := g.stdRequests.Load(); n != 0 {
 		t.Fatalf("net/http served %d plain HTTP/1.1 requests", n)
 	}
-	raw = rawExchange(t, gw.addr, "GET /static/none HTTP/1.1\r\nHost: a\r\n\r\nGET /4 HTTP/1.0\r\n\r\n")
-	if codes := statusLines(raw); fmt.Sprint(codes) != "[404 200]" {
+	raw = rawExchange(t, gw.addr, "GET /4 HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /static/none HTTP/1.1\r\nHost: a\r\n\r\nGET /5 HTTP/1.0\r\n\r\n")
+	if codes := statusLines(raw); fmt.Sprint(codes) != "[200 404 200]" {
 		t.Fatalf("after hand-over: %v", codes)
 	}
 	if n := g.stdRequests.Load(); n != 2 {
-		t.Fatalf("net/http served %d requests, want the static one and the HTTP/1.0 one", n)
+		t.Fatalf("net/http served %d requests, want the static one and the HTTP/1.0 one behind it", n)
 	}
 }
 
@@ -552,5 +552,65 @@ proxy_read_timeout = "30s"
 	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Error("client connection still open after Shutdown")
+	}
+}
+
+// TestHTTP10ClientsOnFastPath: HTTP/1.0 clients keep their connection only
+// when they ask (the answer says keep-alive), and get a body of unknown
+// length (chunked or close-delimited upstream) as it comes, ended by the
+// close.
+func TestHTTP10ClientsOnFastPath(t *testing.T) {
+	addr, _ := rawUpstream(t, func(br *bufio.Reader, c net.Conn) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			switch req.URL.Path {
+			case "/chunked":
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n")
+			case "/close":
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
+				return
+			default:
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}
+		}
+	})
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", addr))+`
+[[http]]
+listen = ["LISTEN"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+`)
+	g := gw.current.Load().groups[gw.addr]
+	for _, path := range []string{"/chunked", "/close"} {
+		raw := rawExchange(t, gw.addr, "GET /len HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET "+path+" HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+		br := bufio.NewReader(strings.NewReader(raw))
+		first, err := http.ReadResponse(br, &http.Request{Method: "GET", ProtoMajor: 1, ProtoMinor: 0})
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", path, err, raw)
+		}
+		body, _ := io.ReadAll(first.Body)
+		if string(body) != "ok" || first.Header.Get("Connection") != "keep-alive" {
+			t.Fatalf("%s: first answer %q Connection %q", path, body, first.Header.Get("Connection"))
+		}
+		second, err := http.ReadResponse(br, &http.Request{Method: "GET", ProtoMajor: 1, ProtoMinor: 0})
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		body, _ = io.ReadAll(second.Body)
+		want := map[string]string{"/chunked": "hello world", "/close": "until the end"}[path]
+		if string(body) != want || second.TransferEncoding != nil || !second.Close {
+			t.Errorf("%s: %q chunked %v close %v", path, body, second.TransferEncoding, second.Close)
+		}
+	}
+	raw := rawExchange(t, gw.addr, "GET /len HTTP/1.0\r\n\r\nGET /len HTTP/1.0\r\n\r\n")
+	if codes := statusLines(raw); fmt.Sprint(codes) != "[200]" {
+		t.Errorf("HTTP/1.0 without keep-alive: answers %v, want one and the close", codes)
+	}
+	if n := g.stdRequests.Load(); n != 0 {
+		t.Errorf("net/http served %d HTTP/1.0 requests", n)
 	}
 }
