@@ -19,13 +19,13 @@ import (
 	"github.com/vipgate/vipgate/balancer"
 )
 
-// The HTTP/1.1 fast path serves plain (non-TLS) HTTP/1.1 client
-// connections to HTTP/1.1 upstreams without net/http: each request head
+// The fast path serves plain (non-TLS) HTTP/1.x client connections to
+// HTTP/1.1 upstreams without net/http: each request head
 // is parsed once by ParseRequestHead (no per-header allocation), routed,
 // rewritten into the upstream head by the same code as the net/http path
 // (request.go), written to a pooled upstream connection, and the answer
-// is relayed by its framing through pooled buffers. Rare cases (HTTP/1.0
-// clients, absolute-form targets, static files) hand the connection over
+// is relayed by its framing through pooled buffers. Rare cases
+// (absolute-form targets, CONNECT, static files) hand the connection over
 // to net/http at a request boundary.
 //
 // An idle keep-alive connection holds no buffer: it waits for readability

@@ -11,13 +11,13 @@
 // Two front ends share routing, the upstream request head (request.go),
 // header rules, retries, error pages, the access log and balancer
 // accounting:
-//   - plain HTTP/1.1 connections take the fast path (fast.go,
+//   - plain HTTP/1.x connections take the fast path (fast.go,
 //     fast_proxy.go, upconn.go): each head is parsed once by the strict
 //     ParseRequestHead, the answer relayed by its framing through pooled
 //     buffers and per-upstream idle connections, with no allocation per
 //     request and no buffer held by an idle keep-alive connection;
 //   - TLS (HTTP/2 and HTTP/1.1), and connections the fast path hands over
-//     at a request boundary (HTTP/1.0, absolute-form targets, static
+//     at a request boundary (absolute-form targets, CONNECT, static
 //     files), are served by net/http behind the same strict framing check
 //     of the raw bytes (head.go, conn.go), so that smuggling attempts are
 //     refused instead of being resolved one way here and another way
