@@ -496,6 +496,7 @@ func (d *Daemon) resign(ctx context.Context) (resume func()) {
 		d.log.Debug("new connections to the VIPs held while they move", zap.Int("listeners", held))
 	}
 	wait(moment)
+	d.waitClientsGone(ctx, drainWaitMax)
 	d.vrrp.Resign(ctx)
 	wait(moment)
 	return resume
@@ -648,4 +649,29 @@ func (d *Daemon) SelfCheck() (ok bool, problems []string) {
 		}
 	}
 	return len(problems) == 0, problems
+}
+
+// drainWaitMax bounds how long a stop waits, after the soft drain, for the
+// HTTP client connections to close before the VIPs move: the hold on new
+// connections must stay well under TCP's first SYN retransmission (1 s).
+const drainWaitMax = 250 * time.Millisecond
+
+// waitClientsGone waits until no HTTP client connection is open (each
+// drained one closes after its response or a short grace), at most max: a
+// keep-alive connection still open when the new master's gratuitous ARP
+// moves the client's packets would be reset by the new master.
+func (d *Daemon) waitClientsGone(ctx context.Context, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		open := 0
+		for _, g := range d.generations() {
+			if g.http != nil {
+				open += g.http.ClientConns()
+			}
+		}
+		if open == 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

@@ -754,3 +754,12 @@ func (l *chanListener) Close() error {
 }
 
 func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// ClientConns is the number of client connections open now, WebSocket
+// tunnels excluded. A stop waits for it to reach zero after Drain before
+// the VIPs move, since a kept connection still open then would be reset.
+func (s *Server) ClientConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns
+}
