@@ -413,6 +413,27 @@ func (c *fastConn) relay(p peer, loc *location, v *vhost) bool {
 		received += n
 		c.rec.bytes += n
 		remaining -= n
+		if remaining > spliceMin && !extra {
+			// A large rest goes socket to socket in the kernel (splice),
+			// proxy_read_timeout re-armed for each step.
+			for remaining > 0 {
+				step := remaining
+				if step > spliceStep {
+					step = spliceStep
+				}
+				uc.rd.set(time.Now(), readTimeout, up.SetReadDeadline)
+				k, err := io.CopyN(c.nc, up, step)
+				received += k
+				c.rec.bytes += k
+				remaining -= k
+				if err != nil {
+					if isTimeout(err) {
+						err = errReadTimeout
+					}
+					return cut(err)
+				}
+			}
+		}
 		for remaining > 0 {
 			k, err := read(buf)
 			if k > 0 {
@@ -708,6 +729,13 @@ func (c *fastConn) tunnel(p peer, loc *location, v *vhost) bool {
 	p.AddBytes(toUpstream, toClient)
 	return false
 }
+
+// A Content-Length body with more than spliceMin bytes left after the
+// first read is spliced, spliceStep bytes at a time.
+const (
+	spliceMin  = 16 << 10
+	spliceStep = 1 << 20
+)
 
 // lastChunk ends a chunked body without trailers.
 var (

@@ -301,6 +301,8 @@ func TestFastPathResponseFraming(t *testing.T) {
 			case "/close":
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
 				return
+			case "/length-big":
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+fmt.Sprint(5*len(bigBody))+"\r\n\r\n"+strings.Repeat(bigBody, 5))
 			case "/close-big":
 				// The shortest head: the body fills the first read.
 				io.WriteString(c, "HTTP/1.0 200 OK\r\n\r\n"+bigBody)
@@ -349,6 +351,7 @@ proxy_pass = "http://app"
 			return ""
 		}},
 		{"GET", "/close-big", 200, bigBody, nil},
+		{"GET", "/length-big", 200, strings.Repeat(bigBody, 5), nil}, // spliced
 		{"HEAD", "/head", 200, "", func(r *http.Response) string {
 			if r.ContentLength != 1234 {
 				return fmt.Sprintf("HEAD Content-Length %d", r.ContentLength)

@@ -186,6 +186,7 @@ func (l *logRecord) upstream(addr string, d time.Duration) {
 // "$http_referer" "$http_user_agent" "$upstream_addr" $request_time
 // $upstream_response_time
 func (s *Server) logAccess(rec *logRecord, r *clientRequest, cc *clientConn) {
+	s.responses.observe(rec.status)
 	if s.access == nil {
 		return
 	}

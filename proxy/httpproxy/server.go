@@ -57,6 +57,28 @@ type Deps struct {
 	Upstreams map[string]*balancer.Upstream
 	// UpstreamConfig gives keepalive and the hash key template.
 	UpstreamConfig map[string]*config.Upstream
+	// Responses counts responses to clients by status class; shared by
+	// every generation so the counters survive reloads. nil = not counted.
+	Responses *ResponseCounts
+}
+
+// ResponseCounts counts the responses sent to clients by status class.
+type ResponseCounts struct{ byClass [5]atomic.Uint64 }
+
+func (r *ResponseCounts) observe(status int) {
+	if r == nil || status < 100 || status > 599 {
+		return
+	}
+	r.byClass[status/100-1].Add(1)
+}
+
+// Snapshot returns the counts keyed "1xx" .. "5xx".
+func (r *ResponseCounts) Snapshot() map[string]uint64 {
+	out := make(map[string]uint64, 5)
+	for i := range r.byClass {
+		out[fmt.Sprintf("%dxx", i+1)] = r.byClass[i].Load()
+	}
+	return out
 }
 
 // literalKeepalive is the idle pool size for a proxy_pass to a literal
@@ -65,10 +87,11 @@ const literalKeepalive = 32
 
 // Server is one configuration generation of the HTTP proxy.
 type Server struct {
-	log    *zap.Logger
-	access *accesslog.Writer
-	groups map[string]*listenGroup
-	pools  map[string]*upstreamPool
+	log       *zap.Logger
+	access    *accesslog.Writer
+	responses *ResponseCounts
+	groups    map[string]*listenGroup
+	pools     map[string]*upstreamPool
 
 	draining atomic.Bool
 	stopping atomic.Bool // Shutdown began (shutting, without the lock)
@@ -119,13 +142,14 @@ func New(servers []*config.HTTPServer, deps Deps) (*Server, error) {
 		log = zap.NewNop()
 	}
 	s := &Server{
-		log:     log.Named("http"),
-		access:  deps.AccessLog,
-		groups:  map[string]*listenGroup{},
-		pools:   map[string]*upstreamPool{},
-		tunnels: map[*tunnel]struct{}{},
-		fast:    map[*fastConn]struct{}{},
-		idle:    make(chan struct{}),
+		log:       log.Named("http"),
+		access:    deps.AccessLog,
+		responses: deps.Responses,
+		groups:    map[string]*listenGroup{},
+		pools:     map[string]*upstreamPool{},
+		tunnels:   map[*tunnel]struct{}{},
+		fast:      map[*fastConn]struct{}{},
+		idle:      make(chan struct{}),
 	}
 	certs := map[*vhost]tls.Certificate{}
 	for i, hc := range servers {
