@@ -48,6 +48,9 @@ type Daemon struct {
 
 	stopTrack chan struct{}
 	trackDone chan struct{}
+	probes    *prober
+	// httpResponses count responses to clients across generations.
+	httpResponses *httpproxy.ResponseCounts
 
 	version   string
 	startedAt time.Time
@@ -90,18 +93,20 @@ type Options struct {
 // nothing is left running.
 func Start(cfg *config.Config, o Options) (*Daemon, error) {
 	d := &Daemon{
-		log:         o.Log,
-		accessLog:   o.AccessLog,
-		table:       balancer.NewTable(time.Now),
-		listeners:   proxy.NewListeners(o.Log),
-		checks:      health.NewManager(o.Log),
-		vrrp:        vrrp.NewManager(o.Log),
-		stopTrack:   make(chan struct{}),
-		trackDone:   make(chan struct{}),
-		version:     o.Version,
-		streamStats: stream.NewStats(),
-		startedAt:   time.Now(),
-		trans:       transitions{last: map[string]vrrp.Transition{}, count: map[string]uint64{}},
+		log:           o.Log,
+		accessLog:     o.AccessLog,
+		table:         balancer.NewTable(time.Now),
+		listeners:     proxy.NewListeners(o.Log),
+		checks:        health.NewManager(o.Log),
+		vrrp:          vrrp.NewManager(o.Log),
+		stopTrack:     make(chan struct{}),
+		probes:        newProber(),
+		httpResponses: &httpproxy.ResponseCounts{},
+		trackDone:     make(chan struct{}),
+		version:       o.Version,
+		streamStats:   stream.NewStats(),
+		startedAt:     time.Now(),
+		trans:         transitions{last: map[string]vrrp.Transition{}, count: map[string]uint64{}},
 	}
 	d.vrrp.OnTransition(d.recordTransition)
 	d.table.OnChange(func(upstream, address string, st balancer.ServerStatus) {
@@ -215,7 +220,7 @@ func (d *Daemon) build(id uint64, cfg *config.Config) (*generation, error) {
 		gen.upstreams[name] = u
 	}
 	if len(cfg.HTTP) > 0 {
-		s, err := httpproxy.New(cfg.HTTP, httpproxy.Deps{Log: d.log, AccessLog: d.accessLog, Upstreams: gen.upstreams, UpstreamConfig: cfg.Upstream})
+		s, err := httpproxy.New(cfg.HTTP, httpproxy.Deps{Log: d.log, AccessLog: d.accessLog, Upstreams: gen.upstreams, UpstreamConfig: cfg.Upstream, Responses: d.httpResponses})
 		if err != nil {
 			return nil, fmt.Errorf("http: %w", err)
 		}
@@ -347,23 +352,28 @@ func (d *Daemon) trackLoop() {
 	defer close(d.trackDone)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	defer d.probes.wait()
 	var lastListeners string
+	var lastProbe time.Time
 	for {
 		select {
 		case <-d.stopTrack:
 			return
 		case <-tick.C:
 		}
-		var broken []string
-		for _, st := range d.listeners.Status() {
-			if !st.Serving {
-				broken = append(broken, st.Address)
+		if now := time.Now(); now.Sub(lastProbe) >= probeInterval {
+			var target probeTarget
+			if gen := d.current.Load(); gen != nil && gen.http != nil {
+				target = gen.http
 			}
+			d.probes.round(target, now)
+			lastProbe = now
 		}
+		_, broken := d.SelfCheck()
 		d.vrrp.SetTrack("listeners", nil, len(broken) > 0, 0)
 		if msg := fmt.Sprint(broken); msg != lastListeners {
 			if len(broken) > 0 {
-				d.log.Error("listeners cannot serve: VRRP instances go to FAULT", zap.Strings("listeners", broken))
+				d.log.Error("the proxy cannot serve: VRRP instances go to FAULT", zap.Strings("problems", broken))
 			} else if lastListeners != "" {
 				d.log.Info("listeners serve again")
 			}
@@ -648,6 +658,7 @@ func (d *Daemon) SelfCheck() (ok bool, problems []string) {
 			problems = append(problems, fmt.Sprintf("listener %s cannot serve: %s", st.Address, st.LastError))
 		}
 	}
+	problems = append(problems, d.probes.problems()...)
 	return len(problems) == 0, problems
 }
 

@@ -24,10 +24,9 @@ func (d *Daemon) Status() admin.Status {
 	}
 	for _, l := range d.listeners.Status() {
 		st.Listeners = append(st.Listeners, admin.ListenerStatus{Address: l.Address, Serving: l.Serving, Accepted: l.Accepted, AcceptErrors: l.AcceptErrors, LastError: l.LastError})
-		if !l.Serving {
-			st.Unhealthy = append(st.Unhealthy, fmt.Sprintf("listener %s cannot serve: %s", l.Address, l.LastError))
-		}
 	}
+	_, st.Unhealthy = d.SelfCheck()
+	st.HTTPResponses = d.httpResponses.Snapshot()
 	configured := map[string][]string{}
 	for _, v := range cfg.VRRP {
 		configured[v.Name] = v.VirtualIPAddress

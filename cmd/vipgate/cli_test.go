@@ -530,7 +530,7 @@ func TestAdminAPIAndStatusCommand(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`"generation": 1`, `"address": "127.0.0.1:1"`, fmt.Sprintf(`"address": "%s"`, addr), `"serving": true`} {
+	for _, want := range []string{`"generation": 1`, `"address": "127.0.0.1:1"`, fmt.Sprintf(`"address": "%s"`, addr), `"serving": true`, `"2xx": 1,`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/status lacks %s:\n%s", want, body)
 		}

@@ -502,7 +502,8 @@ func indexByteBytes(b []byte, c byte) int {
 }
 
 func (c *fastConn) logAccess() {
-	if c.rec.start.IsZero() {
+	// Self-check probes are no client traffic: neither logged nor counted.
+	if c.rec.start.IsZero() || c.probe {
 		return
 	}
 	c.s.logAccess(&c.rec, &c.req, nil)
