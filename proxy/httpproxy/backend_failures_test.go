@@ -108,9 +108,7 @@ func TestErrorPageFile(t *testing.T) {
 	if err := os.WriteFile(page, []byte("<p>sorry</p>"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	dead := listenLoopback(t)
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := refusingAddr(t)
 	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", deadAddr))+`
 [[http]]
 listen = ["LISTEN"]

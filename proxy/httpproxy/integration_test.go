@@ -177,9 +177,7 @@ proxy_next_upstream = ["error", "timeout", "http_502"]
 }
 
 func TestPostRetriedWhenConnectFails(t *testing.T) {
-	dead := listenLoopback(t)
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := refusingAddr(t)
 	good := startBackend(t, "good")
 	gw := startGateway(t, upstreamTOML("app",
 		fmt.Sprintf("address = %q", deadAddr),
@@ -209,9 +207,7 @@ proxy_pass = "http://app"
 }
 
 func TestNoLiveServerAnswers502AtOnce(t *testing.T) {
-	dead := listenLoopback(t)
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := refusingAddr(t)
 	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", deadAddr))+`
 [[http]]
 listen = ["LISTEN"]

@@ -311,9 +311,7 @@ func TestNginxDifferentialNextUpstream(t *testing.T) {
 		w.WriteHeader(502)
 		io.WriteString(w, "bad")
 	}
-	dead := listenLoopback(t)
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := refusingAddr(t)
 	other := startBackend(t, "other")
 	ngx := fmt.Sprintf(`
 upstream nu { server %s; server %s; }
