@@ -706,6 +706,25 @@ func TestLabRoutersShareInterface(t *testing.T) {
 			t.Errorf("%s: VRIDs %v (IPv4) %v (IPv6)", n.host.NS, ifs[0].VRIDs, ifs[1].VRIDs)
 		}
 	}
+
+	// A link flap on a: each socket is reopened once for its instances
+	// and joins again; a is master of its routers again.
+	if err := a.LinkDown(); err != nil {
+		t.Fatal(err)
+	}
+	waitSoleHolder(t, lab.Hosts, vip4, b, settle, 0)
+	if err := a.LinkUp(); err != nil {
+		t.Fatal(err)
+	}
+	waitSoleHolder(t, lab.Hosts, vip4, a, settle, 0)
+	waitSoleHolder(t, lab.Hosts, vip6, a, settle, 0)
+	waitSoleHolder(t, lab.Hosts, vip52, b, settle, 0)
+	_, ifs := na.report(t)
+	for _, i := range ifs {
+		if !i.Open || !i.Joined || i.Opens != 2 {
+			t.Errorf("after the flap: interface %+v, want open, joined, opened twice", i)
+		}
+	}
 }
 
 // A returning higher-priority node with preempt_delay stays BACKUP that
