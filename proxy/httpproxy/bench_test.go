@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/vipgate/vipgate/internal/accesslog"
@@ -70,24 +71,7 @@ proxy_pass = "http://app"
 	defer c.Close()
 	req := []byte("GET /bench?x=1 HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
 	br := bufio.NewReaderSize(c, 16<<10)
-	readResponse := func() {
-		cl := -1
-		for {
-			line, err := br.ReadSlice('\n')
-			if err != nil {
-				b.Fatal(err)
-			}
-			if len(line) <= 2 {
-				break
-			}
-			if v, ok := bytes.CutPrefix(line, []byte("Content-Length: ")); ok {
-				cl, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
-			}
-		}
-		if _, err := br.Discard(cl); err != nil {
-			b.Fatal(err)
-		}
-	}
+	readResponse := func() { readLengthResponse(b, br) }
 	for i := 0; i < 100; i++ { // warm the pools
 		c.Write(req)
 		readResponse()
@@ -100,4 +84,102 @@ proxy_pass = "http://app"
 		}
 		readResponse()
 	}
+}
+
+// BenchmarkProxyNewConnection measures a request on a connection of its
+// own (Connection: close): what a connection costs beyond its request.
+func BenchmarkProxyNewConnection(b *testing.B) {
+	backendAddr := fixedBackend(b, "hello")
+	gw := startGateway(b, upstreamTOML("app", fmt.Sprintf("address = %q", backendAddr))+`
+[[http]]
+listen = ["LISTEN"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+`)
+	gw.current.Load().access = accesslog.New(io.Discard)
+	req := []byte("GET /bench HTTP/1.1\r\nHost: bench.example\r\nConnection: close\r\n\r\n")
+	buf := make([]byte, 4096)
+	one := func() {
+		c, err := net.Dial("tcp", gw.addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			if _, err := c.Read(buf); err != nil {
+				break // the proxy closes after the answer
+			}
+		}
+		c.Close()
+	}
+	for i := 0; i < 50; i++ {
+		one()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		one()
+	}
+}
+
+// BenchmarkProxy64KiB measures a keep-alive GET of a 64 KiB answer (the
+// rest after the first read is spliced).
+func BenchmarkProxy64KiB(b *testing.B) {
+	backendAddr := fixedBackend(b, strings.Repeat("x", 64<<10))
+	gw := startGateway(b, upstreamTOML("app", fmt.Sprintf("address = %q", backendAddr))+`
+[[http]]
+listen = ["LISTEN"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+`)
+	gw.current.Load().access = accesslog.New(io.Discard)
+	c, err := net.Dial("tcp", gw.addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	req := []byte("GET /big HTTP/1.1\r\nHost: bench.example\r\n\r\n")
+	br := bufio.NewReaderSize(c, 64<<10)
+	get := func() {
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		if n := readLengthResponse(b, br); n != 64<<10 {
+			b.Fatalf("%d bytes", n)
+		}
+	}
+	for i := 0; i < 50; i++ {
+		get()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		get()
+	}
+}
+
+// readLengthResponse reads a Content-Length response without allocating
+// (the benchmarks count the proxy's allocations) and returns its length.
+func readLengthResponse(b *testing.B, br *bufio.Reader) int {
+	cl := -1
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(line) <= 2 {
+			break
+		}
+		if v, ok := bytes.CutPrefix(line, []byte("Content-Length: ")); ok {
+			cl, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
+		}
+	}
+	if _, err := br.Discard(cl); err != nil {
+		b.Fatal(err)
+	}
+	return cl
 }

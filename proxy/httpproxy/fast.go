@@ -94,7 +94,8 @@ type fastConn struct {
 	bodyMem []byte
 	tried   [8]*balancer.Server
 	x       exchange
-	closeIt bool // Connection: close after this response
+	limited io.LimitedReader // spliceN's
+	closeIt bool             // Connection: close after this response
 	// consumedBody is how many bytes after the head the body took.
 	consumedBody int
 	// pinned stops fill from moving pending bytes while the request's
