@@ -81,18 +81,7 @@ func (c *fastConn) proxy(loc *location, v *vhost) bool {
 			c.rec.status = 499
 			return false
 		}
-		kind := x.kind
-		if x.err == nil && next.status[x.resp.status] && !next.off {
-			kind = failStatus
-		}
-		// error, timeout and invalid_header always count as a failure; a
-		// listed status only when it sends the request on (see serve).
-		if kind != failNone && kind != failStatus {
-			p.ReportFailure()
-		}
-		if x.err == nil {
-			p.ObserveResponse(x.resp.status, elapsed)
-		}
+		kind := next.judge(p, x.kind, x.err == nil, x.resp.status, elapsed)
 		if next.retry(kind, attempt, maxTries, x.sent, c.req.method, start) {
 			np, nbs, perr := pool.pick(clientIP, hashKey, tried, attempt)
 			if perr == nil {

@@ -105,6 +105,26 @@ func (n *nextUpstream) retry(k failKind, attempt, maxTries int, sent bool, metho
 		!(n.timeoutAfter > 0 && time.Since(start) >= n.timeoutAfter)
 }
 
+// judge is what both front ends do with an attempt's outcome: a listed
+// status becomes failStatus, and the server's accounting is updated. error,
+// timeout and invalid_header always count as a failure. A listed status
+// counts only when it makes the request go to the next server (the caller
+// reports it then); passed to the client (no retry allowed or possible) it
+// does not, as nginx frees the peer then without NGX_PEER_FAILED: a POST
+// answered 502 does not mark its server down.
+func (n *nextUpstream) judge(p peer, kind failKind, answered bool, status int, elapsed time.Duration) failKind {
+	if answered && n.status[status] && !n.off {
+		kind = failStatus
+	}
+	if kind != failNone && kind != failStatus {
+		p.ReportFailure()
+	}
+	if answered {
+		p.ObserveResponse(status, elapsed)
+	}
+	return kind
+}
+
 // nonIdempotent are the methods nginx does not retry once sent.
 func nonIdempotent(method string) bool {
 	return method == http.MethodPost || method == http.MethodPatch || method == "LOCK"
@@ -267,10 +287,6 @@ func (pr *proxyRequest) serve() {
 		elapsed := time.Since(t0)
 		pr.rec.upstream(p.Address(), elapsed)
 
-		kind := res.kind
-		if res.err == nil && next.status[res.resp.StatusCode] && !next.off {
-			kind = failStatus
-		}
 		if res.err != nil && r.Context().Err() != nil {
 			// The client went away: not the server's fault, nothing to send.
 			p.Release()
@@ -278,17 +294,7 @@ func (pr *proxyRequest) serve() {
 			pr.rec.status = 499
 			return
 		}
-		// error, timeout and invalid_header always count as a failure. A
-		// listed status counts when it makes the request go to the next
-		// server; passed to the client (no retry allowed or possible) it
-		// does not, as nginx frees the peer then without NGX_PEER_FAILED:
-		// a POST answered 502 does not mark its server down.
-		if kind != failNone && kind != failStatus {
-			p.ReportFailure()
-		}
-		if res.err == nil {
-			p.ObserveResponse(res.resp.StatusCode, elapsed)
-		}
+		kind := next.judge(p, res.kind, res.err == nil, statusOf(res.resp), elapsed)
 		if next.retry(kind, attempt, maxTries, res.sent, r.Method, start) {
 			np, nbs, perr := pool.pick(clientIP, hashKey, tried, attempt)
 			if perr == nil {
