@@ -21,6 +21,7 @@ var (
 	descVRRPSent      = prometheus.NewDesc("vipgate_vrrp_adverts_sent_total", "Adverts sent.", []string{"instance"}, nil)
 	descVRRPRecv      = prometheus.NewDesc("vipgate_vrrp_adverts_received_total", "Adverts received and accepted.", []string{"instance"}, nil)
 	descVRRPDrops     = prometheus.NewDesc("vipgate_vrrp_adverts_dropped_total", "Adverts dropped, by reason.", []string{"instance", "reason"}, nil)
+	descVRRPIfDrops   = prometheus.NewDesc("vipgate_vrrp_interface_adverts_dropped_total", "Adverts no local instance is for (wrong_vrid, truncated), per interface.", []string{"interface", "family", "reason"}, nil)
 	descVRRPMismatch  = prometheus.NewDesc("vipgate_vrrp_peer_config_mismatches_total", "Adverts whose address list differs from ours.", []string{"instance"}, nil)
 	descVRRPVIPs      = prometheus.NewDesc("vipgate_vrrp_vips_held", "VIPs on the interface now.", []string{"instance"}, nil)
 	descServerUp      = prometheus.NewDesc("vipgate_upstream_server_up", "1 when the server can be picked.", []string{"upstream", "server"}, nil)
@@ -43,7 +44,7 @@ type collector struct{ src Source }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descGeneration, descReloads, descListener, descAccepted, descAcceptErrors, descHTTP, descStreams,
-		descVRRPState, descVRRPPrio, descVRRPTrans, descVRRPSent, descVRRPRecv, descVRRPDrops, descVRRPMismatch, descVRRPVIPs,
+		descVRRPState, descVRRPPrio, descVRRPTrans, descVRRPSent, descVRRPRecv, descVRRPDrops, descVRRPIfDrops, descVRRPMismatch, descVRRPVIPs,
 		descServerUp, descServerActive, descServerReqs, descServerFails, descServerResp, descServerTime, descUpstreamAvail,
 		descStreamActive, descStreamTotal, descStreamBytes, descStreamConnF, descStreamNoSrv, descStreamAcc, descStreamRefused} {
 		ch <- d
@@ -116,6 +117,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(descVRRPMismatch, v.PeerMismatches, v.Name)
 		gauge(descVRRPVIPs, float64(len(v.VIPsHeld)), v.Name)
+	}
+	for _, i := range st.VRRPInterfaces {
+		for _, reason := range sortedMap(i.Drops) {
+			counter(descVRRPIfDrops, i.Drops[reason], i.Interface, i.Family, reason)
+		}
 	}
 	for _, u := range st.Upstreams {
 		gauge(descUpstreamAvail, b2f(u.Available), u.Name)

@@ -28,7 +28,10 @@ type Status struct {
 	Reloads    ReloadCounts     `json:"reloads"`
 	Listeners  []ListenerStatus `json:"listeners"`
 	VRRP       []VRRPStatus     `json:"vrrp"`
-	Upstreams  []UpstreamStatus `json:"upstreams"`
+	// VRRPInterfaces are the shared VRRP sockets, one per interface and
+	// family, with the drops no instance is for (wrong_vrid, truncated).
+	VRRPInterfaces []VRRPInterfaceStatus `json:"vrrp_interfaces"`
+	Upstreams      []UpstreamStatus      `json:"upstreams"`
 	// HTTPResponses counts responses sent to clients by status class ("2xx"...).
 	HTTPResponses map[string]uint64 `json:"http_responses"`
 	// ActiveStreams is the number of open TCP stream sessions.
@@ -138,4 +141,15 @@ type StreamListener struct {
 	Listen             string            `json:"listen"`
 	Accepted           uint64            `json:"accepted"`
 	ProxyHeaderRefused map[string]uint64 `json:"proxy_header_refused,omitempty"`
+}
+
+// VRRPInterfaceStatus is one interface's shared VRRP socket.
+type VRRPInterfaceStatus struct {
+	Interface string            `json:"interface"`
+	Family    string            `json:"family"`
+	Open      bool              `json:"open"`
+	Joined    bool              `json:"joined"`
+	Opens     uint64            `json:"opens"`
+	VRIDs     []int             `json:"virtual_router_ids"`
+	Drops     map[string]uint64 `json:"drops"`
 }

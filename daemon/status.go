@@ -50,6 +50,14 @@ func (d *Daemon) Status() admin.Status {
 		}
 		st.VRRP = append(st.VRRP, vs)
 	}
+	for _, i := range d.vrrp.Interfaces() {
+		is := admin.VRRPInterfaceStatus{Interface: i.Interface, Family: fmt.Sprintf("IPv%d", i.Family), Open: i.Open, Joined: i.Joined,
+			Opens: i.Opens, VRIDs: i.VRIDs, Drops: map[string]uint64{}}
+		for reason, n := range i.Drops {
+			is.Drops[string(reason)] = n
+		}
+		st.VRRPInterfaces = append(st.VRRPInterfaces, is)
+	}
 	for _, name := range sortedNames(gen.upstreams) {
 		u := gen.upstreams[name]
 		us := admin.UpstreamStatus{Name: name, Balance: cfg.Upstream[name].Balance, Available: u.Available()}
