@@ -66,15 +66,18 @@ type instance struct {
 	wg   sync.WaitGroup
 
 	// Owned by the loop goroutine.
-	cfg      Config
-	fsm      *fsm
-	policy   receivePolicy
-	sock     *sharedSocket // acquired in newInstance, released by shutdown
-	openGen  int           // generation of the socket we last found open; 0 = none
-	sockGen  int           // generation we send on, with src resolved; 0 = none
-	src      netip.Addr
-	links    map[string]bool // tracked interface -> up
-	held     []VIP           // VIPs configured on the system
+	cfg     Config
+	fsm     *fsm
+	policy  receivePolicy
+	sock    *sharedSocket // acquired in newInstance, released by shutdown
+	openGen int           // generation of the socket we last found open; 0 = none
+	sockGen int           // generation we send on, with src resolved; 0 = none
+	src     netip.Addr
+	links   map[string]bool // tracked interface -> up
+	// linkErrs are the tracked interfaces whose last query failed (their
+	// state in links is the last known one), so that is logged once.
+	linkErrs map[string]bool
+	held     []VIP // VIPs configured on the system
 	resigned []chan struct{}
 	scripts  *scriptSet
 	notify   *notifier
@@ -92,7 +95,7 @@ func newInstance(m *Manager, cfg Config) *instance {
 		log:  m.log.With(zap.String("vrrp", cfg.Name), zap.String("interface", cfg.Interface), zap.Uint8("vrid", cfg.VRID), zap.Int("family", cfg.Family)),
 		cmds: make(chan func(), 16), rx: make(chan rxItem, 64),
 		done:  make(chan struct{}),
-		links: map[string]bool{},
+		links: map[string]bool{}, linkErrs: map[string]bool{},
 	}
 	in.fsm = newFSM(cfg.fsmConfig(cfg.SourceIP))
 	in.policy = policyFor(&cfg, cfg.SourceIP)
@@ -184,17 +187,35 @@ func (in *instance) run() {
 // instance's own interface going down closes the shared socket, coming
 // back reopens it (joining the multicast group again): whichever instance
 // of the interface sees it first does it, once for all.
+//
+// A query that fails (out of file descriptors, netlink buffer full) says
+// nothing about the link: its last known state stands. Taking it as down
+// would close the socket and go to FAULT without the priority-0 advert,
+// leaving the backup to wait its whole Master_Down_Interval.
 func (in *instance) pollLinks(first bool) {
 	names := append([]string{in.cfg.Interface}, in.cfg.TrackInterfaces...)
 	for name := range in.links {
 		if !slices.Contains(names, name) {
 			delete(in.links, name)
+			delete(in.linkErrs, name)
 			in.exec(in.fsm.setTrack(in.m.now(), "interface:"+name, false, 0))
 		}
 	}
 	for _, name := range names {
-		up := in.os.LinkUp(name)
+		up, err := in.os.LinkUp(name)
 		was, known := in.links[name]
+		if err != nil {
+			// Never seen: down until a query says otherwise.
+			up = was
+			if !in.linkErrs[name] {
+				in.linkErrs[name] = true
+				in.log.Warn("cannot query tracked interface: keeping its last known state",
+					zap.String("track_interface", name), zap.Bool("known", known), zap.Bool("up", up), zap.Error(err))
+			}
+		} else if in.linkErrs[name] {
+			delete(in.linkErrs, name)
+			in.log.Info("tracked interface can be queried again", zap.String("track_interface", name), zap.Bool("up", up))
+		}
 		in.links[name] = up
 		if name == in.cfg.Interface {
 			if !up && in.openGen != 0 {

@@ -28,6 +28,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -306,6 +307,12 @@ func (m *Manager) Stop() {
 	m.instances = map[Key]*instance{}
 	m.order = nil
 	m.publish()
+	// The netlink socket of the real netOS: no instance uses it now.
+	if c, ok := m.os.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			m.log.Warn("vrrp: close netlink socket", zap.Error(err))
+		}
+	}
 }
 
 // Status returns a snapshot of every instance, in configuration order.

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -121,8 +122,8 @@ type fakeOS struct {
 	opens int
 	garps int
 	// joinErr makes joining the group fail, primaryErr finding the
-	// source address.
-	joinErr, primaryErr error
+	// source address, linkErr querying the link.
+	joinErr, primaryErr, linkErr error
 }
 
 func newFakeOS(n *fakeNet, addr string) *fakeOS {
@@ -149,7 +150,11 @@ func (o *fakeOS) PrimaryAddr(string, int, []netip.Addr) (netip.Addr, error) {
 	defer o.mu.Unlock()
 	return o.addr, o.primaryErr
 }
-func (o *fakeOS) LinkUp(string) bool { return o.linkUp() }
+func (o *fakeOS) LinkUp(string) (bool, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return !o.down, o.linkErr
+}
 
 func (o *fakeOS) AddVIP(dev string, p netip.Prefix, life time.Duration) error {
 	o.mu.Lock()
@@ -392,6 +397,48 @@ func TestManagerResignKeepsVIPsUntilNewMaster(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if a.state() == "MASTER" {
 		t.Fatal("resigned instance became master again")
+	}
+}
+
+// A link query that fails (here EMFILE: the process is out of file
+// descriptors) says nothing about the link: the master keeps its state,
+// its socket and its VIP; and when a fault then comes from elsewhere (a
+// listener that cannot accept), the priority-0 advert still goes out on
+// that socket, so the backup takes over within Skew_Time.
+func TestManagerLinkQueryErrorKeepsState(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"EMFILE", &os.SyscallError{Syscall: "socket", Err: syscall.EMFILE}},
+		{"ENOBUFS", syscall.ENOBUFS},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b, _ := electA(t)
+			a.os.mu.Lock()
+			a.os.linkErr = tc.err
+			a.os.mu.Unlock()
+			time.Sleep(4 * linkPollInterval)
+			st, ifs := a.m.Status()[0], a.m.Interfaces()[0]
+			if st.State != "MASTER" || len(st.Faults) != 0 || b.state() != "BACKUP" {
+				t.Fatalf("after failed link queries: a %s (faults %v), b %s; want MASTER, BACKUP", st.State, st.Faults, b.state())
+			}
+			if !ifs.Open || ifs.Opens != 1 {
+				t.Fatalf("after failed link queries the socket is open=%v, opened %d times; want kept open", ifs.Open, ifs.Opens)
+			}
+			if !slices.Equal(a.os.held(), []netip.Prefix{testVIP}) {
+				t.Fatalf("a holds %v, want %v", a.os.held(), testVIP)
+			}
+			start := time.Now()
+			a.m.SetTrack("listener", nil, true, 0)
+			eventually(t, time.Second, "b MASTER", func() bool { return b.state() == "MASTER" })
+			if took := time.Since(start); took >= testMasterDown {
+				t.Errorf("takeover after a FAULT with failing link queries took %v: no priority-0 advert", took)
+			}
+			if a.state() != "FAULT" || len(a.os.held()) != 0 {
+				t.Fatalf("a %s holding %v, want FAULT without VIPs", a.state(), a.os.held())
+			}
+		})
 	}
 }
 

@@ -28,8 +28,10 @@ type netOS interface {
 	// not set: the first IPv4 address that is not a VIP, or the IPv6
 	// link-local address (RFC 5798 section 5.1.2.1).
 	PrimaryAddr(ifname string, family int, exclude []netip.Addr) (netip.Addr, error)
-	// LinkUp says whether ifname exists, is up and has carrier.
-	LinkUp(ifname string) bool
+	// LinkUp says whether ifname exists, is up and has carrier; a missing
+	// interface is (false, nil). An error means the query itself failed
+	// (EMFILE, ENOBUFS...): the link's state is unknown, not down.
+	LinkUp(ifname string) (bool, error)
 	// AddVIP adds or replaces a VIP; lifetime 0 = forever.
 	AddVIP(ifname string, p netip.Prefix, lifetime time.Duration) error
 	// DelVIP removes a VIP; absent is not an error.

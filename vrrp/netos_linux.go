@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -20,11 +22,117 @@ import (
 )
 
 // linuxOS is the real netOS: raw sockets, netlink and packet sockets.
-type linuxOS struct{}
+//
+// Its netlink queries and changes (links, VIPs) go through one netlink
+// socket opened with the Manager and kept until Stop: a process that has
+// run out of file descriptors (EMFILE) can then still see its links and,
+// above all, remove its VIPs when it goes to FAULT, instead of leaving
+// them on both nodes until their lifetime ends.
+type linuxOS struct {
+	mu     sync.RWMutex // read-held while h is in use, held to replace it
+	h      *netlink.Handle
+	closed bool
+}
 
-func defaultOS() netOS { return linuxOS{} }
+// netlinkTimeout bounds a netlink request, so that a lost reply cannot
+// hang an instance.
+const netlinkTimeout = 2 * time.Second
 
-func (linuxOS) Open(ifname string, family int) (advertConn, error) {
+var errNetlinkClosed = errors.New("vrrp: netlink handle closed (manager stopped)")
+
+func defaultOS() netOS {
+	o := &linuxOS{}
+	_ = o.open() // now, in the daemon's namespace and before any descriptor shortage; else at first use
+	return o
+}
+
+// open opens the netlink socket unless it is open.
+func (o *linuxOS) open() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return errNetlinkClosed
+	}
+	if o.h != nil {
+		return nil
+	}
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("open netlink socket: %w", err)
+	}
+	if err := h.SetSocketTimeout(netlinkTimeout); err != nil {
+		h.Close()
+		return fmt.Errorf("netlink socket timeout: %w", err)
+	}
+	o.h = h
+	return nil
+}
+
+// do runs fn with the netlink handle, opening it if needed; a socket
+// that broke is closed, and the next call opens a new one.
+func (o *linuxOS) do(fn func(h *netlink.Handle) error) error {
+	o.mu.RLock()
+	h := o.h
+	if h == nil {
+		o.mu.RUnlock()
+		if err := o.open(); err != nil {
+			return err
+		}
+		o.mu.RLock()
+		if h = o.h; h == nil {
+			o.mu.RUnlock()
+			return errNetlinkClosed
+		}
+	}
+	err := fn(h)
+	o.mu.RUnlock()
+	if netlinkBroken(err) {
+		o.mu.Lock()
+		if o.h == h {
+			h.Close()
+			o.h = nil
+		}
+		o.mu.Unlock()
+	}
+	return err
+}
+
+// netlinkBroken says whether err means the netlink socket itself is
+// unusable (not a refused request, nor a shortage of descriptors, which a
+// new socket would not fix but closing this one would make worse).
+func netlinkBroken(err error) bool {
+	if err == nil {
+		return false
+	}
+	for _, e := range []error{unix.EBADF, unix.ENOTSOCK, unix.EPIPE, unix.ECONNRESET, unix.ECONNREFUSED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return strings.HasPrefix(err.Error(), "Wrong sender portid")
+}
+
+// Close closes the netlink socket; later calls fail.
+func (o *linuxOS) Close() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.closed = true
+	if o.h != nil {
+		o.h.Close()
+		o.h = nil
+	}
+	return nil
+}
+
+func (o *linuxOS) linkByName(ifname string) (link netlink.Link, err error) {
+	err = o.do(func(h *netlink.Handle) error {
+		link, err = h.LinkByName(ifname)
+		return err
+	})
+	return link, err
+}
+
+func (*linuxOS) Open(ifname string, family int) (advertConn, error) {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return nil, err
@@ -213,8 +321,8 @@ func (c *conn6) Join(on bool) error {
 
 func (c *conn6) Close() error { return c.pc.Close() }
 
-func (linuxOS) PrimaryAddr(ifname string, family int, exclude []netip.Addr) (netip.Addr, error) {
-	link, err := netlink.LinkByName(ifname)
+func (o *linuxOS) PrimaryAddr(ifname string, family int, exclude []netip.Addr) (netip.Addr, error) {
+	link, err := o.linkByName(ifname)
 	if err != nil {
 		return netip.Addr{}, err
 	}
@@ -222,7 +330,11 @@ func (linuxOS) PrimaryAddr(ifname string, family int, exclude []netip.Addr) (net
 	if family == 6 {
 		nlFamily = netlink.FAMILY_V6
 	}
-	addrs, err := netlink.AddrList(link, nlFamily)
+	var addrs []netlink.Addr
+	err = o.do(func(h *netlink.Handle) error {
+		addrs, err = h.AddrList(link, nlFamily)
+		return err
+	})
 	if err != nil {
 		return netip.Addr{}, err
 	}
@@ -249,13 +361,17 @@ func (linuxOS) PrimaryAddr(ifname string, family int, exclude []netip.Addr) (net
 	return netip.Addr{}, fmt.Errorf("no IPv%d address on %s to send adverts from", family, ifname)
 }
 
-func (linuxOS) LinkUp(ifname string) bool {
-	link, err := netlink.LinkByName(ifname)
+func (o *linuxOS) LinkUp(ifname string) (bool, error) {
+	link, err := o.linkByName(ifname)
 	if err != nil {
-		return false
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return false, nil
+		}
+		return false, fmt.Errorf("query link %s: %w", ifname, err)
 	}
 	a := link.Attrs()
-	return a.Flags&net.FlagUp != 0 && a.RawFlags&unix.IFF_RUNNING != 0
+	return a.Flags&net.FlagUp != 0 && a.RawFlags&unix.IFF_RUNNING != 0, nil
 }
 
 func vipAddr(link netlink.Link, p netip.Prefix, lifetime time.Duration) *netlink.Addr {
@@ -271,16 +387,16 @@ func vipAddr(link netlink.Link, p netip.Prefix, lifetime time.Duration) *netlink
 	return a
 }
 
-func (linuxOS) AddVIP(ifname string, p netip.Prefix, lifetime time.Duration) error {
-	link, err := netlink.LinkByName(ifname)
+func (o *linuxOS) AddVIP(ifname string, p netip.Prefix, lifetime time.Duration) error {
+	link, err := o.linkByName(ifname)
 	if err != nil {
 		return err
 	}
-	return netlink.AddrReplace(link, vipAddr(link, p, lifetime))
+	return o.do(func(h *netlink.Handle) error { return h.AddrReplace(link, vipAddr(link, p, lifetime)) })
 }
 
-func (linuxOS) DelVIP(ifname string, p netip.Prefix) error {
-	link, err := netlink.LinkByName(ifname)
+func (o *linuxOS) DelVIP(ifname string, p netip.Prefix) error {
+	link, err := o.linkByName(ifname)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
 		if errors.As(err, &nf) {
@@ -288,19 +404,23 @@ func (linuxOS) DelVIP(ifname string, p netip.Prefix) error {
 		}
 		return err
 	}
-	err = netlink.AddrDel(link, vipAddr(link, p, 0))
+	err = o.do(func(h *netlink.Handle) error { return h.AddrDel(link, vipAddr(link, p, 0)) })
 	if errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENOENT) || errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	return err
 }
 
-func (linuxOS) HasVIP(ifname string, ip netip.Addr) (bool, error) {
-	link, err := netlink.LinkByName(ifname)
+func (o *linuxOS) HasVIP(ifname string, ip netip.Addr) (bool, error) {
+	link, err := o.linkByName(ifname)
 	if err != nil {
 		return false, err
 	}
-	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+	var addrs []netlink.Addr
+	err = o.do(func(h *netlink.Handle) error {
+		addrs, err = h.AddrList(link, netlink.FAMILY_ALL)
+		return err
+	})
 	if err != nil {
 		return false, err
 	}
@@ -312,7 +432,7 @@ func (linuxOS) HasVIP(ifname string, ip netip.Addr) (bool, error) {
 	return false, nil
 }
 
-func (linuxOS) Announce(ifname string, ip netip.Addr, count int) error {
+func (*linuxOS) Announce(ifname string, ip netip.Addr, count int) error {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return err

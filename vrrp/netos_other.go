@@ -22,7 +22,7 @@ func (unsupportedOS) Open(string, int) (advertConn, error) {
 func (unsupportedOS) PrimaryAddr(string, int, []netip.Addr) (netip.Addr, error) {
 	return netip.Addr{}, errUnsupported
 }
-func (unsupportedOS) LinkUp(string) bool                               { return false }
+func (unsupportedOS) LinkUp(string) (bool, error)                      { return false, nil }
 func (unsupportedOS) AddVIP(string, netip.Prefix, time.Duration) error { return errUnsupported }
 func (unsupportedOS) DelVIP(string, netip.Prefix) error                { return nil }
 func (unsupportedOS) HasVIP(string, netip.Addr) (bool, error)          { return false, errUnsupported }
