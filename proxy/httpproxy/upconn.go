@@ -122,6 +122,9 @@ func (p *connPool) closeAll() {
 // dialUpstream connects within timeout (proxy_connect_timeout).
 func dialUpstream(addr string, timeout time.Duration) (*upConn, error) {
 	d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	// Plain TCP: Go's MPTCP dialing binds port 0 before connect, which
+	// cannot reuse TIME_WAIT ports and runs out of them under churn.
+	d.SetMultipathTCP(false)
 	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, &dialError{err: err}

@@ -55,6 +55,7 @@ type connectTimeoutKey struct{}
 func newTransport(keepalive int) *http.Transport {
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		d := net.Dialer{KeepAlive: 30 * time.Second}
+		d.SetMultipathTCP(false) // see dialUpstream
 		if t, ok := ctx.Value(connectTimeoutKey{}).(time.Duration); ok && t > 0 {
 			d.Timeout = t
 		}

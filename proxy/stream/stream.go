@@ -122,6 +122,10 @@ func New(streams []*config.Stream, deps Deps) (*Server, error) {
 			proto.tries = 1
 		}
 		proto.dialer = net.Dialer{Timeout: sc.ProxyConnectTimeout.Duration}
+		// Plain TCP to servers: with Go's MPTCP dialing the socket is bound
+		// to port 0 before connect, and bind cannot reuse a port in
+		// TIME_WAIT, so bursts of short connections ran out of ports.
+		proto.dialer.SetMultipathTCP(false)
 		if keepalive(sc) {
 			// As nginx's so_keepalive=on: SO_KEEPALIVE with the system's timers.
 			proto.dialer.KeepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}
@@ -159,15 +163,8 @@ func New(streams []*config.Stream, deps Deps) (*Server, error) {
 	return s, nil
 }
 
-// dial connects to a server; IP:port addresses skip the resolver.
+// dial connects to a server.
 func (r *route) dial(ctx context.Context, addr string) (net.Conn, error) {
-	if ap, ok := r.literal[addr]; ok {
-		c, err := r.dialer.DialTCP(ctx, "tcp", netip.AddrPort{}, ap)
-		if err != nil {
-			return nil, err // a nil *TCPConn must not become a non-nil net.Conn
-		}
-		return c, nil
-	}
 	return r.dialer.DialContext(ctx, "tcp", addr)
 }
 
