@@ -107,8 +107,16 @@ who_has_vip() {
 (
   last=""
   for _ in $(seq 1 400); do
-    r=$(ip netns exec $P-client curl -s --max-time 0.3 "http://$VIP/" 2>/dev/null || echo "NO ANSWER")
-    if [ "$r" != "$last" ]; then printf '%s  client: %s\n' "$(ts)" "$r"; last=$r; fi
+    # A patient client (2 s), as real ones are: during a graceful stop new
+    # connections are held for a moment and answered by the new master.
+    out=$(ip netns exec $P-client curl -s --max-time 2 -o "$WORK/answer" -w '%{http_code} %{time_total}' "http://$VIP/" 2>/dev/null || true)
+    code=${out% *}; took=${out#* }
+    if [ "$code" = 200 ]; then r=$(cat "$WORK/answer"); else r="NO ANSWER"; took=-; fi
+    slow=$(awk -v t="$took" 'BEGIN { print (t != "-" && t > 0.2) ? 1 : 0 }')
+    if [ "$r" != "$last" ] || [ "$slow" = 1 ]; then
+      [ "$slow" = 1 ] && r2="$r (answered after ${took}s)" || r2=$r
+      printf '%s  client: %s\n' "$(ts)" "$r2"; last=$r
+    fi
     sleep 0.1
   done
 ) &
