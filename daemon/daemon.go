@@ -171,11 +171,8 @@ func (d *Daemon) applyLocked(cfg *config.Config) error {
 		gen.shutdownNow()
 		return fmt.Errorf("generation %d: %w", id, err)
 	}
-	vcfgs, err := vrrpConfigs(cfg)
-	if err == nil {
-		err = d.vrrp.Apply(vcfgs)
-	}
-	if err != nil {
+	vcfgs := vrrpConfigs(cfg)
+	if err := d.vrrp.Apply(vcfgs); err != nil {
 		if old := d.current.Load(); old != nil {
 			// Give the kept listeners back to the old handlers and close
 			// the ones this generation opened.
@@ -333,10 +330,8 @@ func (g *generation) shutdown(ctx context.Context) {
 	}
 }
 
-func (d *Daemon) generations() []*generation { return d.generationsLocked() }
-
-// generationsLocked returns the current and retired generations.
-func (d *Daemon) generationsLocked() []*generation {
+// generations returns the current and retired generations.
+func (d *Daemon) generations() []*generation {
 	d.gensMu.Lock()
 	defer d.gensMu.Unlock()
 	gens := append([]*generation(nil), d.retired...)
@@ -627,6 +622,9 @@ func (g *generation) addCounters(st *admin.Status) {
 	}
 }
 
+// reapGrace is how long a retired generation stays after going idle.
+const reapGrace = time.Second
+
 // reapWhenIdle frees a retired HTTP generation when its last client
 // connection has closed, so reloads do not accumulate goroutines and pools.
 func (d *Daemon) reapWhenIdle(g *generation) {
@@ -635,6 +633,20 @@ func (d *Daemon) reapWhenIdle(g *generation) {
 	case <-g.http.Idle():
 	case <-d.stopTrack:
 		return
+	}
+	// The accept loop may have picked this generation's handler just before
+	// the swap and not yet handed it the connection: give such stragglers
+	// a moment, and free the generation only once it has no client left
+	// (freeing it under one reset that connection: seen in the reload test).
+	for {
+		select {
+		case <-time.After(reapGrace):
+		case <-d.stopTrack:
+			return
+		}
+		if g.http.ClientConns() == 0 {
+			break
+		}
 	}
 	g.shutdownNow()
 	d.gensMu.Lock()

@@ -86,7 +86,7 @@ func (d *Daemon) Status() admin.Status {
 		}
 	}
 	sort.Strings(st.Unhealthy)
-	for _, g := range d.generationsLocked() {
+	for _, g := range d.generations() {
 		g.addCounters(&st)
 	}
 	ups, lis := d.streamStats.Snapshot()

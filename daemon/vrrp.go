@@ -6,7 +6,7 @@ import (
 )
 
 // vrrpConfigs maps [[vrrp]] and [vrrp_script.*] to the vrrp package's types.
-func vrrpConfigs(cfg *config.Config) ([]vrrp.Config, error) {
+func vrrpConfigs(cfg *config.Config) []vrrp.Config {
 	out := make([]vrrp.Config, 0, len(cfg.VRRP))
 	for _, v := range cfg.VRRP {
 		c := vrrp.Config{
@@ -50,5 +50,5 @@ func vrrpConfigs(cfg *config.Config) ([]vrrp.Config, error) {
 		}
 		out = append(out, c)
 	}
-	return out, nil
+	return out
 }

@@ -149,7 +149,6 @@ type ListenerStatus struct {
 	Accepted     uint64 // connections accepted since start
 	AcceptErrors uint64
 	LastError    string
-	FailingFor   time.Duration // how long accept has been failing without a success
 }
 
 // Status reports the listener's accept health.
@@ -162,11 +161,7 @@ func (l *Listener) Status() ListenerStatus {
 	if e := l.lastErr.Load(); e != nil {
 		st.LastError = *e
 	}
-	since := l.failingSince.Load()
-	if since != 0 {
-		st.FailingFor = time.Since(time.Unix(0, since))
-	}
-	st.Serving = l.loopRunning.Load() && since == 0
+	st.Serving = l.loopRunning.Load() && l.failingSince.Load() == 0
 	return st
 }
 
