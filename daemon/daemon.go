@@ -488,11 +488,12 @@ func (d *Daemon) resign(ctx context.Context) (resume func()) {
 		case <-ctx.Done():
 		}
 	}
-	// Half an advert interval, at most 50 ms, each: short enough that the
-	// handover still takes no more than Skew_Time plus one advert, and that
-	// the whole hold stays under TCP's first SYN retransmission (1 s) even
-	// with 1 s adverts (Skew_Time is then up to about 0.8 s), so a held
-	// client waits one retransmission, not two (3 s).
+	// Half an advert interval, at most 50 ms, each: long enough for a
+	// handshake already under way to complete here, and short enough that
+	// the whole hold stays well under TCP's first SYN retransmission (1 s)
+	// even with v2's 1 s adverts (Skew_Time is then up to about 0.8 s), so
+	// a held client waits one retransmission, not two (3 s). With v3 the
+	// backup takes over within 10 ms of the resign (HandoverAdvertInterval).
 	moment := min(advert/2, 50*time.Millisecond)
 	held, resume, err := prepareHold(vips).holdNewConnections()
 	if err != nil {

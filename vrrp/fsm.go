@@ -36,7 +36,7 @@ type actionKind int
 
 // The actions, executed by the runner in the order they are returned.
 const (
-	actSendAdvert actionKind = iota // send one advert with action.Priority
+	actSendAdvert actionKind = iota // send one advert with action.Priority (and action.Interval when set)
 	actAddVIPs                      // configure every VIP
 	actRemoveVIPs                   // remove every VIP
 	actRenewVIPs                    // re-add the VIPs to renew their finite lifetime
@@ -50,9 +50,17 @@ const (
 type action struct {
 	Kind     actionKind
 	Priority uint8
+	// Interval overrides the advert's Max Adver Int when non-zero (the
+	// handover's fast adverts).
+	Interval time.Duration
 	From, To State
 	Reason   string
 }
+
+// HandoverAdvertInterval is the Max Adver Int a resigning v3 master
+// announces just before its priority-0 advert: the field's smallest value
+// (one centisecond), so the backup's Skew_Time is at most 10 ms.
+const HandoverAdvertInterval = 10 * time.Millisecond
 
 // fsmConfig is the part of Config the state machine decides with.
 type fsmConfig struct {
@@ -368,7 +376,19 @@ func (f *fsm) resign(now time.Time) []action {
 		f.garpAt, f.refreshAt = time.Time{}, time.Time{}
 		f.advertAt = now.Add(f.cfg.Interval)
 		f.resignAt = now.Add(f.masterDownInterval())
-		return []action{{Kind: actSendAdvert, Priority: 0}}
+		if f.cfg.Version == 2 {
+			return []action{{Kind: actSendAdvert, Priority: 0}}
+		}
+		// A v3 backup takes over Skew_Time after priority 0, and Skew_Time
+		// scales with the Master_Adver_Interval it learned from our last
+		// advert (RFC 5798 6.4.2). One advert at our priority carrying the
+		// shortest interval first shrinks that wait from up to one interval
+		// to at most 10 ms; were the priority-0 advert lost, the backup
+		// would still take over after its new, short Master_Down_Interval.
+		return []action{
+			{Kind: actSendAdvert, Priority: f.effectivePriority(), Interval: HandoverAdvertInterval},
+			{Kind: actSendAdvert, Priority: 0, Interval: HandoverAdvertInterval},
+		}
 	case StateInit:
 		return []action{{Kind: actResigned}}
 	}

@@ -350,8 +350,13 @@ func TestResign(t *testing.T) {
 		m := newMachine(t, nil)
 		m.becomeMaster()
 		acts := m.f.resign(m.now)
-		if !slices.Equal(sent(acts), []uint8{0}) || has(acts, actRemoveVIPs) {
+		if !slices.Equal(sent(acts), []uint8{100, 0}) || has(acts, actRemoveVIPs) {
 			t.Fatalf("resign %v", acts)
+		}
+		for _, a := range acts {
+			if a.Interval != HandoverAdvertInterval {
+				t.Fatalf("resign advert interval %v, want %v", a.Interval, HandoverAdvertInterval)
+			}
 		}
 		acts = m.advance(time.Second)
 		if !slices.Equal(sent(acts), []uint8{0}) {
@@ -365,6 +370,37 @@ func TestResign(t *testing.T) {
 		if acts := m.advance(time.Minute); len(acts) != 0 {
 			t.Fatalf("resigned instance acts: %v", acts)
 		}
+	})
+	t.Run("v2 cannot shorten the interval: priority 0 alone", func(t *testing.T) {
+		m := newMachine(t, func(c *fsmConfig) { c.Version = 2 })
+		m.becomeMaster()
+		acts := m.f.resign(m.now)
+		if !slices.Equal(sent(acts), []uint8{0}) || acts[0].Interval != 0 {
+			t.Fatalf("v2 resign %v", acts)
+		}
+	})
+	t.Run("a v3 backup hearing the resign takes over within 10 ms", func(t *testing.T) {
+		master := newMachine(t, nil)
+		master.becomeMaster()
+		backup := newMachine(t, func(c *fsmConfig) { c.Priority = 1 })
+		backup.f.start(backup.now)
+		backup.f.advert(backup.now, ourAddr, 100, time.Second)
+		for _, a := range master.f.resign(master.now) {
+			backup.f.advert(backup.now, ourAddr, a.Priority, a.Interval)
+		}
+		// Skew_Time at priority 1 and a 1 s interval would be 996 ms.
+		backup.advance(HandoverAdvertInterval - time.Microsecond)
+		backup.wantState(StateMaster)
+	})
+	t.Run("a v3 backup that misses the priority-0 advert still takes over early", func(t *testing.T) {
+		master := newMachine(t, nil)
+		master.becomeMaster()
+		backup := newMachine(t, func(c *fsmConfig) { c.Priority = 1 })
+		backup.f.start(backup.now)
+		a := master.f.resign(master.now)[0]
+		backup.f.advert(backup.now, ourAddr, a.Priority, a.Interval)
+		backup.advance(4 * HandoverAdvertInterval)
+		backup.wantState(StateMaster)
 	})
 	t.Run("gives up after Master_Down_Interval", func(t *testing.T) {
 		m := newMachine(t, nil)

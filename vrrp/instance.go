@@ -338,7 +338,7 @@ func (in *instance) exec(acts []action) {
 	for _, a := range acts {
 		switch a.Kind {
 		case actSendAdvert:
-			in.sendAdvert(a.Priority)
+			in.sendAdvert(a.Priority, a.Interval)
 		case actAddVIPs, actRenewVIPs:
 			in.addVIPs()
 		case actRemoveVIPs:
@@ -358,11 +358,15 @@ func (in *instance) exec(acts []action) {
 	}
 }
 
-func (in *instance) sendAdvert(prio uint8) {
+// sendAdvert sends one advert; interval 0 means the configured advert_int.
+func (in *instance) sendAdvert(prio uint8, interval time.Duration) {
 	if in.sockGen == 0 {
 		return
 	}
-	p := Packet{Version: in.cfg.Version, VRID: in.cfg.VRID, Priority: prio, Interval: in.cfg.AdvertInterval,
+	if interval == 0 {
+		interval = in.cfg.AdvertInterval
+	}
+	p := Packet{Version: in.cfg.Version, VRID: in.cfg.VRID, Priority: prio, Interval: interval,
 		AuthType: in.policy.AuthType, AuthData: in.policy.AuthData, Addrs: in.cfg.vipAddrs()}
 	dsts := in.cfg.UnicastPeers
 	if len(dsts) == 0 {

@@ -130,6 +130,29 @@ func TestLabKeepalivedInterop(t *testing.T) {
 	}
 }
 
+// TestLabKeepalivedFollowsHandover: a keepalived v3 backup learns the
+// handover's 10 ms Max Adver Int from vipgate's last advert, so a SIGTERM
+// of the vipgate master hands the VIP over within milliseconds rather
+// than the Skew_Time of the configured 1 s interval (609 ms at 100).
+func TestLabKeepalivedFollowsHandover(t *testing.T) {
+	ic := interopCase{name: "v3 1s", version: 3, interval: time.Second}
+	lab := netlab.New(t, netlab.Options{Hosts: 2})
+	vg, ka := lab.Hosts[0], lab.Hosts[1]
+	ng := startNode(t, vg, ic.vipgate(200, ka.Addr4.Addr()))
+	startKeepalived(t, ka, ic, 100, ka.Addr4.Addr(), vg.Addr4.Addr())
+	waitSoleHolder(t, lab.Hosts, vip4, vg, 2*masterDown(ic.interval, 100)+settle, 2*ic.interval)
+	if err := ng.proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	took := waitFor(t, settle, "keepalived takes over", func() bool { return ka.HasAddr(vip4) })
+	limit := skew(vrrp.HandoverAdvertInterval, 100) + slack
+	t.Logf("keepalived holds the VIP %v after the SIGTERM (limit %v; at the configured interval Skew_Time alone is %v)",
+		took, limit, skew(ic.interval, 100))
+	if took > limit {
+		t.Errorf("keepalived took over after %v, want at most %v", took, limit)
+	}
+}
+
 // TestLabTsharkDecodesAdverts checks vipgate's adverts with Wireshark's
 // VRRP dissector: version, VRID, priority, addresses, and a checksum it
 // calls correct.
