@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -177,4 +179,69 @@ func TestStatusReportsStoppedAcceptLoop(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("a listener whose socket is gone still reports serving")
+}
+
+// setupAnswer is a SetupHandler that writes name, closes, and records
+// which goroutine served it.
+type setupAnswer struct {
+	name string
+	mu   sync.Mutex
+	gids map[string]int
+}
+
+func (h *setupAnswer) SetupOnly() {}
+
+func (h *setupAnswer) ServeConn(c net.Conn) {
+	buf := make([]byte, 64)
+	gid := strings.Fields(string(buf[:runtime.Stack(buf, false)]))[1]
+	h.mu.Lock()
+	h.gids[gid]++
+	h.mu.Unlock()
+	_, _ = io.WriteString(c, h.name)
+	_ = c.Close()
+}
+
+// A SetupHandler's connections run on warm goroutines: one after another
+// they reuse the same goroutine, a reload's new handler is what serves the
+// next one, and closing the listeners ends every warm goroutine.
+func TestSetupHandlersRunOnWarmGoroutines(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ls := NewListeners(zap.NewNop())
+	defer ls.Close()
+	a := freeAddr(t)
+	h1 := &setupAnswer{name: "gen1", gids: map[string]int{}}
+	if err := ls.Apply(map[string]Handler{a: h1}); err != nil {
+		t.Fatal(err)
+	}
+	const conns = 20
+	for range conns {
+		if got := dialRead(t, a); got != "gen1" {
+			t.Fatalf("got %q", got)
+		}
+	}
+	// dialRead reads to EOF, so a goroutine is idle again before the next
+	// dial; a little slack for the step from Close back to the wait.
+	if len(h1.gids) > 3 {
+		t.Errorf("%d sequential connections ran on %d goroutines, want them to reuse a warm one", conns, len(h1.gids))
+	}
+	h2 := &setupAnswer{name: "gen2", gids: map[string]int{}}
+	if err := ls.Apply(map[string]Handler{a: h2}); err != nil {
+		t.Fatal(err)
+	}
+	if got := dialRead(t, a); got != "gen2" {
+		t.Fatalf("after a reload a warm goroutine served %q, want gen2", got)
+	}
+	ls.Close()
+	// The idle warm goroutines end with their listener, well before warmIdle.
+	deadline := time.Now().Add(warmIdle / 5)
+	for {
+		buf := make([]byte, 1<<20)
+		if !strings.Contains(string(buf[:runtime.Stack(buf, true)]), "warmLoop") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a warm goroutine outlived its closed listener by %v", warmIdle/5)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
