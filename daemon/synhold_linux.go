@@ -47,14 +47,14 @@ func prepareHold(vips []netip.Addr) *connectionHold {
 		}
 	}
 	if len(v4) > 250 {
-		v4 = v4[:250] // jump offsets are 8 bits
+		v4 = v4[:250] // jump offsets are 8 bits (the longest skips n + 4)
 	}
-	dropAll, err := assemble([]bpf.Instruction{bpf.RetConstant{Val: 0}})
+	dropAll, err := assemble(dropSYNs(nil))
 	if err != nil {
 		h.err = err
 		return h
 	}
-	dropV4, err := assemble(dropIPv4To(v4))
+	dropV4, err := assemble(dropSYNs(v4))
 	if err != nil {
 		h.err = err
 		return h
@@ -89,10 +89,10 @@ func prepareHold(vips []netip.Addr) *connectionHold {
 // moved, so the connection is made with the new master instead of being
 // refused (a closed listener) or reset (a handshake completed here whose
 // request the client sends after the new master's gratuitous ARP, which
-// then reaches a node that does not know the connection). Listeners bound
-// to a VIP get a filter that drops everything; wildcard listeners one that
-// drops IPv4 packets addressed to an IPv4 VIP (IPv6 VIPs on wildcard
-// listeners are not held). It fails for MPTCP listeners, which take no
+// then reaches a node that does not know the connection). Handshakes
+// already under way complete (only SYNs are dropped). Listeners bound to a
+// VIP drop every SYN; wildcard listeners IPv4 SYNs addressed to an IPv4
+// VIP (IPv6 VIPs on wildcard listeners are not held). It fails for MPTCP listeners, which take no
 // socket filter. resume removes the filters again (handover).
 func (h *connectionHold) holdNewConnections() (held int, resume func(), err error) {
 	if h.err != nil {
@@ -148,16 +148,33 @@ func listeningTCP(fd int) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// dropIPv4To is a filter dropping IPv4 packets whose destination is one of
-// dsts and accepting everything else.
-func dropIPv4To(dsts []uint32) []bpf.Instruction {
+// dropSYNs is a listener filter dropping connection requests (SYN without
+// ACK) and accepting everything else, so that a handshake already under
+// way when the hold starts still completes (its ACK and first data pass
+// the listener's filter too) and is served here. With dsts (wildcard
+// listeners) only IPv4 SYNs to one of dsts are dropped; without, every
+// SYN. A listener's filter sees the packet from its TCP header on;
+// skfNetOff reaches the IP header.
+func dropSYNs(dsts []uint32) []bpf.Instruction {
+	const tcpFlags, syn, synAck = 13, 0x02, 0x12
 	n := len(dsts)
 	prog := []bpf.Instruction{
+		bpf.LoadAbsolute{Off: tcpFlags, Size: 1},
+		bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: synAck},
+	}
+	if n == 0 {
+		return append(prog,
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: syn, SkipFalse: 1},
+			bpf.RetConstant{Val: 0},
+			bpf.RetConstant{Val: 0xffffffff})
+	}
+	prog = append(prog,
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: syn, SkipFalse: uint8(n + 4)},
 		bpf.LoadAbsolute{Off: skfNetOff, Size: 1},
 		bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4},
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 4, SkipFalse: uint8(n + 1)},
 		bpf.LoadAbsolute{Off: skfNetOff + 16, Size: 4},
-	}
+	)
 	for i, d := range dsts {
 		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: d, SkipTrue: uint8(n - i)})
 	}

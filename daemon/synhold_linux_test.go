@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 
@@ -81,6 +83,69 @@ func TestHoldNewConnections(t *testing.T) {
 		t.Fatalf("dial after resume: %v", err)
 	}
 	c.Close()
+}
+
+// A handshake under way when the hold starts completes and is served: only
+// SYNs are dropped, not the client's ACK and first data. TCP_DEFER_ACCEPT
+// keeps the connection a request (half-open, in the listener's care)
+// until the client's data arrives, which is then after the hold started.
+func TestHoldLetsHandshakesUnderWayComplete(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:0", "0.0.0.0:0"} {
+		t.Run(addr, func(t *testing.T) {
+			lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				err := rc.Control(func(fd uintptr) {
+					serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, 5)
+				})
+				return errors.Join(err, serr)
+			}}
+			lc.SetMultipathTCP(false)
+			ln, err := lc.Listen(context.Background(), "tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go func() {
+						defer c.Close()
+						buf := make([]byte, 1)
+						if _, err := c.Read(buf); err == nil {
+							c.Write(buf)
+						}
+					}()
+				}
+			}()
+			port := ln.Addr().(*net.TCPAddr).Port
+			target := fmt.Sprintf("127.0.0.1:%d", port)
+			underWay, err := net.Dial("tcp", target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer underWay.Close()
+
+			_, resume, err := prepareHold([]netip.Addr{netip.MustParseAddr("127.0.0.1")}).holdNewConnections()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resume()
+			if c, err := net.DialTimeout("tcp", target, 300*time.Millisecond); err == nil {
+				c.Close()
+				t.Fatal("a new connection was not held")
+			}
+			_ = underWay.SetDeadline(time.Now().Add(2 * time.Second))
+			if _, err := underWay.Write([]byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := underWay.Read(make([]byte, 1)); err != nil {
+				t.Fatalf("a handshake under way when the hold started was not served: %v", err)
+			}
+		})
+	}
 }
 
 // On a wildcard listener only connections to a VIP are held.
