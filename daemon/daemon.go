@@ -442,9 +442,11 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 // resign hands the VIPs over without failing a client: if this node is a
 // MASTER it first holds new connections to its VIPs (their SYNs are
 // dropped, so clients retry about a second later and reach the new
-// master), gives the requests in flight a moment to finish, then
-// advertises priority 0, keeping the VIPs until the new master is heard,
-// and keeps the listeners open a moment longer.
+// master), lets the connections already on their way in arrive and the
+// requests in flight finish, then advertises priority 0, keeping the VIPs
+// until the new master is heard, and keeps the listeners open a moment
+// longer. With VRRP v3 the new master is heard within about 10 ms, so the
+// hold lasts little more than the requests in flight.
 //
 // Holding new connections before resigning costs clients that connect
 // during the switchover about a second (TCP's SYN retransmission), but it
@@ -488,7 +490,7 @@ func (d *Daemon) resign(ctx context.Context) (resume func()) {
 		case <-ctx.Done():
 		}
 	}
-	// Half an advert interval, at most 50 ms, each: long enough for a
+	// Half an advert interval, at most 50 ms, each: the longest wait for a
 	// handshake already under way to complete here, and short enough that
 	// the whole hold stays well under TCP's first SYN retransmission (1 s)
 	// even with v2's 1 s adverts (Skew_Time is then up to about 0.8 s), so
@@ -501,11 +503,31 @@ func (d *Daemon) resign(ctx context.Context) (resume func()) {
 	} else {
 		d.log.Debug("new connections to the VIPs held while they move", zap.Int("listeners", held))
 	}
-	wait(moment)
+	d.waitArriving(ctx, vips, moment)
 	d.waitClientsGone(ctx, drainWaitMax)
 	d.vrrp.Resign(ctx)
 	wait(moment)
 	return resume
+}
+
+// waitArriving waits, at most max, until no connection to vips is on its
+// way to the proxies (a handshake under way or one not yet accepted):
+// those must be served here before the VIPs move. Usually that is a
+// client round trip, far less than max.
+func (d *Daemon) waitArriving(ctx context.Context, vips []netip.Addr, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		n, err := connectionsArriving(vips)
+		if err != nil {
+			d.log.Warn("cannot see connections arriving: waiting the whole moment", zap.Duration("moment", max), zap.Error(err))
+			time.Sleep(time.Until(deadline))
+			return
+		}
+		if n == 0 {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // Quit stops at once (SIGQUIT): no drain, VIPs removed, connections closed.
