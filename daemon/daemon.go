@@ -418,11 +418,12 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 			g.http.Drain()
 		}
 	}
-	d.resign(ctx)
+	_, endForwarding := d.resign(ctx)
 	for _, g := range gens {
 		g.closeLongLived()
 	}
 	d.listeners.Close()
+	endForwarding()
 	var wg sync.WaitGroup
 	for _, g := range gens {
 		wg.Add(1)
@@ -459,8 +460,12 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 // started only once the new master was heard). The listeners stay open
 // after the new master is heard because its first advert comes just before
 // its gratuitous ARP: closing them at once would refuse clients that have
-// not switched yet. The returned resume undoes the hold (handover).
-func (d *Daemon) resign(ctx context.Context) (resume func()) {
+// not switched yet. The connection requests held meanwhile are handed to
+// the new master as soon as its gratuitous ARP is seen (synForwarder), so
+// their clients connect there at once instead of a second later. The
+// returned resume undoes the hold (handover); endForwarding stops the
+// handing on (it ends by itself shortly after the new master is known).
+func (d *Daemon) resign(ctx context.Context) (resume, endForwarding func()) {
 	var advert time.Duration
 	var vips []netip.Addr
 	for _, st := range d.vrrp.Status() {
@@ -480,7 +485,7 @@ func (d *Daemon) resign(ctx context.Context) (resume func()) {
 	}
 	if advert == 0 { // not a MASTER: nothing to hand over
 		d.vrrp.Resign(ctx)
-		return func() {}
+		return func() {}, func() {}
 	}
 	wait := func(d time.Duration) {
 		t := time.NewTimer(d)
@@ -503,11 +508,20 @@ func (d *Daemon) resign(ctx context.Context) (resume func()) {
 	} else {
 		d.log.Debug("new connections to the VIPs held while they move", zap.Int("listeners", held))
 	}
+	fwd, err := startSYNForwarder(vips, d.log)
+	if err != nil {
+		d.log.Warn("cannot hand held connection requests to the new master: their clients retry in about a second", zap.Error(err))
+	}
+	endForwarding = func() {
+		if n := fwd.Stop(); n > 0 {
+			d.log.Info("held connection requests handed to the new master", zap.Int("syns", n))
+		}
+	}
 	d.waitArriving(ctx, vips, moment)
 	d.waitClientsGone(ctx, drainWaitMax)
 	d.vrrp.Resign(ctx)
 	wait(moment)
-	return resume
+	return resume, endForwarding
 }
 
 // waitArriving waits, at most max, until no connection to vips is on its
@@ -581,7 +595,8 @@ func (d *Daemon) Handover() error {
 	cfg := d.current.Load().cfg
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Global.ShutdownTimeout.Duration)
 	defer cancel()
-	resume := d.resign(ctx)
+	resume, endForwarding := d.resign(ctx)
+	defer endForwarding()
 	// Closed while the VIPs are still here, so the FIN reaches the
 	// clients (see Stop).
 	for _, g := range gens {
