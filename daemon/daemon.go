@@ -502,15 +502,16 @@ func (d *Daemon) resign(ctx context.Context) (resume, endForwarding func()) {
 	// a held client waits one retransmission, not two (3 s). With v3 the
 	// backup takes over within 10 ms of the resign (HandoverAdvertInterval).
 	moment := min(advert/2, 50*time.Millisecond)
+	var fwd *synForwarder
 	held, resume, err := prepareHold(vips).holdNewConnections()
 	if err != nil {
+		// Not held everywhere: a SYN handed on could be answered here too.
 		d.log.Warn("cannot hold new connections to the VIPs while they move: a client connecting now may be reset", zap.Error(err))
 	} else {
 		d.log.Debug("new connections to the VIPs held while they move", zap.Int("listeners", held))
-	}
-	fwd, err := startSYNForwarder(vips, d.log)
-	if err != nil {
-		d.log.Warn("cannot hand held connection requests to the new master: their clients retry in about a second", zap.Error(err))
+		if fwd, err = startSYNForwarder(vips, d.log); err != nil {
+			d.log.Warn("cannot hand held connection requests to the new master: their clients retry in about a second", zap.Error(err))
+		}
 	}
 	endForwarding = func() {
 		if n := fwd.Stop(); n > 0 {

@@ -1,11 +1,8 @@
 package daemon
 
 import (
-	"context"
-	"errors"
 	"net"
 	"net/netip"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,18 +15,7 @@ import (
 func TestConnectionsArriving(t *testing.T) {
 	vip := netip.MustParseAddr("127.0.0.1")
 	other := netip.MustParseAddr("127.0.0.9")
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, 5)
-		})
-		return errors.Join(err, serr)
-	}}
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := listenDeferAccept(t, "127.0.0.1:0")
 	count := func(vips ...netip.Addr) int {
 		t.Helper()
 		n, err := connectionsArriving(vips)

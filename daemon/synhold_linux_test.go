@@ -92,19 +92,7 @@ func TestHoldNewConnections(t *testing.T) {
 func TestHoldLetsHandshakesUnderWayComplete(t *testing.T) {
 	for _, addr := range []string{"127.0.0.1:0", "0.0.0.0:0"} {
 		t.Run(addr, func(t *testing.T) {
-			lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-				var serr error
-				err := rc.Control(func(fd uintptr) {
-					serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, 5)
-				})
-				return errors.Join(err, serr)
-			}}
-			lc.SetMultipathTCP(false)
-			ln, err := lc.Listen(context.Background(), "tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
+			ln := listenDeferAccept(t, addr)
 			go func() {
 				for {
 					c, err := ln.Accept()
@@ -146,6 +134,28 @@ func TestHoldLetsHandshakesUnderWayComplete(t *testing.T) {
 			}
 		})
 	}
+}
+
+// listenDeferAccept listens on addr (plain TCP, which takes socket
+// filters) with TCP_DEFER_ACCEPT, so a connection stays a half-open
+// request in the listener's care until the client sends. Closed by
+// t.Cleanup.
+func listenDeferAccept(t *testing.T, addr string) net.Listener {
+	t.Helper()
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, 5)
+		})
+		return errors.Join(err, serr)
+	}}
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
 }
 
 // On a wildcard listener only connections to a VIP are held.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -30,8 +29,9 @@ type synForwarder struct {
 	stop chan struct{}
 	done chan struct{}
 
-	mu        sync.Mutex
+	// Owned by run; read by Stop once run has ended.
 	forwarded int
+	ownMAC    map[int]net.HardwareAddr // by interface index
 }
 
 // heldSYN is one captured frame and the interface it came in on.
@@ -82,7 +82,7 @@ func startSYNForwarder(vips []netip.Addr, log *zap.Logger) (*synForwarder, error
 			break
 		}
 	}
-	f := &synForwarder{fd: fd, log: log, stop: make(chan struct{}), done: make(chan struct{})}
+	f := &synForwarder{fd: fd, log: log, stop: make(chan struct{}), done: make(chan struct{}), ownMAC: map[int]net.HardwareAddr{}}
 	go f.run()
 	return f, nil
 }
@@ -94,9 +94,19 @@ func (f *synForwarder) Stop() int {
 	}
 	close(f.stop)
 	<-f.done
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	return f.forwarded
+}
+
+// interfaceMAC is the address of interface ifindex, looked up once.
+func (f *synForwarder) interfaceMAC(ifindex int) net.HardwareAddr {
+	mac, ok := f.ownMAC[ifindex]
+	if !ok {
+		if ifi, err := net.InterfaceByIndex(ifindex); err == nil && len(ifi.HardwareAddr) == 6 {
+			mac = ifi.HardwareAddr
+		}
+		f.ownMAC[ifindex] = mac
+	}
+	return mac
 }
 
 func (f *synForwarder) run() {
@@ -136,7 +146,7 @@ func (f *synForwarder) run() {
 					continue
 				}
 				mac := net.HardwareAddr(append([]byte(nil), frame[22:28]...))
-				if own, err := net.InterfaceByIndex(ll.Ifindex); err == nil && string(own.HardwareAddr) == string(mac) {
+				if string(f.interfaceMAC(ll.Ifindex)) == string(mac) {
 					continue
 				}
 				if _, known := newMaster[ll.Ifindex]; !known {
@@ -167,12 +177,12 @@ func (f *synForwarder) run() {
 
 // send puts frame on the wire again, from this node to mac.
 func (f *synForwarder) send(frame []byte, ifindex int, mac net.HardwareAddr) {
-	ifi, err := net.InterfaceByIndex(ifindex)
-	if err != nil || len(ifi.HardwareAddr) != 6 {
+	own := f.interfaceMAC(ifindex)
+	if own == nil {
 		return
 	}
 	copy(frame[0:6], mac)
-	copy(frame[6:12], ifi.HardwareAddr)
+	copy(frame[6:12], own)
 	if !fixTCPChecksum(frame) {
 		return
 	}
@@ -183,9 +193,7 @@ func (f *synForwarder) send(frame []byte, ifindex int, mac net.HardwareAddr) {
 		f.log.Debug("forward held SYN", zap.Error(err))
 		return
 	}
-	f.mu.Lock()
 	f.forwarded++
-	f.mu.Unlock()
 }
 
 // synOrVIPARP accepts, of the frames not sent by this node, IPv4 TCP SYNs
