@@ -21,28 +21,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Handler serves one accepted client connection on its own goroutine; it
-// owns c and must close it.
+// Handler serves one accepted client connection; it owns c and must close
+// it. The accept loop runs ServeConn on a warm goroutine, one that served a
+// connection before and is waiting for the next, or on a new one that then
+// stays warm: serving a connection (connecting upstream, the HTTP request
+// path) grows a fresh goroutine's 2 KiB stack two or three times, copying
+// it each time, which was 3-5% of the CPU a short connection costs.
 type Handler interface {
 	ServeConn(c net.Conn)
-}
-
-// SetupHandler is a Handler whose ServeConn only sets the connection up
-// and returns, leaving the long waits to goroutines of its own (the stream
-// proxy). The accept loop runs it on a warm goroutine, one that served a
-// connection before, instead of a fresh one: setting up means connecting
-// upstream, whose call chain grows a fresh goroutine's 2 KiB stack twice,
-// copying it each time, which was about 5% of the CPU a short stream costs.
-type SetupHandler interface {
-	Handler
-	SetupOnly()
 }
 
 // warmIdle is how long a warm goroutine waits for the next connection
 // before it ends.
 const warmIdle = time.Second
 
-type setupWork struct {
+type connWork struct {
 	h Handler
 	c net.Conn
 }
@@ -91,7 +84,7 @@ func (ls *Listeners) Apply(handlers map[string]Handler) error {
 			return err
 		}
 		opened[addr] = &Listener{addr: addr, ln: l, log: ls.log.With(zap.String("listen", addr)), done: make(chan struct{}),
-			warm: make(chan setupWork), stopWarm: make(chan struct{})}
+			warm: make(chan connWork), stopWarm: make(chan struct{})}
 	}
 	for addr, l := range ls.byAddr {
 		if _, keep := handlers[addr]; !keep {
@@ -153,9 +146,9 @@ type Listener struct {
 	log     *zap.Logger
 	handler atomic.Pointer[Handler]
 	done    chan struct{}
-	// warm hands connections of a SetupHandler to an idle warm goroutine;
-	// stopWarm (closed with the listener) ends the idle ones.
-	warm     chan setupWork
+	// warm hands connections to an idle warm goroutine; stopWarm (closed
+	// with the listener) ends the idle ones.
+	warm     chan connWork
 	stopWarm chan struct{}
 
 	accepted      atomic.Uint64
@@ -207,21 +200,21 @@ func (l *Listener) close() {
 // that stays warm for the next connection.
 func (l *Listener) serveWarm(h Handler, c net.Conn) {
 	select {
-	case l.warm <- setupWork{h, c}:
+	case l.warm <- connWork{h, c}:
 	default:
-		go l.warmLoop(setupWork{h, c})
+		go l.warmLoop(connWork{h, c})
 	}
 }
 
-// warmLoop serves setup work until none comes for warmIdle or the listener
+// warmLoop serves connections until none comes for warmIdle or the listener
 // closes. A goroutine busy in ServeConn when the listener closes ends when
 // that returns; the handler bounds it (connect timeout, session abort).
-func (l *Listener) warmLoop(w setupWork) {
+func (l *Listener) warmLoop(w connWork) {
 	idle := time.NewTimer(warmIdle)
 	defer idle.Stop()
 	for {
 		w.h.ServeConn(w.c)
-		w = setupWork{}
+		w = connWork{}
 		idle.Reset(warmIdle)
 		select {
 		case w = <-l.warm:
@@ -266,12 +259,7 @@ func (l *Listener) acceptLoop() {
 		backoff = 5 * time.Millisecond
 		l.failingSince.Store(0)
 		l.accepted.Add(1)
-		h := *l.handler.Load()
-		if _, ok := h.(SetupHandler); ok {
-			l.serveWarm(h, c)
-			continue
-		}
-		go h.ServeConn(c)
+		l.serveWarm(*l.handler.Load(), c)
 	}
 }
 

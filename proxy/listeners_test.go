@@ -181,15 +181,13 @@ func TestStatusReportsStoppedAcceptLoop(t *testing.T) {
 	t.Fatalf("a listener whose socket is gone still reports serving")
 }
 
-// setupAnswer is a SetupHandler that writes name, closes, and records
+// setupAnswer is a Handler that writes name, closes, and records
 // which goroutine served it.
 type setupAnswer struct {
 	name string
 	mu   sync.Mutex
 	gids map[string]int
 }
-
-func (h *setupAnswer) SetupOnly() {}
 
 func (h *setupAnswer) ServeConn(c net.Conn) {
 	buf := make([]byte, 64)
@@ -201,10 +199,10 @@ func (h *setupAnswer) ServeConn(c net.Conn) {
 	_ = c.Close()
 }
 
-// A SetupHandler's connections run on warm goroutines: one after another
+// Connections run on warm goroutines: one after another
 // they reuse the same goroutine, a reload's new handler is what serves the
 // next one, and closing the listeners ends every warm goroutine.
-func TestSetupHandlersRunOnWarmGoroutines(t *testing.T) {
+func TestConnectionsRunOnWarmGoroutines(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	ls := NewListeners(zap.NewNop())
 	defer ls.Close()

@@ -58,10 +58,6 @@ type session struct {
 	fromClient, toClient  atomic.Int64
 }
 
-// SetupOnly marks route as a proxy.SetupHandler: ServeConn returns once
-// the stream runs.
-func (r *route) SetupOnly() {}
-
 // ServeConn serves one accepted client connection; it owns c. It returns
 // once the stream is set up: the two directions then run on goroutines of
 // their own, fresh and with small stacks, which is what an idle stream
