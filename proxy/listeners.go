@@ -76,7 +76,7 @@ func (ls *Listeners) Apply(handlers map[string]Handler) error {
 		if _, ok := ls.byAddr[addr]; ok {
 			continue
 		}
-		l, err := listen(addr)
+		l, err := Listen(addr)
 		if err != nil {
 			for _, o := range opened {
 				_ = o.ln.Close()
@@ -263,15 +263,22 @@ func (l *Listener) acceptLoop() {
 	}
 }
 
-// listen binds addr with SO_REUSEADDR and IP_FREEBIND / IPV6_FREEBIND.
-func listen(addr string) (net.Listener, error) {
+// Listen binds addr with SO_REUSEADDR and IP_FREEBIND / IPV6_FREEBIND:
+// the listening socket of every proxy listener (tests use it to listen as
+// the daemon does).
+func Listen(addr string) (net.Listener, error) {
 	// KeepAlive -1: accepted sockets get no Go keep-alive timers (four
-	// setsockopt calls per accept); the proxies set SO_KEEPALIVE themselves
-	// where the config asks for it, with the system's timers as nginx does.
+	// setsockopt calls per accept). Instead the listening socket has
+	// SO_KEEPALIVE, which every accepted socket inherits from it at no cost:
+	// keep-alive with the system's timers, as nginx's so_keepalive=on. A
+	// stream with so_keepalive = false turns it off on its connections.
 	lc := net.ListenConfig{KeepAlive: -1, Control: func(network, address string, rc syscall.RawConn) error {
 		var serr error
 		err := rc.Control(func(fd uintptr) {
 			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
+				return
+			}
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1); serr != nil {
 				return
 			}
 			if network == "tcp6" {

@@ -71,8 +71,14 @@ func (d *direction) run() {
 		err = d.copyLoop()
 	}
 	if err == nil {
-		// src ended cleanly: pass the half-close on.
+		// src ended cleanly: pass the half-close on, unless the other
+		// direction has finished too: then the teardown right after this
+		// closes dst, which sends the same FIN (everything dst sent was
+		// read), and a shutdown call would only cost a system call.
 		d.eofAt = time.Since(d.ss.start)
+		if d.ss.running.Load() == 1 {
+			return
+		}
 		if cw, ok := d.dst.(interface{ CloseWrite() error }); ok {
 			_ = cw.CloseWrite()
 		} else {

@@ -20,6 +20,7 @@ import (
 	"github.com/vipgate/vipgate/balancer"
 	"github.com/vipgate/vipgate/config"
 	"github.com/vipgate/vipgate/internal/accesslog"
+	"github.com/vipgate/vipgate/proxy"
 )
 
 func TestMain(m *testing.M) {
@@ -73,7 +74,7 @@ type proxyHarness struct {
 // the config that conf renders for that listen address.
 func newProxy(t *testing.T, host string, conf func(listen string) string) *proxyHarness {
 	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	ln, err := proxy.Listen(net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}

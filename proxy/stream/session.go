@@ -347,16 +347,14 @@ func addrPort(a net.Addr) netip.AddrPort {
 
 // setSocketOptions applies so_keepalive and tcp_nodelay to the client's
 // socket with as few system calls as possible (a short connection's budget
-// is a few dozen): SO_KEEPALIVE alone, keeping whatever timers the listener
-// set, and TCP_NODELAY only when turned off (Go sets it on every socket).
+// is a few dozen): accepted sockets inherit SO_KEEPALIVE from the listening
+// socket (proxy.Listeners sets it) and Go sets TCP_NODELAY on every socket,
+// so only "off" needs a call.
 func setSocketOptions(c *net.TCPConn, keepalive, nodelay bool) {
-	if keepalive {
-		_ = c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1})
-	} else {
+	if !keepalive {
 		_ = c.SetKeepAlive(false)
 	}
 	if !nodelay {
-		// Go turns TCP_NODELAY on for every TCP socket; only "off" needs a call.
 		_ = c.SetNoDelay(false)
 	}
 }
