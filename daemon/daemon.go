@@ -461,7 +461,7 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 // after the new master is heard because its first advert comes just before
 // its gratuitous ARP: closing them at once would refuse clients that have
 // not switched yet. The connection requests held meanwhile are handed to
-// the new master as soon as its gratuitous ARP is seen (synForwarder), so
+// the new master as soon as it announces the VIPs (synForwarder), so
 // their clients connect there at once instead of a second later. The
 // returned resume undoes the hold (handover); endForwarding stops the
 // handing on (it ends by itself shortly after the new master is known).

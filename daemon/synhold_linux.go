@@ -36,25 +36,16 @@ func prepareHold(vips []netip.Addr) *connectionHold {
 		h.err = fmt.Errorf("hold new connections: %w", err)
 		return h
 	}
-	var v4 []uint32
 	isVIP := map[netip.Addr]bool{}
 	for _, a := range vips {
-		a = a.Unmap()
-		isVIP[a] = true
-		if a.Is4() {
-			b := a.As4()
-			v4 = append(v4, uint32(b[0])<<24|uint32(b[1])<<16|uint32(b[2])<<8|uint32(b[3]))
-		}
+		isVIP[a.Unmap()] = true
 	}
-	if len(v4) > 250 {
-		v4 = v4[:250] // jump offsets are 8 bits (the longest skips n + 4)
-	}
-	dropAll, err := assemble(dropSYNs(nil))
+	dropAll, err := dropSYNs(nil)
 	if err != nil {
 		h.err = err
 		return h
 	}
-	dropV4, err := assemble(dropSYNs(v4))
+	dropToVIPs, err := dropSYNs(vips)
 	if err != nil {
 		h.err = err
 		return h
@@ -71,8 +62,8 @@ func prepareHold(vips []netip.Addr) *connectionHold {
 		switch {
 		case isVIP[local]:
 			h.progs = append(h.progs, dropAll)
-		case local.IsUnspecified() && len(v4) > 0:
-			h.progs = append(h.progs, dropV4)
+		case local.IsUnspecified():
+			h.progs = append(h.progs, dropToVIPs)
 		default:
 			continue
 		}
@@ -91,9 +82,9 @@ func prepareHold(vips []netip.Addr) *connectionHold {
 // request the client sends after the new master's gratuitous ARP, which
 // then reaches a node that does not know the connection). Handshakes
 // already under way complete (only SYNs are dropped). Listeners bound to a
-// VIP drop every SYN; wildcard listeners IPv4 SYNs addressed to an IPv4
-// VIP (IPv6 VIPs on wildcard listeners are not held). It fails for MPTCP listeners, which take no
-// socket filter. resume removes the filters again (handover).
+// VIP drop every SYN; wildcard listeners the SYNs addressed to a VIP (IPv4
+// or IPv6; an IPv6 SYN with extension headers before TCP is not held). It
+// fails for MPTCP listeners, which take no socket filter. resume removes the filters again (handover).
 func (h *connectionHold) holdNewConnections() (held int, resume func(), err error) {
 	if h.err != nil {
 		return 0, func() {}, h.err
@@ -151,44 +142,38 @@ func listeningTCP(fd int) (netip.Addr, bool) {
 // dropSYNs is a listener filter dropping connection requests (SYN without
 // ACK) and accepting everything else, so that a handshake already under
 // way when the hold starts still completes (its ACK and first data pass
-// the listener's filter too) and is served here. With dsts (wildcard
-// listeners) only IPv4 SYNs to one of dsts are dropped; without, every
-// SYN. A listener's filter sees the packet from its TCP header on;
-// skfNetOff reaches the IP header.
-func dropSYNs(dsts []uint32) []bpf.Instruction {
+// the listener's filter too) and is served here. With vips (wildcard
+// listeners) only SYNs to one of vips are dropped; without, every SYN. A
+// listener's filter sees the packet from its TCP header on; skfNetOff
+// reaches the IP header.
+func dropSYNs(vips []netip.Addr) (*unix.SockFprog, error) {
 	const tcpFlags, syn, synAck = 13, 0x02, 0x12
-	n := len(dsts)
-	prog := []bpf.Instruction{
-		bpf.LoadAbsolute{Off: tcpFlags, Size: 1},
-		bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: synAck},
+	p := newFilterProgram()
+	p.add(bpf.LoadAbsolute{Off: tcpFlags, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: synAck})
+	if len(vips) == 0 {
+		p.jumpIf(bpf.JumpEqual, syn, "drop", "accept")
+	} else {
+		v4, v6 := splitVIPs(vips, 250)
+		p.jumpIfFar(bpf.JumpEqual, syn, "", "accept")
+		p.add(bpf.LoadAbsolute{Off: skfNetOff, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
+		p.jumpIfFar(bpf.JumpEqual, 4, "", "ip6")
+		p.add(bpf.LoadAbsolute{Off: skfNetOff + 16, Size: 4}) // IPv4 destination
+		for _, d := range v4 {
+			p.jumpIf(bpf.JumpEqual, d, "ip4-vip", "")
+		}
+		p.jump("accept")
+		p.label("ip4-vip")
+		p.jump("drop")
+		p.label("ip6")
+		p.jumpIfFar(bpf.JumpEqual, 6, "", "accept")
+		for i, a := range v6 {
+			p.ip6Equal(skfNetOff+24, a, "drop", strconv.Itoa(i)) // IPv6 destination
+		}
+		p.jump("accept")
 	}
-	if n == 0 {
-		return append(prog,
-			bpf.JumpIf{Cond: bpf.JumpEqual, Val: syn, SkipFalse: 1},
-			bpf.RetConstant{Val: 0},
-			bpf.RetConstant{Val: 0xffffffff})
-	}
-	prog = append(prog,
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: syn, SkipFalse: uint8(n + 4)},
-		bpf.LoadAbsolute{Off: skfNetOff, Size: 1},
-		bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 4, SkipFalse: uint8(n + 1)},
-		bpf.LoadAbsolute{Off: skfNetOff + 16, Size: 4},
-	)
-	for i, d := range dsts {
-		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: d, SkipTrue: uint8(n - i)})
-	}
-	return append(prog, bpf.RetConstant{Val: 0xffffffff}, bpf.RetConstant{Val: 0})
-}
-
-func assemble(prog []bpf.Instruction) (*unix.SockFprog, error) {
-	raw, err := bpf.Assemble(prog)
-	if err != nil {
-		return nil, fmt.Errorf("assemble listener filter: %w", err)
-	}
-	filter := make([]unix.SockFilter, len(raw))
-	for i, r := range raw {
-		filter[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
-	}
-	return &unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}, nil
+	p.label("accept")
+	p.add(bpf.RetConstant{Val: 0xffffffff})
+	p.label("drop")
+	p.add(bpf.RetConstant{Val: 0})
+	return p.assemble()
 }

@@ -218,3 +218,56 @@ func TestHoldNewConnectionsReportsMPTCPListener(t *testing.T) {
 		t.Fatal("holding an MPTCP listener reported no error")
 	}
 }
+
+// The hold's and the hand-on's socket filters assemble for many VIPs of
+// both families (their jumps are resolved by label; a conditional jump
+// reaches only 255 instructions).
+func TestSocketFiltersAssembleForManyVIPs(t *testing.T) {
+	var vips []netip.Addr
+	for i := range 120 {
+		vips = append(vips, netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}))
+		vips = append(vips, netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i)}))
+	}
+	if _, err := dropSYNs(vips); err != nil {
+		t.Errorf("hold filter: %v", err)
+	}
+	if _, err := synOrVIPAnnouncement(vips); err != nil {
+		t.Errorf("hand-on filter: %v", err)
+	}
+}
+
+// A dual-stack wildcard listener holds connections to an IPv6 VIP too,
+// and only those: IPv4 to the same port goes on.
+func TestHoldNewConnectionsWildcardListenerIPv6VIP(t *testing.T) {
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp", "[::]:0")
+	if err != nil {
+		t.Skipf("no IPv6 wildcard listener here: %v", err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	held, resume, err := prepareHold([]netip.Addr{netip.MustParseAddr("::1")}).holdNewConnections()
+	if err != nil || held != 1 {
+		t.Fatalf("holdNewConnections: held %d listeners, %v; want 1", held, err)
+	}
+	defer resume()
+	_, err = net.DialTimeout("tcp", fmt.Sprintf("[::1]:%d", port), 300*time.Millisecond)
+	if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		t.Fatalf("dial to the IPv6 VIP on a held wildcard listener: %v, want a timeout", err)
+	}
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+	if err != nil {
+		t.Fatalf("dial to an IPv4 address of the held wildcard listener: %v", err)
+	}
+	c.Close()
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -15,14 +16,14 @@ import (
 // synForwarder hands the connection requests held during a switchover to
 // the new master instead of leaving their clients to retransmit a second
 // later. While new connections are held, a packet socket keeps a copy of
-// every SYN to an IPv4 VIP that reaches this node; once the new master's
-// gratuitous ARP for a VIP is seen (its sender address is the VIP and it
-// is not ours), each held SYN is sent again, unchanged but for the
-// Ethernet addresses, to that MAC. The new master holds the VIP by then,
-// answers the client's SYN itself, and the client is connected there
-// within the switchover's few milliseconds. Without a gratuitous ARP
-// nothing is sent, and clients retransmit as before. IPv6 VIPs are not
-// forwarded (their SYNs are still held).
+// every SYN to a VIP that reaches this node; once the new master announces
+// a VIP (a gratuitous ARP whose sender address is an IPv4 VIP, or an
+// unsolicited neighbor advertisement for an IPv6 VIP, from a MAC that is
+// not ours), each held SYN that came in on that interface is sent again,
+// unchanged but for the Ethernet addresses, to that MAC. The new master
+// holds the VIP by then, answers the client's SYN itself, and the client
+// is connected there within the switchover's few milliseconds. Without an
+// announcement nothing is sent, and clients retransmit as before.
 type synForwarder struct {
 	fd   int
 	log  *zap.Logger
@@ -47,22 +48,13 @@ const maxHeldSYNs = 4096
 // once the new master is known: clients switch with its gratuitous ARP.
 const synForwardAfter = 500 * time.Millisecond
 
-// startSYNForwarder starts capturing SYNs to vips (IPv4 only). It returns
-// nil when there is no IPv4 VIP.
+// startSYNForwarder starts capturing SYNs to vips. It returns nil when
+// there is no VIP.
 func startSYNForwarder(vips []netip.Addr, log *zap.Logger) (*synForwarder, error) {
-	var v4 []uint32
-	for _, a := range vips {
-		if a = a.Unmap(); a.Is4() {
-			v4 = append(v4, binary.BigEndian.Uint32(a.AsSlice()))
-		}
-	}
-	if len(v4) == 0 {
+	if len(vips) == 0 {
 		return nil, nil
 	}
-	if len(v4) > 100 {
-		v4 = v4[:100] // jump offsets are 8 bits
-	}
-	prog, err := assemble(synOrVIPARP(v4))
+	prog, err := synOrVIPAnnouncement(vips)
 	if err != nil {
 		return nil, err
 	}
@@ -136,35 +128,34 @@ func (f *synForwarder) run() {
 				break
 			}
 			ll, ok := from.(*unix.SockaddrLinklayer)
-			if !ok || n < 14 {
+			if !ok {
 				continue
 			}
 			frame := buf[:n]
-			switch binary.BigEndian.Uint16(frame[12:14]) {
-			case unix.ETH_P_ARP:
-				if n < 42 {
+			announcer, isSYN := classifyFrame(frame)
+			switch {
+			case announcer != nil:
+				if string(f.interfaceMAC(ll.Ifindex)) == string(announcer) {
 					continue
 				}
-				mac := net.HardwareAddr(append([]byte(nil), frame[22:28]...))
-				if string(f.interfaceMAC(ll.Ifindex)) == string(mac) {
+				if _, known := newMaster[ll.Ifindex]; known {
 					continue
 				}
-				if _, known := newMaster[ll.Ifindex]; !known {
-					newMaster[ll.Ifindex] = mac
-					if knownAt.IsZero() {
-						knownAt = time.Now()
-					}
-					kept := held[:0]
-					for _, h := range held {
-						if h.ifindex != ll.Ifindex {
-							kept = append(kept, h)
-							continue
-						}
-						f.send(h.frame, h.ifindex, mac)
-					}
-					held = kept
+				mac := net.HardwareAddr(append([]byte(nil), announcer...))
+				newMaster[ll.Ifindex] = mac
+				if knownAt.IsZero() {
+					knownAt = time.Now()
 				}
-			case unix.ETH_P_IP:
+				kept := held[:0]
+				for _, h := range held {
+					if h.ifindex != ll.Ifindex {
+						kept = append(kept, h)
+						continue
+					}
+					f.send(h.frame, h.ifindex, mac)
+				}
+				held = kept
+			case isSYN:
 				if mac := newMaster[ll.Ifindex]; mac != nil {
 					f.send(frame, ll.Ifindex, mac)
 				} else if len(held) < maxHeldSYNs {
@@ -175,6 +166,40 @@ func (f *synForwarder) run() {
 	}
 }
 
+// Frame layout: Ethernet header, then IPv4, ARP or IPv6.
+const (
+	ethHeaderLen     = 14
+	ip6HeaderLen     = 40
+	icmp6NeighborAdv = 136
+)
+
+// classifyFrame tells a frame the capture filter let through apart: a VIP
+// announcement (the announcer's MAC is returned) or a TCP SYN to a VIP.
+func classifyFrame(frame []byte) (announcer []byte, isSYN bool) {
+	if len(frame) < ethHeaderLen {
+		return nil, false
+	}
+	switch binary.BigEndian.Uint16(frame[12:14]) {
+	case unix.ETH_P_ARP:
+		if len(frame) < ethHeaderLen+28 {
+			return nil, false
+		}
+		return frame[ethHeaderLen+8 : ethHeaderLen+14], false // sender hardware address
+	case unix.ETH_P_IP:
+		return nil, true
+	case unix.ETH_P_IPV6:
+		ip := frame[ethHeaderLen:]
+		if len(ip) < ip6HeaderLen+1 {
+			return nil, false
+		}
+		if ip[6] == unix.IPPROTO_ICMPV6 && ip[ip6HeaderLen] == icmp6NeighborAdv {
+			return frame[6:12], false // the advertisement's Ethernet source
+		}
+		return nil, ip[6] == unix.IPPROTO_TCP
+	}
+	return nil, false
+}
+
 // send puts frame on the wire again, from this node to mac.
 func (f *synForwarder) send(frame []byte, ifindex int, mac net.HardwareAddr) {
 	own := f.interfaceMAC(ifindex)
@@ -183,12 +208,12 @@ func (f *synForwarder) send(frame []byte, ifindex int, mac net.HardwareAddr) {
 	}
 	copy(frame[0:6], mac)
 	copy(frame[6:12], own)
-	if !fixTCPChecksum(frame) {
+	total, ok := fixTCPChecksum(frame)
+	if !ok {
 		return
 	}
-	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: ifindex, Halen: 6}
+	sa := &unix.SockaddrLinklayer{Protocol: htons(binary.BigEndian.Uint16(frame[12:14])), Ifindex: ifindex, Halen: 6}
 	copy(sa.Addr[:], mac)
-	total := 14 + int(binary.BigEndian.Uint16(frame[16:18])) // no Ethernet padding
 	if err := unix.Sendto(f.fd, frame[:total], 0, sa); err != nil {
 		f.log.Debug("forward held SYN", zap.Error(err))
 		return
@@ -196,88 +221,146 @@ func (f *synForwarder) send(frame []byte, ifindex int, mac net.HardwareAddr) {
 	f.forwarded++
 }
 
-// synOrVIPARP accepts, of the frames not sent by this node, IPv4 TCP SYNs
-// (without ACK) to one of vips and ARP packets whose sender address is one
-// of vips (the new master's gratuitous ARP).
-func synOrVIPARP(vips []uint32) []bpf.Instruction {
-	n := len(vips)
+// synOrVIPAnnouncement accepts, of the frames not sent by this node, TCP
+// SYNs (without ACK) to one of vips and the announcements of vips: ARP
+// packets whose sender address is an IPv4 VIP (gratuitous ARP) and ICMPv6
+// neighbor advertisements whose target is an IPv6 VIP. IPv6 SYNs behind
+// extension headers are not matched.
+func synOrVIPAnnouncement(vips []netip.Addr) (*unix.SockFprog, error) {
 	const (
 		packetOutgoing = 4
 		ethType        = 12
-		ipProto        = 14 + 9
-		ipDst          = 14 + 16
-		arpSenderIP    = 14 + 14
+		arpSenderIP    = ethHeaderLen + 14
+		ip4Proto       = ethHeaderLen + 9
+		ip4Dst         = ethHeaderLen + 16
+		ip6Next        = ethHeaderLen + 6
+		ip6Dst         = ethHeaderLen + 24
+		ip6Payload     = ethHeaderLen + ip6HeaderLen
+		ndTarget       = ip6Payload + 8
+		tcpFlags       = 13
+		syn, synAck    = 0x02, 0x12
 	)
-	accept := bpf.RetConstant{Val: 0xffff}
-	drop := bpf.RetConstant{Val: 0}
-	prog := []bpf.Instruction{
-		bpf.LoadExtension{Num: bpf.ExtType},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: packetOutgoing, SkipTrue: 0, SkipFalse: 1},
-		drop,
-		bpf.LoadAbsolute{Off: ethType, Size: 2},
-		// ARP: sender address one of vips.
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.ETH_P_ARP, SkipFalse: uint8(n + 3)},
-		bpf.LoadAbsolute{Off: arpSenderIP, Size: 4},
+	accept, drop := bpf.RetConstant{Val: 0xffff}, bpf.RetConstant{Val: 0}
+	v4, v6 := splitVIPs(vips, 100)
+	p := newFilterProgram()
+	p.add(bpf.LoadExtension{Num: bpf.ExtType})
+	p.jumpIf(bpf.JumpEqual, packetOutgoing, "", "incoming")
+	p.add(drop)
+	p.label("incoming")
+	p.add(bpf.LoadAbsolute{Off: ethType, Size: 2})
+	p.jumpIf(bpf.JumpEqual, unix.ETH_P_ARP, "", "not-arp")
+
+	p.add(bpf.LoadAbsolute{Off: arpSenderIP, Size: 4})
+	for _, v := range v4 {
+		p.jumpIf(bpf.JumpEqual, v, "arp-vip", "")
 	}
-	for i, v := range vips {
-		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: v, SkipTrue: uint8(n - i)})
+	p.add(drop)
+	p.label("arp-vip")
+	p.add(accept)
+
+	p.label("not-arp")
+	p.jumpIf(bpf.JumpEqual, unix.ETH_P_IP, "", "not-ip4")
+	p.add(bpf.LoadAbsolute{Off: ip4Proto, Size: 1})
+	p.jumpIf(bpf.JumpEqual, unix.IPPROTO_TCP, "", "ip4-drop")
+	p.add(bpf.LoadAbsolute{Off: ip4Dst, Size: 4})
+	for _, v := range v4 {
+		p.jumpIf(bpf.JumpEqual, v, "ip4-vip", "")
 	}
-	prog = append(prog, drop, accept)
-	// IPv4 TCP to one of vips with SYN and not ACK.
-	prog = append(prog,
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.ETH_P_IP, SkipTrue: 1},
-		drop,
-		bpf.LoadAbsolute{Off: ipProto, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.IPPROTO_TCP, SkipTrue: 1},
-		drop,
-		bpf.LoadAbsolute{Off: ipDst, Size: 4},
+	p.label("ip4-drop")
+	p.add(drop)
+	p.label("ip4-vip")
+	p.add(
+		bpf.LoadMemShift{Off: ethHeaderLen},
+		bpf.LoadIndirect{Off: ethHeaderLen + tcpFlags, Size: 1},
+		bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: synAck},
 	)
-	for i, v := range vips {
-		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: v, SkipTrue: uint8(n - i)})
+	p.jumpIf(bpf.JumpEqual, syn, "", "ip4-not-syn")
+	p.add(accept)
+	p.label("ip4-not-syn")
+	p.add(drop)
+
+	p.label("not-ip4")
+	p.jumpIfFar(bpf.JumpEqual, unix.ETH_P_IPV6, "", "not-ip6")
+	p.add(bpf.LoadAbsolute{Off: ip6Next, Size: 1})
+	p.jumpIfFar(bpf.JumpEqual, unix.IPPROTO_TCP, "", "ip6-not-tcp")
+	for i, a := range v6 {
+		p.ip6Equal(ip6Dst, a, "ip6-vip", "dst"+strconv.Itoa(i))
 	}
-	return append(prog,
-		drop,
-		bpf.LoadMemShift{Off: 14},
-		bpf.LoadIndirect{Off: 14 + 13, Size: 1},
-		bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0x12},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0x02, SkipTrue: 1},
-		drop,
-		accept,
+	p.add(drop)
+	p.label("ip6-vip")
+	p.add(
+		bpf.LoadAbsolute{Off: ip6Payload + tcpFlags, Size: 1},
+		bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: synAck},
 	)
+	p.jumpIf(bpf.JumpEqual, syn, "", "ip6-not-syn")
+	p.add(accept)
+	p.label("ip6-not-syn")
+	p.add(drop)
+
+	p.label("ip6-not-tcp") // A is still the next header
+	p.jumpIfFar(bpf.JumpEqual, unix.IPPROTO_ICMPV6, "", "not-ip6")
+	p.add(bpf.LoadAbsolute{Off: ip6Payload, Size: 1})
+	p.jumpIfFar(bpf.JumpEqual, icmp6NeighborAdv, "", "not-ip6")
+	for i, a := range v6 {
+		p.ip6Equal(ndTarget, a, "na-vip", "target"+strconv.Itoa(i))
+	}
+	p.label("not-ip6")
+	p.add(drop)
+	p.label("na-vip")
+	p.add(accept)
+	return p.assemble()
 }
 
-// fixTCPChecksum recomputes the TCP checksum of the IPv4 frame: a frame
-// captured before its checksum was filled in (offloaded to the device, as
-// on veth) would be dropped by the new master. It reports false for a
-// frame too short to be a TCP segment.
-func fixTCPChecksum(frame []byte) bool {
-	if len(frame) < 14+20 {
-		return false
+// fixTCPChecksum recomputes the TCP checksum of the IPv4 or IPv6 frame (an
+// IPv6 one with TCP right after the fixed header): a frame captured before
+// its checksum was filled in (offloaded to the device, as on veth) would be
+// dropped by the new master. It returns the frame's length without
+// Ethernet padding, and false for a frame too short to be a TCP segment.
+func fixTCPChecksum(frame []byte) (int, bool) {
+	if len(frame) < ethHeaderLen {
+		return 0, false
 	}
-	ip := frame[14:]
-	ihl := int(ip[0]&0x0f) * 4
-	total := int(binary.BigEndian.Uint16(ip[2:4]))
-	if ihl < 20 || total > len(ip) || total < ihl+20 {
-		return false
+	ip := frame[ethHeaderLen:]
+	var seg, pseudo []byte
+	var end int // of the IP packet, in ip
+	switch binary.BigEndian.Uint16(frame[12:14]) {
+	case unix.ETH_P_IP:
+		if len(ip) < 20 {
+			return 0, false
+		}
+		ihl := int(ip[0]&0x0f) * 4
+		total := int(binary.BigEndian.Uint16(ip[2:4]))
+		if ihl < 20 || total > len(ip) || total < ihl+20 {
+			return 0, false
+		}
+		seg, pseudo, end = ip[ihl:total], ip[12:20], total
+	case unix.ETH_P_IPV6:
+		if len(ip) < ip6HeaderLen {
+			return 0, false
+		}
+		total := ip6HeaderLen + int(binary.BigEndian.Uint16(ip[4:6]))
+		if total > len(ip) || total < ip6HeaderLen+20 {
+			return 0, false
+		}
+		seg, pseudo, end = ip[ip6HeaderLen:total], ip[8:40], total
+	default:
+		return 0, false
 	}
-	seg := ip[ihl:total]
 	seg[16], seg[17] = 0, 0
-	sum := uint32(0)
-	for i := 12; i < 20; i += 2 { // source and destination addresses
-		sum += uint32(binary.BigEndian.Uint16(ip[i : i+2]))
-	}
-	sum += unix.IPPROTO_TCP + uint32(len(seg))
-	for i := 0; i+1 < len(seg); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(seg[i : i+2]))
-	}
-	if len(seg)%2 == 1 {
-		sum += uint32(seg[len(seg)-1]) << 8
+	sum := uint32(unix.IPPROTO_TCP) + uint32(len(seg)) // pseudo-header: protocol, length
+	for _, b := range [][]byte{pseudo, seg} {          // addresses, then the segment
+		for i := 0; i+1 < len(b); i += 2 {
+			sum += uint32(binary.BigEndian.Uint16(b[i : i+2]))
+		}
+		if len(b)%2 == 1 {
+			sum += uint32(b[len(b)-1]) << 8
+		}
 	}
 	for sum > 0xffff {
 		sum = sum&0xffff + sum>>16
 	}
 	binary.BigEndian.PutUint16(seg[16:18], ^uint16(sum))
-	return true
+	return ethHeaderLen + end, true
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }

@@ -8,24 +8,36 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mdlayher/arp"
-	"github.com/mdlayher/ethernet"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/vipgate/vipgate/internal/netlab"
 	"github.com/vipgate/vipgate/internal/testutil"
+	"github.com/vipgate/vipgate/vrrp"
 )
 
 // A client whose SYN was held while the VIP moved is connected to the new
-// master as soon as that master's gratuitous ARP is seen, not after its
-// own SYN retransmission a second later.
+// master as soon as that master announces the VIP (gratuitous ARP for
+// IPv4, unsolicited neighbor advertisement for IPv6), not after its own
+// SYN retransmission a second later.
 func TestHeldSYNsGoToTheNewMaster(t *testing.T) {
+	for _, tc := range []struct {
+		name, vip, bits, wildcard string
+	}{
+		{"IPv4", "192.0.2.100", "/24", "0.0.0.0:8080"},
+		{"IPv6", "2001:db8::100", "/64", "[::]:8080"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testHeldSYNsGoToTheNewMaster(t, netip.MustParseAddr(tc.vip), tc.bits, tc.wildcard)
+		})
+	}
+}
+
+func testHeldSYNsGoToTheNewMaster(t *testing.T, vip netip.Addr, bits, wildcard string) {
 	testutil.RequireRoot(t)
 	lab := netlab.New(t, netlab.Options{Hosts: 3})
 	a, b, client := lab.Hosts[0], lab.Hosts[1], lab.Hosts[2]
-	vip := netip.MustParseAddr("192.0.2.100")
 	vipPort := net.JoinHostPort(vip.String(), "8080")
-	a.MustRun(t, "ip", "addr", "add", vip.String()+"/24", "dev", "eth0")
+	a.MustRun(t, "ip", "addr", "add", vip.String()+bits, "dev", "eth0", "nodad")
 
 	// Each node answers with its name.
 	serve := func(h *netlab.Host, name string) {
@@ -34,7 +46,7 @@ func TestHeldSYNsGoToTheNewMaster(t *testing.T) {
 			lc := net.ListenConfig{}
 			lc.SetMultipathTCP(false)
 			var err error
-			ln, err = lc.Listen(context.Background(), "tcp", "0.0.0.0:8080")
+			ln, err = lc.Listen(context.Background(), "tcp", wildcard)
 			return err
 		})
 		if err != nil {
@@ -99,34 +111,9 @@ func TestHeldSYNsGoToTheNewMaster(t *testing.T) {
 
 	// The VIP moves: node-a lets go, node-b takes it and announces it.
 	moved := time.Now()
-	a.MustRun(t, "ip", "addr", "del", vip.String()+"/24", "dev", "eth0")
-	b.MustRun(t, "ip", "addr", "add", vip.String()+"/24", "dev", "eth0")
-	err = b.Do(func() error {
-		ifi, err := net.InterfaceByName("eth0")
-		if err != nil {
-			return err
-		}
-		c, err := arp.Dial(ifi)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		// Both forms, as vipgate sends them: hosts differ in which one
-		// updates their cache.
-		req, err := arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, vip, ethernet.Broadcast, vip)
-		if err != nil {
-			return err
-		}
-		rep, err := arp.NewPacket(arp.OperationReply, ifi.HardwareAddr, vip, ifi.HardwareAddr, vip)
-		if err != nil {
-			return err
-		}
-		if err := c.WriteTo(req, ethernet.Broadcast); err != nil {
-			return err
-		}
-		return c.WriteTo(rep, ethernet.Broadcast)
-	})
-	if err != nil {
+	a.MustRun(t, "ip", "addr", "del", vip.String()+bits, "dev", "eth0")
+	b.MustRun(t, "ip", "addr", "add", vip.String()+bits, "dev", "eth0", "nodad")
+	if err := b.Do(func() error { return vrrp.Announce("eth0", vip, 1) }); err != nil {
 		t.Fatal(err)
 	}
 

@@ -433,6 +433,13 @@ func (o *linuxOS) HasVIP(ifname string, ip netip.Addr) (bool, error) {
 }
 
 func (*linuxOS) Announce(ifname string, ip netip.Addr, count int) error {
+	return Announce(ifname, ip, count)
+}
+
+// Announce sends, count times, what a new master sends for a VIP on
+// ifname: a gratuitous ARP (request and reply) for IPv4, an unsolicited
+// neighbor advertisement with the override flag for IPv6.
+func Announce(ifname string, ip netip.Addr, count int) error {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return err

@@ -27,3 +27,6 @@ func (unsupportedOS) AddVIP(string, netip.Prefix, time.Duration) error { return 
 func (unsupportedOS) DelVIP(string, netip.Prefix) error                { return nil }
 func (unsupportedOS) HasVIP(string, netip.Addr) (bool, error)          { return false, errUnsupported }
 func (unsupportedOS) Announce(string, netip.Addr, int) error           { return errUnsupported }
+
+// Announce sends what a new master sends for a VIP (Linux only).
+func Announce(string, netip.Addr, int) error { return errUnsupported }
