@@ -45,7 +45,7 @@ type heldSYN struct {
 const maxHeldSYNs = 4096
 
 // synForwardAfter bounds how long SYNs still arriving here are forwarded
-// once the new master is known: clients switch with its gratuitous ARP.
+// once the new master is known: clients switch with its announcement.
 const synForwardAfter = 500 * time.Millisecond
 
 // startSYNForwarder starts capturing SYNs to vips. It returns nil when
