@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -158,39 +159,47 @@ func listenDeferAccept(t *testing.T, addr string) net.Listener {
 	return ln
 }
 
-// On a wildcard listener only connections to a VIP are held.
+// On a wildcard listener only connections to a VIP are held, IPv4 or
+// IPv6 (a dual-stack listener), and connections to its other addresses go on.
 func TestHoldNewConnectionsWildcardListener(t *testing.T) {
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(context.Background(), "tcp", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
+	for _, tc := range []struct{ listen, vip, other string }{
+		{"0.0.0.0:0", "127.0.0.3", "127.0.0.4"},
+		{"[::]:0", "::1", "127.0.0.1"},
+	} {
+		t.Run(tc.vip, func(t *testing.T) {
+			var lc net.ListenConfig
+			lc.SetMultipathTCP(false)
+			ln, err := lc.Listen(context.Background(), "tcp", tc.listen)
 			if err != nil {
-				return
+				t.Skipf("cannot listen on %s here: %v", tc.listen, err)
+			}
+			defer ln.Close()
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					c.Close()
+				}
+			}()
+			port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+			held, resume, err := prepareHold([]netip.Addr{netip.MustParseAddr(tc.vip)}).holdNewConnections()
+			if err != nil || held != 1 {
+				t.Fatalf("holdNewConnections: held %d listeners, %v; want 1", held, err)
+			}
+			defer resume()
+			_, err = net.DialTimeout("tcp", net.JoinHostPort(tc.vip, port), 300*time.Millisecond)
+			if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+				t.Fatalf("dial to the VIP on a held wildcard listener: %v, want a timeout", err)
+			}
+			c, err := net.DialTimeout("tcp", net.JoinHostPort(tc.other, port), time.Second)
+			if err != nil {
+				t.Fatalf("dial to another address of a held wildcard listener: %v", err)
 			}
 			c.Close()
-		}
-	}()
-	port := ln.Addr().(*net.TCPAddr).Port
-	held, resume, err := prepareHold([]netip.Addr{netip.MustParseAddr("127.0.0.3")}).holdNewConnections()
-	if err != nil || held != 1 {
-		t.Fatalf("holdNewConnections: held %d listeners, %v; want 1", held, err)
+		})
 	}
-	defer resume()
-	_, err = net.DialTimeout("tcp", fmt.Sprintf("127.0.0.3:%d", port), 300*time.Millisecond)
-	if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
-		t.Fatalf("dial to the VIP on a held wildcard listener: %v, want a timeout", err)
-	}
-	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.4:%d", port), time.Second)
-	if err != nil {
-		t.Fatalf("dial to another address of a held wildcard listener: %v", err)
-	}
-	c.Close()
 }
 
 // An MPTCP listener (Go's default where the kernel has MPTCP) takes no
@@ -234,40 +243,4 @@ func TestSocketFiltersAssembleForManyVIPs(t *testing.T) {
 	if _, err := synOrVIPAnnouncement(vips); err != nil {
 		t.Errorf("hand-on filter: %v", err)
 	}
-}
-
-// A dual-stack wildcard listener holds connections to an IPv6 VIP too,
-// and only those: IPv4 to the same port goes on.
-func TestHoldNewConnectionsWildcardListenerIPv6VIP(t *testing.T) {
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(context.Background(), "tcp", "[::]:0")
-	if err != nil {
-		t.Skipf("no IPv6 wildcard listener here: %v", err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	port := ln.Addr().(*net.TCPAddr).Port
-	held, resume, err := prepareHold([]netip.Addr{netip.MustParseAddr("::1")}).holdNewConnections()
-	if err != nil || held != 1 {
-		t.Fatalf("holdNewConnections: held %d listeners, %v; want 1", held, err)
-	}
-	defer resume()
-	_, err = net.DialTimeout("tcp", fmt.Sprintf("[::1]:%d", port), 300*time.Millisecond)
-	if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
-		t.Fatalf("dial to the IPv6 VIP on a held wildcard listener: %v, want a timeout", err)
-	}
-	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
-	if err != nil {
-		t.Fatalf("dial to an IPv4 address of the held wildcard listener: %v", err)
-	}
-	c.Close()
 }

@@ -273,11 +273,10 @@ func synOrVIPAnnouncement(vips []netip.Addr) (*unix.SockFprog, error) {
 		bpf.LoadMemShift{Off: ethHeaderLen},
 		bpf.LoadIndirect{Off: ethHeaderLen + tcpFlags, Size: 1},
 		bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: synAck},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: syn, SkipFalse: 1},
+		accept,
+		drop,
 	)
-	p.jumpIf(bpf.JumpEqual, syn, "", "ip4-not-syn")
-	p.add(accept)
-	p.label("ip4-not-syn")
-	p.add(drop)
 
 	p.label("not-ip4")
 	p.jumpIfFar(bpf.JumpEqual, unix.ETH_P_IPV6, "", "not-ip6")
@@ -291,11 +290,10 @@ func synOrVIPAnnouncement(vips []netip.Addr) (*unix.SockFprog, error) {
 	p.add(
 		bpf.LoadAbsolute{Off: ip6Payload + tcpFlags, Size: 1},
 		bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: synAck},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: syn, SkipFalse: 1},
+		accept,
+		drop,
 	)
-	p.jumpIf(bpf.JumpEqual, syn, "", "ip6-not-syn")
-	p.add(accept)
-	p.label("ip6-not-syn")
-	p.add(drop)
 
 	p.label("ip6-not-tcp") // A is still the next header
 	p.jumpIfFar(bpf.JumpEqual, unix.IPPROTO_ICMPV6, "", "not-ip6")
