@@ -333,6 +333,7 @@ func (c *Config) applyDefaults() {
 	strOr(&g.LogFormat, "console")
 	strOr(&g.ErrorLog, "stderr")
 	strOr(&g.AccessLog, "stdout")
+	g.AccessLogFlush.orDefault(time.Second)
 	strOr(&g.PidFile, "/run/vipgate.pid")
 	if g.AdminListen == nil {
 		v := "127.0.0.1:9900"

@@ -71,6 +71,8 @@ track_script = ["chk"]
 		{"global.log_format", g.LogFormat, "console"},
 		{"global.error_log", g.ErrorLog, "stderr"},
 		{"global.access_log", g.AccessLog, "stdout"},
+		{"global.access_log_buffer (unbuffered, as nginx)", g.AccessLogBuffer.Bytes, int64(0)},
+		{"global.access_log_flush", g.AccessLogFlush.Duration, time.Second},
 		{"global.pid_file", g.PidFile, "/run/vipgate.pid"},
 		{"global.admin_listen", *g.AdminListen, "127.0.0.1:9900"},
 		{"global.shutdown_timeout", g.ShutdownTimeout.Duration, 30 * time.Second},
@@ -181,6 +183,8 @@ func TestSetValuesKept(t *testing.T) {
 [global]
 admin_listen = ""
 shutdown_timeout = "5s"
+access_log_buffer = "32k"
+access_log_flush = "5s"
 [upstream.app]
 keepalive = 0
 [[upstream.app.server]]
@@ -212,6 +216,8 @@ virtual_ipaddress = ["192.0.2.100/24"]
 	}{
 		{"admin_listen off", *cfg.Global.AdminListen, ""},
 		{"shutdown_timeout", cfg.Global.ShutdownTimeout.Duration, 5 * time.Second},
+		{"access_log_buffer", cfg.Global.AccessLogBuffer.Bytes, int64(32 << 10)},
+		{"access_log_flush", cfg.Global.AccessLogFlush.Duration, 5 * time.Second},
 		{"keepalive 0", *cfg.Upstream["app"].Keepalive, 0},
 		{"client_max_body_size unlimited", cfg.HTTP[0].ClientMaxBodySize.Bytes, int64(0)},
 		{"proxy_buffering", *l.ProxyBuffering, false},

@@ -32,6 +32,8 @@ type Global struct {
 	LogFormat       string   `toml:"log_format"`
 	ErrorLog        string   `toml:"error_log"`
 	AccessLog       string   `toml:"access_log"`
+	AccessLogBuffer Size     `toml:"access_log_buffer"`
+	AccessLogFlush  Duration `toml:"access_log_flush"`
 	PidFile         string   `toml:"pid_file"`
 	AdminListen     *string  `toml:"admin_listen"`
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`

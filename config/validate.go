@@ -129,6 +129,10 @@ func oneOf(s string, allowed ...string) bool {
 	return false
 }
 
+// maxAccessLogBuffer bounds access_log_buffer: lines wait in memory, and a
+// crash loses them, so a buffer is for batching writes, not for storage.
+const maxAccessLogBuffer = 64 << 20
+
 func (v *validator) global() {
 	g := &v.cfg.Global
 	if !oneOf(g.LogLevel, "debug", "info", "warn", "error") {
@@ -142,6 +146,12 @@ func (v *validator) global() {
 	}
 	if g.ShutdownTimeout.Duration <= 0 {
 		v.fail("global.shutdown_timeout", "must be greater than 0")
+	}
+	if g.AccessLogBuffer.Bytes > maxAccessLogBuffer {
+		v.fail("global.access_log_buffer", "must be at most 64m, not %d bytes", g.AccessLogBuffer.Bytes)
+	}
+	if g.AccessLogFlush.Duration <= 0 {
+		v.fail("global.access_log_flush", "must be greater than 0")
 	}
 	if strings.TrimSpace(g.NodeName) == "" || strings.ContainsAny(g.NodeName, " \t\r\n") {
 		v.fail("global.node_name", "must be a non-empty name without spaces, got %q", g.NodeName)

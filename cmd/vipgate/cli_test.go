@@ -603,3 +603,62 @@ func TestReloadBindFailureRollsBackAndKeptConnectionKeepsConfig(t *testing.T) {
 		t.Fatalf("a keep-alive connection opened before the reload got %q (ok=%v), want its original config", got, ok)
 	}
 }
+
+// access_log_buffer as nginx's buffer=: lines wait in memory, a reload to
+// another file sends them to the old one first, and a stop writes what is
+// still buffered.
+func TestBufferedAccessLogFollowsReloadAndStop(t *testing.T) {
+	dir := t.TempDir()
+	backend := echoBackend(t, 0)
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	a, b := filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")
+	config := func(path, buffer string) string {
+		cfg := fmt.Sprintf(goodConfig, dir, backend.Listener.Addr(), port, "5s", "logs")
+		return strings.Replace(cfg, `access_log = "off"`,
+			fmt.Sprintf("access_log = %q\naccess_log_buffer = %q\naccess_log_flush = \"1h\"", path, buffer), 1)
+	}
+	read := func(p string) string { got, _ := os.ReadFile(p); return string(got) }
+	const request = `"GET / HTTP/1.1" 200`
+	cfgPath := writeFile(t, dir, "v.toml", config(a, "64k"))
+	n := startNode(t, cfgPath, addr)
+	reloads := 0
+	reload := func(content string) {
+		t.Helper()
+		writeFile(t, dir, "v.toml", content)
+		reloads++
+		n.signal(syscall.SIGHUP)
+		waitFor(t, 5*time.Second, func() bool { return strings.Count(n.stderr.String(), "reloaded") == reloads })
+	}
+
+	get(t, addr)
+	time.Sleep(300 * time.Millisecond)
+	if got := read(a); got != "" {
+		t.Fatalf("with a 64k buffer and a 1h flush the line was written at once: %q", got)
+	}
+
+	reload(config(b, "0"))
+	if got := read(a); strings.Count(got, request) != 1 {
+		t.Fatalf("after a reload to another file, the old one holds %q, want the buffered line", got)
+	}
+	get(t, addr)
+	waitFor(t, 3*time.Second, func() bool { return strings.Contains(read(b), request) })
+
+	reload(config(b, "64k"))
+	get(t, addr)
+	get(t, addr)
+	time.Sleep(300 * time.Millisecond)
+	if got := read(b); strings.Count(got, request) != 1 {
+		t.Fatalf("buffered again after the reload, b.log should still hold 1 line, holds %q", got)
+	}
+	n.signal(syscall.SIGTERM)
+	if code := n.wait(10 * time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM", code)
+	}
+	if got := read(b); strings.Count(got, request) != 3 {
+		t.Fatalf("after stop, b.log holds %q, want all 3 requests (buffered lines written at exit)", got)
+	}
+	if got := read(a); strings.Count(got, request) != 1 {
+		t.Fatalf("a.log changed after the reload moved the log away: %q", got)
+	}
+}

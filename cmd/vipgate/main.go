@@ -204,11 +204,18 @@ func serve(path string, stderr io.Writer) int {
 	} else {
 		log.Debug("open files limit", zap.Uint64("nofile", n))
 	}
-	access, err := accesslog.Open(g.AccessLog)
+	access, err := accesslog.Open(accessLogSettings(&g))
 	if err != nil {
 		log.Error("cannot open access log", zap.Error(err))
 		return 1
 	}
+	access.ReportErrors(func(target string, err error) {
+		if err != nil {
+			log.Error("access log: lines are being lost", zap.String("access_log", target), zap.Error(err))
+		} else {
+			log.Info("access log: writing again", zap.String("access_log", target))
+		}
+	})
 	defer func() { _ = access.Close() }()
 	if err := pidfile.Claim(g.PidFile); err != nil {
 		log.Error("cannot start", zap.Error(err))
@@ -239,7 +246,7 @@ func serve(path string, stderr io.Writer) int {
 		switch s {
 		case syscall.SIGHUP:
 			notify(log, sdnotify.SdNotifyReloading)
-			reload(d, path, log)
+			reload(d, access, path, log)
 			notify(log, sdnotify.SdNotifyReady)
 		case syscall.SIGUSR1:
 			if err := logger.Reopen(); err != nil {
@@ -272,7 +279,7 @@ func serve(path string, stderr io.Writer) int {
 	return 0
 }
 
-func reload(d *daemon.Daemon, path string, log *zap.Logger) {
+func reload(d *daemon.Daemon, access *accesslog.Writer, path string, log *zap.Logger) {
 	cfg, err := config.Load(path)
 	if err != nil {
 		var p *config.Problems
@@ -292,7 +299,16 @@ func reload(d *daemon.Daemon, path string, log *zap.Logger) {
 		log.Error("reload failed: the running configuration stays in force", zap.Uint64("generation", d.Generation()), zap.Error(err))
 		return
 	}
+	// As nginx on reload: the access log follows the new file (another
+	// path, buffer or flush); lines already buffered go to the old target.
+	if err := access.Apply(accessLogSettings(&cfg.Global)); err != nil {
+		log.Error("reload: access log unchanged", zap.String("access_log", access.Target()), zap.Error(err))
+	}
 	log.Info("reloaded", zap.Uint64("generation", d.Generation()))
+}
+
+func accessLogSettings(g *config.Global) accesslog.Settings {
+	return accesslog.Settings{Target: g.AccessLog, Buffer: int(g.AccessLogBuffer.Bytes), Flush: g.AccessLogFlush.Duration}
 }
 
 // notify tells systemd (Type=notify) about a state change; a no-op when not

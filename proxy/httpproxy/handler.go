@@ -187,7 +187,7 @@ func (l *logRecord) upstream(addr string, d time.Duration) {
 // $upstream_response_time
 func (s *Server) logAccess(rec *logRecord, r *clientRequest, cc *clientConn) {
 	s.responses.observe(rec.status)
-	if s.access == nil {
+	if !s.access.On() {
 		return
 	}
 	remote := rec.remote
@@ -252,7 +252,7 @@ func (s *Server) logRefused(c *clientConn, he *HeadError) { s.logRefusedFrom(c.r
 
 func (s *Server) logRefusedFrom(remote netip.AddrPort, he *HeadError) {
 	s.log.Debug("request refused", zap.Stringer("client", remote), zap.Int("status", he.Status), zap.String("reason", he.Reason))
-	if s.access == nil {
+	if !s.access.On() {
 		return
 	}
 	b := make([]byte, 0, 128)

@@ -326,7 +326,7 @@ func (ss *session) finish() {
 			zap.String("end", string(why)), zap.Int64("bytes_from_client", ss.fromClient.Load()),
 			zap.Int64("bytes_to_client", ss.toClient.Load()), zap.Duration("duration", time.Since(ss.start)))
 	}
-	if r.srv.access == nil {
+	if !r.srv.access.On() {
 		return
 	}
 	line := appendAccessLine(make([]byte, 0, 160), r.srv.now(), ss.clientAddr, ss.status,
