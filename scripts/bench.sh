@@ -169,6 +169,11 @@ http {
       proxy_buffers 16 8k; # 64 KiB responses stay in memory, no temp file
     }
   }
+  server { # the same, with the access log on, buffered as vipgate's below
+    listen 127.0.0.1:8091 backlog=4096;
+    access_log $WORK/nginx-http.access combined buffer=64k flush=1s;
+    location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
 }
 EOF
   cat >"$WORK/haproxy-http.cfg" <<EOF
@@ -208,11 +213,20 @@ keepalive_timeout = "300s"
 path = "/"
 proxy_pass = "http://be"
 EOF
+  # vipgate's access log is global: a second instance has it on.
+  sed -e "s|^access_log = \"off\"|access_log = \"$WORK/vipgate-http.access\"\naccess_log_buffer = \"64k\"\naccess_log_flush = \"1s\"|" \
+    -e "s|vipgate-http.pid|vipgate-http-log.pid|" -e "s|127.0.0.1:8083|127.0.0.1:8093|" \
+    "$WORK/vipgate-http.toml" >"$WORK/vipgate-http-log.toml"
   declare -A PORT=([nginx]=8081 [haproxy]=8082 [vipgate]=8083) PROXY
+  # The access-log scenario: nginx's second server, vipgate's second instance.
+  declare -A LOG_PORT=([nginx]=8091 [vipgate]=8093) LOG_PROXY
   log "HTTP: proxies on CPU 0"
   start nginx-http 0 nginx -c "$WORK/nginx-http.conf" -p "$WORK"; PROXY[nginx]=$PID
   start haproxy-http 0 haproxy -db -f "$WORK/haproxy-http.cfg"; PROXY[haproxy]=$PID
   start vipgate-http 0 env GOMAXPROCS=1 "$BIN" -c "$WORK/vipgate-http.toml"; PROXY[vipgate]=$PID
+  start vipgate-http-log 0 env GOMAXPROCS=1 "$BIN" -c "$WORK/vipgate-http-log.toml"; LOG_PROXY[vipgate]=$PID
+  LOG_PROXY[nginx]=${PROXY[nginx]}
+  wait_port 127.0.0.1:8093 || log "vipgate with the access log did not start"
   local p
   local -a LIVE=() # proxies that started: one that did not is reported and left out
   for p in nginx haproxy vipgate; do
@@ -222,22 +236,28 @@ EOF
     taskset -c 1 wrk -t1 -c64 -d1s "http://127.0.0.1:${PORT[$p]}/small" >/dev/null || true
   done
 
-  local -a SCEN=(ka close big)
+  local -a SCEN=(ka close big log)
   declare -A TITLE=(
     [ka]="HTTP small GET, keep-alive, 64 connections"
     [close]="HTTP small GET, new connection per request (Connection: close), 64 connections"
-    [big]="HTTP 64 KiB responses, keep-alive, 64 connections")
-  declare -A URL=([ka]=/small [close]=/small [big]=/64k)
-  local rep s c0 c1 line rps p50 p99 n errs
+    [big]="HTTP 64 KiB responses, keep-alive, 64 connections"
+    [log]="HTTP with the access log to a file (64k buffer, 1 s flush): small GET, keep-alive, 64 connections")
+  declare -A URL=([ka]=/small [close]=/small [big]=/64k [log]=/small)
+  local rep s c0 c1 line rps p50 p99 n errs port pid
   for rep in $(seq "$REPS"); do
     for s in "${SCEN[@]}"; do
       for p in "${LIVE[@]}"; do
         local -a extra=()
         [ "$s" = close ] && extra=(-H "Connection: close")
-        c0=$(cpu_ticks "${PROXY[$p]}")
-        taskset -c 1 wrk -t1 -c64 -d"${DUR}s" --latency "${extra[@]}" "http://127.0.0.1:${PORT[$p]}${URL[$s]}" >"$WORK/wrk.out" 2>&1 || true
+        port=${PORT[$p]} pid=${PROXY[$p]}
+        if [ "$s" = log ]; then
+          [ -n "${LOG_PORT[$p]:-}" ] || continue # haproxy logs through syslog only
+          port=${LOG_PORT[$p]} pid=${LOG_PROXY[$p]}
+        fi
+        c0=$(cpu_ticks "$pid")
+        taskset -c 1 wrk -t1 -c64 -d"${DUR}s" --latency "${extra[@]}" "http://127.0.0.1:${port}${URL[$s]}" >"$WORK/wrk.out" 2>&1 || true
         cp "$WORK/wrk.out" "$WORK/wrk-$s-$p-$rep.log"
-        c1=$(cpu_ticks "${PROXY[$p]}")
+        c1=$(cpu_ticks "$pid")
         if ! line=$("$BT" wrk <"$WORK/wrk.out"); then
           log "wrk against $p failed:"; cat "$WORK/wrk.out" >&2; continue
         fi
@@ -270,6 +290,14 @@ EOF
     fi
   done
   for p in nginx haproxy vipgate; do stop "${PROXY[$p]}"; done
+  stop "${LOG_PROXY[vipgate]}"
+  local lines
+  for p in nginx vipgate; do # the access log scenario really logged
+    lines=$(wc -l <"$WORK/$p-http.access" 2>/dev/null || echo 0)
+    log "$p access log: $lines lines"
+    rec "HTTP access log lines written (all runs of the access log scenario)" "$p" "lines" "$lines"
+  done
+  rm -f "$WORK"/*.access
   stop "$backend"
 
   echo
@@ -279,6 +307,8 @@ EOF
   echo "  nginx: upstream keepalive 64, proxy_http_version 1.1, Connection \"\", proxy_buffers 16 8k;"
   echo "  haproxy: nbthread 1, http-reuse always, maxconn 9900 (it reserves 2 descriptors per connection in"
   echo "  the 20,000 limit, so it holds 9,900 idle clients, not 10,000); vipgate: GOMAXPROCS=1, upstream keepalive 64."
+  echo "  access log scenario: nginx 'access_log ... combined buffer=64k flush=1s' in a second server, vipgate"
+  echo "  access_log_buffer = \"64k\", access_log_flush = \"1s\" in a second instance; haproxy logs through syslog: left out."
   echo "  errors: socket errors + non-2xx responses counted by wrk."
   echo "  CPU us/req: the proxy's utime+stime (/proc/PID/stat, master and workers) over the run / requests."
 

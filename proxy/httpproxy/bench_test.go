@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vipgate/vipgate/internal/accesslog"
 )
@@ -55,6 +57,29 @@ func rawServe(b *testing.B, fn func(net.Conn)) string {
 // feature on (framing check, routing, header rules, access log, passive
 // health): allocations per request are the figure to watch.
 func BenchmarkProxySmallGET(b *testing.B) {
+	benchSmallGET(b, accesslog.New(io.Discard)) // formatted and written, not kept
+}
+
+// BenchmarkProxySmallGETAccessLogFile is the same request with the access
+// log going to a file, line by line (nginx's default) and buffered (nginx's
+// buffer=): what the write(2) per request costs.
+func BenchmarkProxySmallGETAccessLogFile(b *testing.B) {
+	for _, bc := range []struct {
+		name   string
+		buffer int
+	}{{"unbuffered", 0}, {"buffer=64k", 64 << 10}} {
+		b.Run(bc.name, func(b *testing.B) {
+			w, err := accesslog.Open(accesslog.Settings{Target: filepath.Join(b.TempDir(), "access.log"), Buffer: bc.buffer, Flush: time.Second})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer w.Close()
+			benchSmallGET(b, w)
+		})
+	}
+}
+
+func benchSmallGET(b *testing.B, access *accesslog.Writer) {
 	backendAddr := fixedBackend(b, "hello")
 	gw := startGateway(b, upstreamTOML("app", fmt.Sprintf("address = %q", backendAddr))+`
 [[http]]
@@ -63,7 +88,7 @@ listen = ["LISTEN"]
 path = "/"
 proxy_pass = "http://app"
 `)
-	gw.current.Load().access = accesslog.New(io.Discard) // formatted and written, not kept
+	gw.current.Load().access = access
 	c, err := net.Dial("tcp", gw.addr)
 	if err != nil {
 		b.Fatal(err)
