@@ -72,7 +72,6 @@ type route struct {
 	name     string             // upstream name or host:port, for counters and logs
 	hashKey  string             // balance = "hash" key template, "" otherwise
 	dialer   net.Dialer
-	literal  map[string]netip.AddrPort // server addresses that are IP:port, parsed once
 
 	upCounters     *upstreamCounters
 	listenCounters *listenerCounters
@@ -131,19 +130,6 @@ func New(streams []*config.Stream, deps Deps) (*Server, error) {
 			proto.dialer.KeepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}
 		} else {
 			proto.dialer.KeepAlive = -1
-		}
-		proto.literal = map[string]netip.AddrPort{}
-		addrs := []string{sc.Address}
-		if proto.upstream != nil {
-			addrs = addrs[:0]
-			for _, srv := range proto.upstream.Servers() {
-				addrs = append(addrs, srv.Address())
-			}
-		}
-		for _, a := range addrs {
-			if ap, err := netip.ParseAddrPort(a); err == nil {
-				proto.literal[a] = ap
-			}
 		}
 		proto.upCounters = s.stats.upstream(proto.name)
 		for _, l := range sc.Listen {
