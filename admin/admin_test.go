@@ -19,6 +19,7 @@ func sample(unhealthy bool) Status {
 		Node: "node-a", Generation: 3, Reloads: ReloadCounts{OK: 2, Failed: 1},
 		Listeners:     []ListenerStatus{{Address: "127.0.0.1:8080", Serving: true, Accepted: 7}},
 		HTTPResponses: map[string]uint64{"2xx": 5, "5xx": 1},
+		AccessLog:     AccessLogStatus{Target: "/var/log/vipgate/access.log", LinesWritten: 41, LinesLost: 3},
 		VRRP: []VRRPStatus{{Name: "VI_1", Interface: "eth0", VirtualRouterID: 51, Family: "IPv4", State: "MASTER",
 			Priority: 100, EffectivePriority: 80, VIPs: []string{"192.0.2.50/24"}, VIPsHeld: []string{"192.0.2.50/24"},
 			Drops: map[string]uint64{"bad_ttl": 2}, AdvertsSent: 10}},
@@ -62,6 +63,9 @@ func TestAdminEndpoints(t *testing.T) {
 	vr := st["vrrp"].([]any)[0].(map[string]any)
 	if vr["state"] != "MASTER" || vr["effective_priority"].(float64) != 80 || vr["vips_held"].([]any)[0] != "192.0.2.50/24" {
 		t.Errorf("/status vrrp fields: %v", vr)
+	}
+	if al := st["access_log"].(map[string]any); al["target"] != "/var/log/vipgate/access.log" || al["lines_written"].(float64) != 41 || al["lines_lost"].(float64) != 3 {
+		t.Errorf("/status access_log: %v", al)
 	}
 	srv := st["upstreams"].([]any)[0].(map[string]any)["servers"].([]any)[1].(map[string]any)
 	if srv["state"] != "failed" || srv["reason"] == "" {
@@ -107,6 +111,10 @@ func TestAdminEndpoints(t *testing.T) {
 	}
 	if v := findGauge("vipgate_upstream_server_up", map[string]string{"server": "127.0.0.1:9002"}); v != 0 {
 		t.Errorf("failed server up gauge = %v", v)
+	}
+	if w, l := findGauge("vipgate_access_log_lines_total", map[string]string{"result": "written"}),
+		findGauge("vipgate_access_log_lines_total", map[string]string{"result": "lost"}); w != 41 || l != 3 {
+		t.Errorf("access log lines: written %v, lost %v; want 41 and 3", w, l)
 	}
 	if v := findGauge("vipgate_vrrp_adverts_dropped_total", map[string]string{"reason": "bad_ttl"}); v != 2 {
 		t.Errorf("drops counter = %v", v)

@@ -38,6 +38,7 @@ var (
 	descStreamAcc     = prometheus.NewDesc("vipgate_stream_accepted_total", "Connections accepted by stream listeners.", []string{"listen"}, nil)
 	descStreamRefused = prometheus.NewDesc("vipgate_stream_proxy_header_refused_total", "Inbound PROXY headers refused, by reason.", []string{"listen", "reason"}, nil)
 	descUpstreamAvail = prometheus.NewDesc("vipgate_upstream_available", "1 when at least one server can be picked.", []string{"upstream"}, nil)
+	descAccessLines   = prometheus.NewDesc("vipgate_access_log_lines_total", "Access log lines by result (written, lost: the write failed).", []string{"result"}, nil)
 )
 
 type collector struct{ src Source }
@@ -46,7 +47,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descGeneration, descReloads, descListener, descAccepted, descAcceptErrors, descHTTP, descStreams,
 		descVRRPState, descVRRPPrio, descVRRPTrans, descVRRPSent, descVRRPRecv, descVRRPDrops, descVRRPIfDrops, descVRRPMismatch, descVRRPVIPs,
 		descServerUp, descServerActive, descServerReqs, descServerFails, descServerResp, descServerTime, descUpstreamAvail,
-		descStreamActive, descStreamTotal, descStreamBytes, descStreamConnF, descStreamNoSrv, descStreamAcc, descStreamRefused} {
+		descStreamActive, descStreamTotal, descStreamBytes, descStreamConnF, descStreamNoSrv, descStreamAcc, descStreamRefused, descAccessLines} {
 		ch <- d
 	}
 }
@@ -89,6 +90,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descHTTP, st.HTTPResponses[code], code)
 	}
 	gauge(descStreams, float64(st.ActiveStreams))
+	counter(descAccessLines, st.AccessLog.LinesWritten, "written")
+	counter(descAccessLines, st.AccessLog.LinesLost, "lost")
 	for _, u := range st.Streams.Upstreams {
 		gauge(descStreamActive, float64(u.ActiveStreams), u.Upstream)
 		counter(descStreamTotal, u.Streams, u.Upstream)

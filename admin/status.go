@@ -38,8 +38,18 @@ type Status struct {
 	ActiveStreams int `json:"active_streams"`
 	// Streams are the TCP stream proxy's counters by upstream and listener.
 	Streams StreamCounters `json:"streams"`
+	// AccessLog is where access log lines go and how many were written
+	// or lost (a failing disk).
+	AccessLog AccessLogStatus `json:"access_log"`
 	// Unhealthy lists why GET /healthz answers 503; empty when healthy.
 	Unhealthy []string `json:"unhealthy"`
+}
+
+// AccessLogStatus counts access log lines.
+type AccessLogStatus struct {
+	Target       string `json:"target"` // path, "stdout", "stderr" or "off"
+	LinesWritten uint64 `json:"lines_written"`
+	LinesLost    uint64 `json:"lines_lost"` // writes that failed
 }
 
 // ReloadCounts counts SIGHUP reloads by outcome.

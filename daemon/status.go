@@ -27,6 +27,8 @@ func (d *Daemon) Status() admin.Status {
 	}
 	_, st.Unhealthy = d.SelfCheck()
 	st.HTTPResponses = d.httpResponses.Snapshot()
+	st.AccessLog.Target = d.accessLog.Target()
+	st.AccessLog.LinesWritten, st.AccessLog.LinesLost = d.accessLog.Counters()
 	configured := map[string][]string{}
 	for _, v := range cfg.VRRP {
 		configured[v.Name] = v.VirtualIPAddress

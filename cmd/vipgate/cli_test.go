@@ -519,10 +519,25 @@ func TestAdminAPIAndStatusCommand(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	cfg := fmt.Sprintf(goodConfig, dir, backend.Listener.Addr(), port, "5s", "adm")
 	cfg = strings.Replace(cfg, `admin_listen = ""`, fmt.Sprintf(`admin_listen = "127.0.0.1:%d"`, adminPort), 1)
+	cfg = strings.Replace(cfg, `access_log = "off"`, fmt.Sprintf("access_log = %q", dir+"/access.log"), 1)
 	cfg += "\n[[upstream.app.server]]\naddress = \"127.0.0.1:1\"\nmax_fails = 0\n"
 	cfgPath := writeFile(t, dir, "v.toml", cfg)
 	startNode(t, cfgPath, addr)
 	get(t, addr)
+	statusBody := func() string {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/status", adminPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	// The access log line of that GET is counted (written after the response).
+	waitFor(t, 3*time.Second, func() bool { return strings.Contains(statusBody(), `"lines_written": 1,`) })
+	if body := statusBody(); !strings.Contains(body, fmt.Sprintf(`"target": %q`, dir+"/access.log")) || !strings.Contains(body, `"lines_lost": 0`) {
+		t.Errorf("/status access_log block:\n%s", body)
+	}
 
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/status", adminPort))
 	if err != nil {

@@ -39,6 +39,7 @@ type Writer struct {
 	out      io.Writer // nil: off
 	file     *os.File  // set when out is a file this Writer opened
 	buf      []byte    // lines not written yet (buffered mode)
+	bufLines uint64    // lines in buf
 	timer    *time.Timer
 	closed   bool
 	on       atomic.Bool // out != nil, read without the lock on every request
@@ -47,6 +48,18 @@ type Writer struct {
 	// again (nil): one log line per outage, not one per lost line.
 	report  func(target string, err error)
 	failing bool
+
+	written, lost atomic.Uint64 // lines, for the admin API
+}
+
+// Counters returns how many lines were written and how many were lost
+// because writing failed (lines discarded while the log is "off" are
+// neither).
+func (w *Writer) Counters() (written, lost uint64) {
+	if w == nil {
+		return 0, 0
+	}
+	return w.written.Load(), w.lost.Load()
 }
 
 // Open returns a Writer for s.
@@ -117,20 +130,21 @@ func (w *Writer) Write(line []byte) {
 	}
 	size := w.settings.Buffer
 	if size <= 0 {
-		w.writeLocked(line)
+		w.writeLocked(line, 1)
 		return
 	}
 	if len(w.buf)+len(line) > size {
 		w.flushLocked()
 	}
 	if len(line) > size {
-		w.writeLocked(line)
+		w.writeLocked(line, 1)
 		return
 	}
 	if len(w.buf) == 0 {
 		w.armLocked()
 	}
 	w.buf = append(w.buf, line...)
+	w.bufLines++
 }
 
 // armLocked starts the flush timer for the first line of an empty buffer.
@@ -158,8 +172,9 @@ func (w *Writer) flushLocked() {
 		return
 	}
 	if w.out != nil {
-		w.writeLocked(w.buf)
+		w.writeLocked(w.buf, w.bufLines)
 	}
+	w.bufLines = 0
 	if cap(w.buf) > 4*w.settings.Buffer {
 		w.buf = nil // do not keep a buffer grown for a burst of long lines
 	} else {
@@ -170,8 +185,14 @@ func (w *Writer) flushLocked() {
 	}
 }
 
-func (w *Writer) writeLocked(b []byte) {
+// writeLocked writes b, which holds lines whole lines.
+func (w *Writer) writeLocked(b []byte, lines uint64) {
 	_, err := w.out.Write(b)
+	if err != nil {
+		w.lost.Add(lines)
+	} else {
+		w.written.Add(lines)
+	}
 	if (err != nil) == w.failing {
 		return
 	}

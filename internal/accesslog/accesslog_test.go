@@ -163,6 +163,27 @@ func TestWriteFailuresAreReportedOncePerOutage(t *testing.T) {
 	if len(reports) != 2 || !errors.Is(reports[0], disk) || reports[1] != nil {
 		t.Fatalf("reports %v, want the error once, then nil once when writing works again", reports)
 	}
+	if written, lost := w.Counters(); written != 3 || lost != 100 {
+		t.Errorf("counters: %d written, %d lost; want 3 and 100", written, lost)
+	}
+}
+
+// A failed flush loses every line of the buffer, and the counter says so.
+func TestBufferedLinesLostAreCounted(t *testing.T) {
+	rec := &recorder{}
+	w := NewBuffered(rec, 64<<10, time.Hour)
+	defer w.Close()
+	for i := range 7 {
+		w.Write(line(i))
+	}
+	rec.setFail(errors.New("input/output error"))
+	w.Flush()
+	rec.setFail(nil)
+	w.Write(line(8))
+	w.Flush()
+	if written, lost := w.Counters(); written != 1 || lost != 7 {
+		t.Errorf("counters: %d written, %d lost; want 1 and 7", written, lost)
+	}
 }
 
 func TestReopenSendsBufferedLinesToTheRotatedFile(t *testing.T) {
