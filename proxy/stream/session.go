@@ -329,10 +329,16 @@ func (ss *session) finish() {
 	if !r.srv.access.On() {
 		return
 	}
-	line := appendAccessLine(make([]byte, 0, 160), r.srv.now(), ss.clientAddr, ss.status,
+	// The writer copies or writes the line before Write returns, so the
+	// buffer goes back to the pool at once.
+	bp := logLinePool.Get().(*[]byte)
+	*bp = appendAccessLine((*bp)[:0], r.srv.now(), ss.clientAddr, ss.status,
 		ss.toClient.Load(), ss.fromClient.Load(), time.Since(ss.start), ss.tried, why)
-	r.srv.access.Write(line)
+	r.srv.access.Write(*bp)
+	logLinePool.Put(bp)
 }
+
+var logLinePool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
 
 func addrPort(a net.Addr) netip.AddrPort {
 	if ta, ok := a.(*net.TCPAddr); ok {
