@@ -177,8 +177,21 @@ func (c *fastConn) exchange(x *exchange, addr string, now time.Time, sendTimeout
 	if inline {
 		b = append(b, body.mem...)
 	}
-	uc.wd.set(now, sendTimeout, nc.SetWriteDeadline)
-	_, err = nc.Write(b)
+	// The wait for the answer is cut in slices so that a client that went
+	// away is noticed (nginx closes the upstream request then too).
+	slice := readTimeout
+	if slice > clientCheckInterval {
+		slice = clientCheckInterval
+	}
+	sent := 0
+	if inline && uc.surelyOpen(now) {
+		uc.rd.set(now, slice, nc.SetReadDeadline)
+		sent, err = uc.sendAndAwait(b)
+	}
+	if err == nil && sent < len(b) {
+		uc.wd.set(now, sendTimeout, nc.SetWriteDeadline)
+		_, err = nc.Write(b[sent:])
+	}
 	*bp = b
 	outBufPool.Put(bp)
 	if err == nil && !inline {
@@ -197,12 +210,6 @@ func (c *fastConn) exchange(x *exchange, addr string, now time.Time, sendTimeout
 	x.buf = upBufPool.Get().(*[]byte)
 	x.n = 0
 	start := 0
-	// The wait for the answer is cut in slices so that a client that went
-	// away is noticed (nginx closes the upstream request then too).
-	slice := readTimeout
-	if slice > clientCheckInterval {
-		slice = clientCheckInterval
-	}
 	giveUp := now.Add(readTimeout)
 	for {
 		uc.rd.set(now, slice, nc.SetReadDeadline)

@@ -384,6 +384,59 @@ proxy_pass = "http://app"
 	}
 }
 
+// A server that closes an idle connection lingeringly (Apache: shutdown,
+// then read and discard for a while before close) sends no reset when the
+// next request arrives on it. The request must still be retried at once on
+// a fresh connection, not after waiting for an answer that cannot come;
+// and an answer slower than the first wait slice must still arrive.
+func TestUpstreamLingeringCloseAndSlowAnswer(t *testing.T) {
+	addr, conns := rawUpstream(t, func(br *bufio.Reader, c net.Conn) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			if req.URL.Path == "/slow" {
+				time.Sleep(1300 * time.Millisecond) // past the 1 s first slice
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			if req.URL.Path == "/then-linger" {
+				time.Sleep(50 * time.Millisecond)
+				c.(*net.TCPConn).CloseWrite()
+				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				io.Copy(io.Discard, c) // lingering: what arrives is read and dropped
+				return
+			}
+		}
+	})
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", addr))+`
+[[http]]
+listen = ["LISTEN"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+`)
+	c := newClient()
+	if resp, body := get(t, c, gw.url("/then-linger")); resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("then-linger: %d %q", resp.StatusCode, body)
+	}
+	time.Sleep(400 * time.Millisecond) // the server has half-closed the idle connection
+	start := time.Now()
+	if resp, body := get(t, c, gw.url("/after")); resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("request after a lingering close: %d %q", resp.StatusCode, body)
+	}
+	if took := time.Since(start); took > 500*time.Millisecond {
+		t.Errorf("request on a lingeringly closed pooled connection took %s: it waited for an answer instead of retrying at once", took)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d upstream connections, want 2 (the lingering one, then a fresh one)", n)
+	}
+	if resp, body := get(t, c, gw.url("/slow")); resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("answer after 1.3 s: %d %q", resp.StatusCode, body)
+	}
+}
+
 // TestUpstreamPoolReuseAndStaleConnection: idle upstream connections are
 // reused (keepalive bounds how many are kept), and one the server closed
 // while idle costs the client nothing: the request goes out again on a

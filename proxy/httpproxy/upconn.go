@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // This file is the HTTP/1.1 client side of the fast path: a small idle
@@ -18,6 +22,7 @@ type upConn struct {
 	addr      string
 	idleSince time.Time
 	reused    bool // taken from the idle pool (it may have been closed by the server meanwhile)
+	raw       syscall.RawConn
 	rd, wd    deadline
 }
 
@@ -130,6 +135,69 @@ func dialUpstream(addr string, timeout time.Duration) (*upConn, error) {
 		return nil, &dialError{err: err}
 	}
 	return &upConn{nc: nc, addr: addr}, nil
+}
+
+// awaitIdleLimit bounds how long a pooled connection may have been idle for
+// sendAndAwait. A server that closed it meanwhile with a full close answers
+// the request with a reset, which ends the wait at once; one that closes
+// lingeringly (shutdown, then read and discard for a while: Apache) sends
+// nothing more, and the wait would last a read slice before the request is
+// retried. Servers do not time idle connections out this fast, so a
+// connection idle for less than this is open.
+const awaitIdleLimit = 250 * time.Millisecond
+
+// surelyOpen reports whether c cannot have been closed by its server while
+// idle: it is new, or was idle only briefly.
+func (c *upConn) surelyOpen(now time.Time) bool {
+	return !c.reused || now.Sub(c.idleSince) < awaitIdleLimit
+}
+
+// sendAndAwait writes b and, when all of it went out at once, waits until
+// the answer is readable (or the read deadline passes), so that the first
+// read finds it instead of failing with EAGAIN first: one system call
+// fewer per request. The write happens inside the RawConn read callback,
+// after the poller's read state was reset: an answer that arrives at once
+// is never missed. A server that closed the idle connection answers the
+// write with a reset, which ends the wait too. It returns how much of b
+// was written; the caller writes the rest the usual way (with the send
+// timeout) and then reads.
+func (c *upConn) sendAndAwait(b []byte) (int, error) {
+	if c.raw == nil {
+		sc, ok := c.nc.(syscall.Conn)
+		if !ok {
+			return 0, nil
+		}
+		raw, err := sc.SyscallConn()
+		if err != nil {
+			return 0, nil
+		}
+		c.raw = raw
+	}
+	sent, first := 0, true
+	var werr error
+	// An error of the wait itself (the read deadline, a closed socket) is
+	// left to the read that follows, which reports it as before.
+	_ = c.raw.Read(func(fd uintptr) bool {
+		if !first {
+			return true // readable
+		}
+		first = false
+		for sent < len(b) {
+			n, err := unix.Write(int(fd), b[sent:])
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				if err != unix.EAGAIN {
+					werr = &net.OpError{Op: "write", Net: "tcp", Source: c.nc.LocalAddr(), Addr: c.nc.RemoteAddr(), Err: os.NewSyscallError("write", err)}
+				}
+				return true // the caller finishes or reports the write
+			}
+			sent += n
+		}
+		return false
+	})
+	return sent, werr
 }
 
 // errBadResponse is an upstream answer that is not valid HTTP/1.x
