@@ -23,7 +23,11 @@ type upConn struct {
 	idleSince time.Time
 	reused    bool // taken from the idle pool (it may have been closed by the server meanwhile)
 	raw       syscall.RawConn
-	rd, wd    deadline
+	// sendThenWait is sendCallback bound to this connection; send is the
+	// state of the sendAndAwait in progress.
+	sendThenWait func(uintptr) bool
+	send         sendState
+	rd, wd       deadline
 }
 
 // deadline skips re-arming a socket deadline that is already within a
@@ -172,32 +176,48 @@ func (c *upConn) sendAndAwait(b []byte) (int, error) {
 			return 0, nil
 		}
 		c.raw = raw
+		c.sendThenWait = c.sendCallback // bound once: no allocation per request
 	}
-	sent, first := 0, true
-	var werr error
+	c.send = sendState{b: b, first: true}
 	// An error of the wait itself (the read deadline, a closed socket) is
 	// left to the read that follows, which reports it as before.
-	_ = c.raw.Read(func(fd uintptr) bool {
-		if !first {
-			return true // readable
+	_ = c.raw.Read(c.sendThenWait)
+	sent, err := c.send.sent, c.send.err
+	c.send = sendState{}
+	return sent, err
+}
+
+// sendState is one sendAndAwait, kept in the connection so that the
+// callback needs no closure.
+type sendState struct {
+	b     []byte
+	sent  int
+	first bool
+	err   error
+}
+
+// sendCallback is the RawConn.Read callback of sendAndAwait: the first call
+// writes, the next one (after the wait) reports readable.
+func (c *upConn) sendCallback(fd uintptr) bool {
+	s := &c.send
+	if !s.first {
+		return true
+	}
+	s.first = false
+	for s.sent < len(s.b) {
+		n, err := unix.Write(int(fd), s.b[s.sent:])
+		if err == unix.EINTR {
+			continue
 		}
-		first = false
-		for sent < len(b) {
-			n, err := unix.Write(int(fd), b[sent:])
-			if err == unix.EINTR {
-				continue
+		if err != nil {
+			if err != unix.EAGAIN {
+				s.err = &net.OpError{Op: "write", Net: "tcp", Source: c.nc.LocalAddr(), Addr: c.nc.RemoteAddr(), Err: os.NewSyscallError("write", err)}
 			}
-			if err != nil {
-				if err != unix.EAGAIN {
-					werr = &net.OpError{Op: "write", Net: "tcp", Source: c.nc.LocalAddr(), Addr: c.nc.RemoteAddr(), Err: os.NewSyscallError("write", err)}
-				}
-				return true // the caller finishes or reports the write
-			}
-			sent += n
+			return true // the caller finishes or reports the write
 		}
-		return false
-	})
-	return sent, werr
+		s.sent += n
+	}
+	return false
 }
 
 // errBadResponse is an upstream answer that is not valid HTTP/1.x
