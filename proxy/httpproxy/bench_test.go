@@ -80,8 +80,20 @@ func BenchmarkProxySmallGETAccessLogFile(b *testing.B) {
 }
 
 func benchSmallGET(b *testing.B, access *accesslog.Writer) {
-	backendAddr := fixedBackend(b, "hello")
-	gw := startGateway(b, upstreamTOML("app", fmt.Sprintf("address = %q", backendAddr))+`
+	one := smallGETClient(b, access)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		one()
+	}
+}
+
+// smallGETClient starts a gateway in front of a fixed backend and returns a
+// function that sends one keep-alive GET through it and reads the answer,
+// with the pools already warm.
+func smallGETClient(t testing.TB, access *accesslog.Writer) (one func()) {
+	backendAddr := fixedBackend(t, "hello")
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", backendAddr))+`
 [[http]]
 listen = ["LISTEN"]
 [[http.location]]
@@ -91,24 +103,21 @@ proxy_pass = "http://app"
 	gw.current.Load().access = access
 	c, err := net.Dial("tcp", gw.addr)
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	req := []byte("GET /bench?x=1 HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
 	br := bufio.NewReaderSize(c, 16<<10)
-	readResponse := func() { readLengthResponse(b, br) }
-	for i := 0; i < 100; i++ { // warm the pools
-		c.Write(req)
-		readResponse()
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
+	one = func() {
 		if _, err := c.Write(req); err != nil {
-			b.Fatal(err)
+			t.Fatal(err)
 		}
-		readResponse()
+		readLengthResponse(t, br)
 	}
+	for range 200 { // warm the pools
+		one()
+	}
+	return one
 }
 
 // BenchmarkProxyNewConnection measures a request on a connection of its
@@ -216,31 +225,7 @@ func TestSmallGETDoesNotAllocate(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("allocation counts need a normal build")
 	}
-	backendAddr := fixedBackend(t, "hello")
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", backendAddr))+`
-[[http]]
-listen = ["LISTEN"]
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
-	gw.current.Load().access = accesslog.NewBuffered(io.Discard, 64<<10, time.Second)
-	c, err := net.Dial("tcp", gw.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	req := []byte("GET /bench?x=1 HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
-	br := bufio.NewReaderSize(c, 16<<10)
-	one := func() {
-		if _, err := c.Write(req); err != nil {
-			t.Fatal(err)
-		}
-		readLengthResponse(t, br)
-	}
-	for range 200 { // warm the pools
-		one()
-	}
+	one := smallGETClient(t, accesslog.NewBuffered(io.Discard, 64<<10, time.Second))
 	// Test client and backend included; background work of the runtime can
 	// add a stray allocation, one per request cannot hide.
 	if allocs := testing.AllocsPerRun(2000, one); allocs >= 0.5 {
