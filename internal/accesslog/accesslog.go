@@ -185,7 +185,7 @@ func (w *Writer) flushLocked() {
 	}
 }
 
-// writeLocked writes b, which holds lines whole lines.
+// writeLocked writes b, which holds that many whole lines.
 func (w *Writer) writeLocked(b []byte, lines uint64) {
 	_, err := w.out.Write(b)
 	if err != nil {
