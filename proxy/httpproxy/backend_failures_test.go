@@ -125,13 +125,7 @@ proxy_pass = "http://app"
 
 func TestPipelinedAndExpectContinue(t *testing.T) {
 	b := startBackend(t, "b")
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+`
-[[http]]
-listen = ["LISTEN"]
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+proxyAllToApp)
 	raw := rawExchange(t, gw.addr, "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"+
 		"POST /2 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"+
 		"GET /3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
@@ -176,13 +170,7 @@ func TestHashKeyTemplate(t *testing.T) {
 	gw := startGateway(t, strings.Replace(upstreamTOML("app",
 		fmt.Sprintf("address = %q", bs[0].addr()),
 		fmt.Sprintf("address = %q", bs[1].addr()),
-		fmt.Sprintf("address = %q", bs[2].addr())), "[upstream.app]\n", "[upstream.app]\nbalance = \"hash\"\nhash = \"$request_uri\"\n", 1)+`
-[[http]]
-listen = ["LISTEN"]
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+		fmt.Sprintf("address = %q", bs[2].addr())), "[upstream.app]\n", "[upstream.app]\nbalance = \"hash\"\nhash = \"$request_uri\"\n", 1)+proxyAllToApp)
 	c := newClient()
 	servers := map[string]bool{}
 	for i := 0; i < 30; i++ {
@@ -274,13 +262,7 @@ root = "`+t.TempDir()+`"
 
 func TestProbe(t *testing.T) {
 	b := startBackend(t, "b")
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+`
-[[http]]
-listen = ["LISTEN"]
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+proxyAllToApp)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	s := gw.current.Load()

@@ -93,13 +93,7 @@ func benchSmallGET(b *testing.B, access *accesslog.Writer) {
 // with the pools already warm.
 func smallGETClient(t testing.TB, access *accesslog.Writer) (one func()) {
 	backendAddr := fixedBackend(t, "hello")
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", backendAddr))+`
-[[http]]
-listen = ["LISTEN"]
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", backendAddr))+proxyAllToApp)
 	gw.current.Load().access = access
 	c, err := net.Dial("tcp", gw.addr)
 	if err != nil {
@@ -124,13 +118,7 @@ proxy_pass = "http://app"
 // own (Connection: close): what a connection costs beyond its request.
 func BenchmarkProxyNewConnection(b *testing.B) {
 	backendAddr := fixedBackend(b, "hello")
-	gw := startGateway(b, upstreamTOML("app", fmt.Sprintf("address = %q", backendAddr))+`
-[[http]]
-listen = ["LISTEN"]
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+	gw := startGateway(b, upstreamTOML("app", fmt.Sprintf("address = %q", backendAddr))+proxyAllToApp)
 	gw.current.Load().access = accesslog.New(io.Discard)
 	req := []byte("GET /bench HTTP/1.1\r\nHost: bench.example\r\nConnection: close\r\n\r\n")
 	buf := make([]byte, 4096)
@@ -163,13 +151,7 @@ proxy_pass = "http://app"
 // rest after the first read is spliced).
 func BenchmarkProxy64KiB(b *testing.B) {
 	backendAddr := fixedBackend(b, strings.Repeat("x", 64<<10))
-	gw := startGateway(b, upstreamTOML("app", fmt.Sprintf("address = %q", backendAddr))+`
-[[http]]
-listen = ["LISTEN"]
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+	gw := startGateway(b, upstreamTOML("app", fmt.Sprintf("address = %q", backendAddr))+proxyAllToApp)
 	gw.current.Load().access = accesslog.New(io.Discard)
 	c, err := net.Dial("tcp", gw.addr)
 	if err != nil {

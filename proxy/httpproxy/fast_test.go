@@ -254,6 +254,24 @@ func TestDeadlineRearmsOnlyWhenNeeded(t *testing.T) {
 
 // rawUpstream serves each connection with fn, which reads requests with
 // http.ReadRequest and writes raw answers; it counts connections.
+// httpUpstream is a rawUpstream that answers request by request: answer
+// gets each request, its body already read, and returns false to close the
+// connection.
+func httpUpstream(t *testing.T, answer func(req *http.Request, c net.Conn) (keep bool)) (string, *atomic.Int64) {
+	return rawUpstream(t, func(br *bufio.Reader, c net.Conn) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			if !answer(req, c) {
+				return
+			}
+		}
+	})
+}
+
 func rawUpstream(t *testing.T, fn func(br *bufio.Reader, c net.Conn)) (string, *atomic.Int64) {
 	t.Helper()
 	ln := listenLoopback(t)
@@ -288,43 +306,31 @@ func rawUpstream(t *testing.T, fn func(br *bufio.Reader, c net.Conn)) (string, *
 // upstream are not passed on.
 func TestFastPathResponseFraming(t *testing.T) {
 	bigBody := strings.Repeat("abcdefghij", 4000)
-	addr, _ := rawUpstream(t, func(br *bufio.Reader, c net.Conn) {
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
-			switch req.URL.Path {
-			case "/chunked":
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n")
-			case "/close":
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
-				return
-			case "/length-big":
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+fmt.Sprint(5*len(bigBody))+"\r\n\r\n"+strings.Repeat(bigBody, 5))
-			case "/close-big":
-				// The shortest head: the body fills the first read.
-				io.WriteString(c, "HTTP/1.0 200 OK\r\n\r\n"+bigBody)
-				return
-			case "/head":
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n")
-			case "/204":
-				io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
-			case "/304":
-				io.WriteString(c, "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n")
-			case "/early":
-				io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-			}
+	addr, _ := httpUpstream(t, func(req *http.Request, c net.Conn) bool {
+		switch req.URL.Path {
+		case "/chunked":
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: 42\r\n\r\n")
+		case "/close":
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
+			return false
+		case "/length-big":
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: "+fmt.Sprint(5*len(bigBody))+"\r\n\r\n"+strings.Repeat(bigBody, 5))
+		case "/close-big":
+			// The shortest head: the body fills the first read.
+			io.WriteString(c, "HTTP/1.0 200 OK\r\n\r\n"+bigBody)
+			return false
+		case "/head":
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n")
+		case "/204":
+			io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+		case "/304":
+			io.WriteString(c, "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n")
+		case "/early":
+			io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
+		return true
 	})
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", addr))+`
-[[http]]
-listen = ["LISTEN"]
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", addr))+proxyAllToApp)
 	c, err := net.Dial("tcp", gw.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -390,33 +396,21 @@ proxy_pass = "http://app"
 // a fresh connection, not after waiting for an answer that cannot come;
 // and an answer slower than the first wait slice must still arrive.
 func TestUpstreamLingeringCloseAndSlowAnswer(t *testing.T) {
-	addr, conns := rawUpstream(t, func(br *bufio.Reader, c net.Conn) {
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
-			if req.URL.Path == "/slow" {
-				time.Sleep(1300 * time.Millisecond) // past the 1 s first slice
-			}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-			if req.URL.Path == "/then-linger" {
-				time.Sleep(50 * time.Millisecond)
-				c.(*net.TCPConn).CloseWrite()
-				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-				io.Copy(io.Discard, c) // lingering: what arrives is read and dropped
-				return
-			}
+	addr, conns := httpUpstream(t, func(req *http.Request, c net.Conn) bool {
+		if req.URL.Path == "/slow" {
+			time.Sleep(1300 * time.Millisecond) // past the 1 s first slice
 		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		if req.URL.Path == "/then-linger" {
+			time.Sleep(50 * time.Millisecond)
+			c.(*net.TCPConn).CloseWrite()
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			io.Copy(io.Discard, c) // lingering: what arrives is read and dropped
+			return false
+		}
+		return true
 	})
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", addr))+`
-[[http]]
-listen = ["LISTEN"]
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", addr))+proxyAllToApp)
 	c := newClient()
 	if resp, body := get(t, c, gw.url("/then-linger")); resp.StatusCode != 200 || body != "ok" {
 		t.Fatalf("then-linger: %d %q", resp.StatusCode, body)
@@ -442,27 +436,15 @@ proxy_pass = "http://app"
 // while idle costs the client nothing: the request goes out again on a
 // fresh connection.
 func TestUpstreamPoolReuseAndStaleConnection(t *testing.T) {
-	addr, conns := rawUpstream(t, func(br *bufio.Reader, c net.Conn) {
-		for i := 0; ; i++ {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-			if req.URL.Path == "/then-close" {
-				time.Sleep(50 * time.Millisecond)
-				return // closes without announcing it
-			}
+	addr, conns := httpUpstream(t, func(req *http.Request, c net.Conn) bool {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		if req.URL.Path == "/then-close" {
+			time.Sleep(50 * time.Millisecond)
+			return false // closes without announcing it
 		}
+		return true
 	})
-	gw := startGateway(t, strings.Replace(upstreamTOML("app", fmt.Sprintf("address = %q", addr)), "[upstream.app]\n", "[upstream.app]\nkeepalive = 1\n", 1)+`
-[[http]]
-listen = ["LISTEN"]
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+	gw := startGateway(t, strings.Replace(upstreamTOML("app", fmt.Sprintf("address = %q", addr)), "[upstream.app]\n", "[upstream.app]\nkeepalive = 1\n", 1)+proxyAllToApp)
 	c := newClient()
 	for i := 0; i < 5; i++ {
 		if resp, body := get(t, c, gw.url("/x")); resp.StatusCode != 200 || body != "ok" {
@@ -616,30 +598,19 @@ proxy_read_timeout = "30s"
 // length (chunked or close-delimited upstream) as it comes, ended by the
 // close.
 func TestHTTP10ClientsOnFastPath(t *testing.T) {
-	addr, _ := rawUpstream(t, func(br *bufio.Reader, c net.Conn) {
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			switch req.URL.Path {
-			case "/chunked":
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n")
-			case "/close":
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
-				return
-			default:
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-			}
+	addr, _ := httpUpstream(t, func(req *http.Request, c net.Conn) bool {
+		switch req.URL.Path {
+		case "/chunked":
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n")
+		case "/close":
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
+			return false
+		default:
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
+		return true
 	})
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", addr))+`
-[[http]]
-listen = ["LISTEN"]
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", addr))+proxyAllToApp)
 	g := gw.current.Load().groups[gw.addr]
 	for _, path := range []string{"/chunked", "/close"} {
 		raw := rawExchange(t, gw.addr, "GET /len HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET "+path+" HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")

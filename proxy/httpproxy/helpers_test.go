@@ -279,6 +279,16 @@ func statusLines(raw string) []int {
 	}
 }
 
+// proxyAllToApp is the [[http]] part most tests need: one listener whose
+// every path goes to upstream "app" (see upstreamTOML).
+const proxyAllToApp = `
+[[http]]
+listen = ["LISTEN"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+`
+
 func upstreamTOML(name string, servers ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[upstream.%s]\n", name)

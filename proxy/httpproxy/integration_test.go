@@ -99,13 +99,7 @@ proxy_pass = "http://app/two/"
 
 func TestKilledBackendCausesNoFailedGET(t *testing.T) {
 	b1, b2 := startBackend(t, "b1"), startBackend(t, "b2")
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b1.addr()), fmt.Sprintf("address = %q", b2.addr()))+`
-[[http]]
-listen = ["LISTEN"]
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b1.addr()), fmt.Sprintf("address = %q", b2.addr()))+proxyAllToApp)
 	c := newClient()
 	for i := 0; i < 20; i++ {
 		get(t, c, gw.url("/warm"))
@@ -128,13 +122,7 @@ func TestWeightsSplitExactly(t *testing.T) {
 	gw := startGateway(t, upstreamTOML("app",
 		fmt.Sprintf("address = %q\nweight = 3", bs[0].addr()),
 		fmt.Sprintf("address = %q\nweight = 1", bs[1].addr()),
-		fmt.Sprintf("address = %q\nweight = 4", bs[2].addr()))+`
-[[http]]
-listen = ["LISTEN"]
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+		fmt.Sprintf("address = %q\nweight = 4", bs[2].addr()))+proxyAllToApp)
 	c := newClient()
 	for i := 0; i < 800; i++ {
 		if resp, _ := get(t, c, gw.url("/")); resp.StatusCode != 200 {
@@ -181,13 +169,7 @@ func TestPostRetriedWhenConnectFails(t *testing.T) {
 	good := startBackend(t, "good")
 	gw := startGateway(t, upstreamTOML("app",
 		fmt.Sprintf("address = %q", deadAddr),
-		fmt.Sprintf("address = %q\nbackup = true", good.addr()))+`
-[[http]]
-listen = ["LISTEN"]
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+		fmt.Sprintf("address = %q\nbackup = true", good.addr()))+proxyAllToApp)
 	body := strings.Repeat("0123456789", 20000) // 200 kB: kept on disk beyond 64 kB
 	resp, err := newClient().Post(gw.url("/upload"), "text/plain", strings.NewReader(body))
 	if err != nil {
@@ -208,13 +190,7 @@ proxy_pass = "http://app"
 
 func TestNoLiveServerAnswers502AtOnce(t *testing.T) {
 	deadAddr := refusingAddr(t)
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", deadAddr))+`
-[[http]]
-listen = ["LISTEN"]
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", deadAddr))+proxyAllToApp)
 	start := time.Now()
 	resp, body := get(t, newClient(), gw.url("/"))
 	if resp.StatusCode != 502 || !strings.Contains(body, "502 Bad Gateway") || time.Since(start) > time.Second {
@@ -293,13 +269,7 @@ proxy_pass = "http://app"
 
 func TestSmugglingRefused(t *testing.T) {
 	b := startBackend(t, "b")
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+`
-[[http]]
-listen = ["LISTEN"]
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+proxyAllToApp)
 	cases := []struct {
 		name  string
 		raw   string
@@ -482,13 +452,7 @@ proxy_read_timeout = "300ms"
 
 func TestDrainClosesKeepAlive(t *testing.T) {
 	b := startBackend(t, "b")
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+`
-[[http]]
-listen = ["LISTEN"]
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+proxyAllToApp)
 	c, err := net.Dial("tcp", gw.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -521,13 +485,7 @@ func TestShutdownWaitsForInFlight(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		io.WriteString(w, "done")
 	}
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+`
-[[http]]
-listen = ["LISTEN"]
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+proxyAllToApp)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	var status int
@@ -656,13 +614,7 @@ func TestIPv6Listener(t *testing.T) {
 	}
 	t.Cleanup(func() { ln.Close() })
 	b := startBackend(t, "b")
-	gw := startGatewayOn(t, ln, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+`
-[[http]]
-listen = ["LISTEN"]
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+	gw := startGatewayOn(t, ln, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+proxyAllToApp)
 	resp, body := get(t, newClient(), "http://"+gw.addr+"/six")
 	s := decodeSeen(t, body)
 	if resp.StatusCode != 200 || s.Header.Get("X-Real-Ip") != "::1" || s.Header.Get("X-Forwarded-For") != "::1" {

@@ -143,13 +143,7 @@ proxy_pass = "http://app"
 
 func TestAccessLogLine(t *testing.T) {
 	b := startBackend(t, "b")
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+`
-[[http]]
-listen = ["LISTEN"]
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+proxyAllToApp)
 	rawExchange(t, gw.addr, "GET /p?q=\"x\" HTTP/1.1\r\nHost: a\r\nReferer: http://r/\r\nUser-Agent: ua \"quoted\"\r\nConnection: close\r\n\r\n")
 	line := gw.access.String()
 	re := regexp.MustCompile(`^127\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "GET /p\?q=\\x22x\\x22 HTTP/1\.1" 200 \d+ "http://r/" "ua \\x22quoted\\x22" "` +
@@ -163,13 +157,7 @@ func TestGenerationShutdownLeavesNoGoroutines(t *testing.T) {
 	before := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 	b := startBackend(t, "b")
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+`
-[[http]]
-listen = ["LISTEN"]
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+proxyAllToApp)
 	c := newClient()
 	for i := 0; i < 5; i++ {
 		get(t, c, gw.url("/"))
