@@ -27,8 +27,8 @@ type Settings struct {
 	Flush time.Duration
 }
 
-// DefaultFlush is how long buffered lines may wait when Settings.Flush is 0.
-const DefaultFlush = time.Second
+// defaultFlush is how long buffered lines may wait when Settings.Flush is 0.
+const defaultFlush = time.Second
 
 // Writer is a thread-safe line writer. A nil *Writer, or one whose target
 // is "off", discards everything; On tells callers whether formatting a line
@@ -151,7 +151,7 @@ func (w *Writer) Write(line []byte) {
 func (w *Writer) armLocked() {
 	flush := w.settings.Flush
 	if flush <= 0 {
-		flush = DefaultFlush
+		flush = defaultFlush
 	}
 	if w.timer == nil {
 		w.timer = time.AfterFunc(flush, w.timedFlush)
