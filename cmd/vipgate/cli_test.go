@@ -539,14 +539,9 @@ func TestAdminAPIAndStatusCommand(t *testing.T) {
 		t.Errorf("/status access_log block:\n%s", body)
 	}
 
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/status", adminPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := statusBody()
 	for _, want := range []string{`"generation": 1`, `"address": "127.0.0.1:1"`, fmt.Sprintf(`"address": "%s"`, addr), `"serving": true`, `"2xx": 1,`} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Errorf("/status lacks %s:\n%s", want, body)
 		}
 	}
@@ -554,7 +549,7 @@ func TestAdminAPIAndStatusCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "127.0.0.1:1") || !strings.Contains(out, "UPSTREAM") {
 		t.Fatalf("vipgate status: exit %d\n%s%s", code, out, errOut)
 	}
-	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", adminPort))
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", adminPort))
 	if err != nil {
 		t.Fatal(err)
 	}
