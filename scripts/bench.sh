@@ -7,7 +7,9 @@
 #
 #   QUICK=1 scripts/bench.sh      one repetition of 2 s (development)
 #   BENCH_ONLY="http stream failover"   sections to run (default: all)
-#   BENCH_DURATION=10             seconds per load run (default 10, QUICK 2)
+#   BENCH_DURATION=6              seconds per load run (default 6, QUICK 2)
+#   BENCH_REPS=5                  rounds (default 5, QUICK 1); the proxies
+#                                 take turns going first
 #
 # Tables go to stdout and to bench-results/<time>/ (report.txt, raw
 # records in results.tsv, logs).
@@ -21,7 +23,10 @@ export PATH=$PATH:/usr/local/go/bin GOTOOLCHAIN=local
 [ "$(nproc)" -ge 2 ] || { echo "bench: needs 2 CPUs (proxy on CPU 0, load on CPU 1)"; exit 1; }
 
 QUICK=${QUICK:-0}
-if [ "$QUICK" = 1 ]; then REPS=1; DUR=${BENCH_DURATION:-2}; else REPS=3; DUR=${BENCH_DURATION:-10}; fi
+# Five alternating rounds of 6 s rather than three of 10 s: on a VM two runs
+# of the same binary differ by 12-25%, and a median of more, shorter rounds
+# (each proxy first in turn) is steadier for the same time.
+if [ "$QUICK" = 1 ]; then REPS=1; DUR=${BENCH_DURATION:-2}; else REPS=${BENCH_REPS:-5}; DUR=${BENCH_DURATION:-6}; fi
 ONLY=${BENCH_ONLY:-http stream failover}
 HTTP_IDLE_CONNS=10000
 STREAM_IDLE_CONNS=5000
@@ -128,6 +133,16 @@ hold() {
   HOLD_OK=$(sed -n 's/^ready ok=\([0-9]*\).*/\1/p' "$WORK/$4.log")
   HOLD_OK=${HOLD_OK:-0}
   sleep 1 # let the proxy settle (lazy buffers, GC)
+}
+
+# rotated N ITEM...: the items, starting at the Nth (1-based, wrapping), so
+# that no proxy always runs first or last in a round.
+rotated() {
+  local n=$1
+  shift
+  local -a items=("$@")
+  local i k=${#items[@]}
+  for ((i = 0; i < k; i++)); do echo "${items[$(((n - 1 + i) % k))]}"; done
 }
 
 ratio_note() { echo "  (each cell: median (min-max) of $REPS run(s) of ${DUR}s; 'x nginx' divides medians)"; }
@@ -246,7 +261,7 @@ EOF
   local rep s c0 c1 line rps p50 p99 n errs port pid
   for rep in $(seq "$REPS"); do
     for s in "${SCEN[@]}"; do
-      for p in "${LIVE[@]}"; do
+      for p in $(rotated "$rep" "${LIVE[@]}"); do
         local -a extra=()
         [ "$s" = close ] && extra=(-H "Connection: close")
         port=${PORT[$p]} pid=${PROXY[$p]}
@@ -408,7 +423,7 @@ EOF
   local ts="Stream short connections (connect, 5 bytes echoed, close; 16 loops, ${DUR}s)"
   local rep c0 c1 line gbps bytes
   for rep in $(seq "$REPS"); do
-    for p in direct "${LIVE[@]}"; do
+    for p in $(rotated "$rep" direct "${LIVE[@]}"); do
       [ "$p" = direct ] || c0=$(cpu_ticks "${PROXY[$p]}")
       if ! taskset -c 1 iperf3 -c 127.0.0.1 -p "${BULK[$p]}" -t "$DUR" -J >"$WORK/iperf.json" 2>&1 ||
         ! line=$("$BT" iperf <"$WORK/iperf.json"); then
@@ -464,11 +479,10 @@ EOF
   done
 
   # Short connections last: they leave tens of thousands of TIME_WAIT
-  # sockets for a minute, which must not disturb the tests above. vipgate
-  # goes first in each repetition: it binds its upstream socket before
-  # connecting, and a bind() cannot reuse a port in TIME_WAIT as connect() can.
+  # sockets for a minute, which must not disturb the tests above (connect()
+  # reuses such ports on loopback: net.ipv4.tcp_tw_reuse).
   for rep in $(seq "$REPS"); do
-    for p in $(printf "%s\n" "${LIVE[@]}" | sort -r) direct; do # vipgate first
+    for p in $(rotated "$rep" "${LIVE[@]}" direct); do
       [ "$p" = direct ] || c0=$(cpu_ticks "${PROXY[$p]}")
       line=$(taskset -c 1 "$BT" short -addr "127.0.0.1:${SHORT[$p]}" -workers 16 -duration "${DUR}s" | head -1)
       local conns errs rate
