@@ -40,11 +40,20 @@ func FuzzReadHeader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, input []byte, chunk uint8) {
 		c := &bytesConn{r: bytes.NewReader(input), chunk: int(chunk%64) + 1}
 		conn, src, dst, err := ReadHeader(c, time.Second)
+		// Parse, fed the same bytes as they arrive (the stream engine's
+		// way), must come to the same verdict.
+		pn, psrc, pdst, perr := parseInChunks(input, c.chunk)
+		if (err == nil) != (perr == nil) || ReasonOf(err) != ReasonOf(perr) {
+			t.Fatalf("ReadHeader: %v; Parse: %v", err, perr)
+		}
 		if err != nil {
 			if ReasonOf(err) == "" {
 				t.Fatalf("refusal without a reason: %v", err)
 			}
 			return
+		}
+		if !sameAddr(src, psrc) || !sameAddr(dst, pdst) {
+			t.Fatalf("ReadHeader: %v -> %v; Parse: %v -> %v", src, dst, psrc, pdst)
 		}
 		if (src == nil) != (dst == nil) {
 			t.Fatalf("src %v and dst %v: both or neither", src, dst)
@@ -57,6 +66,9 @@ func FuzzReadHeader(f *testing.F) {
 			t.Fatalf("bytes after header %q are not the input's tail", rest)
 		}
 		headerLen := len(input) - len(rest)
+		if headerLen != pn {
+			t.Fatalf("ReadHeader took %d bytes, Parse %d", headerLen, pn)
+		}
 		if headerLen > readerSize {
 			t.Fatalf("header of %d bytes accepted (limit %d)", headerLen, readerSize)
 		}
@@ -80,6 +92,24 @@ func FuzzReadHeader(f *testing.F) {
 }
 
 func sameAddr(a, b net.Addr) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
 	x, y := a.(*net.TCPAddr), b.(*net.TCPAddr)
 	return x.IP.Equal(y.IP) && x.Port == y.Port
+}
+
+// parseInChunks calls Parse the way an event loop does: on the bytes
+// received so far, chunk by chunk, with eof once the input is exhausted.
+func parseInChunks(input []byte, chunk int) (int, net.Addr, net.Addr, error) {
+	for k := 0; ; {
+		k = min(k+chunk, len(input))
+		n, src, dst, err := Parse(input[:k], k == len(input))
+		if err != nil || n > 0 {
+			return n, src, dst, err
+		}
+		if k == len(input) {
+			return 0, nil, nil, nil // unreachable: at eof Parse decides
+		}
+	}
 }

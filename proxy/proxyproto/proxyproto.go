@@ -339,3 +339,33 @@ func WriteHeader(w io.Writer, version string, src, dst net.Addr) error {
 	}
 	return nil
 }
+
+// Parse reads a header from the start of b, the bytes received so far, for
+// callers that read the socket themselves (an event loop). It returns the
+// header's length n, or n == 0 and a nil error while b is a prefix of a
+// header (read more and call again); eof says the peer closed after b, so
+// a prefix is final: missing (no byte) or truncated. src and dst are as
+// ReadHeader's. A refused header returns a *HeaderError.
+func Parse(b []byte, eof bool) (n int, src, dst net.Addr, err error) {
+	done, err := headerComplete(b)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	if !done {
+		if eof {
+			return 0, nil, nil, ioFailure(io.EOF, len(b) == 0)
+		}
+		return 0, nil, nil, nil
+	}
+	if b[0] == sigV1[0] {
+		n = bytes.IndexByte(b, '\n') + 1
+	} else {
+		n = v2FixedLen + int(binary.BigEndian.Uint16(b[14:16]))
+	}
+	h, err := pp.Read(bufio.NewReaderSize(bytes.NewReader(b[:n]), max(n, 16)))
+	if err != nil {
+		return 0, nil, nil, codecFailure(err)
+	}
+	src, dst = headerAddrs(h)
+	return n, src, dst, nil
+}
