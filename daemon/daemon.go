@@ -70,6 +70,9 @@ type Daemon struct {
 
 	// streamStats are shared by every generation so counters survive reloads.
 	streamStats *stream.Stats
+	// streamEngine runs the streams of every generation; started with the
+	// first [[stream]], stopped after the last generation at stop.
+	streamEngine *stream.Engine
 }
 
 // generation is everything built from one config file.
@@ -121,6 +124,7 @@ func Start(cfg *config.Config, o Options) (*Daemon, error) {
 		d.listeners.Close()
 		d.checks.Stop()
 		d.vrrp.Stop()
+		d.closeStreamEngine()
 		return nil, err
 	}
 	go d.trackLoop()
@@ -230,7 +234,15 @@ func (d *Daemon) build(id uint64, cfg *config.Config) (*generation, error) {
 		}
 	}
 	if len(cfg.Stream) > 0 {
-		s, err := stream.New(cfg.Stream, stream.Deps{Log: d.log, AccessLog: d.accessLog, Upstreams: gen.upstreams, UpstreamConfig: cfg.Upstream, Stats: d.streamStats})
+		if d.streamEngine == nil {
+			e, err := stream.NewEngine(0)
+			if err != nil {
+				return nil, fmt.Errorf("stream: %w", err)
+			}
+			d.streamEngine = e
+		}
+		s, err := stream.New(cfg.Stream, stream.Deps{Log: d.log, AccessLog: d.accessLog, Upstreams: gen.upstreams, UpstreamConfig: cfg.Upstream,
+			Stats: d.streamStats, Engine: d.streamEngine})
 		if err != nil {
 			return nil, fmt.Errorf("stream: %w", err)
 		}
@@ -430,6 +442,7 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 		go func() { defer wg.Done(); g.shutdown(ctx) }()
 	}
 	wg.Wait()
+	d.closeStreamEngine()
 	d.vrrp.Release()
 	d.vrrp.Stop()
 	d.checks.Stop()
@@ -558,8 +571,17 @@ func (d *Daemon) Quit() {
 		g.closeLongLived()
 		g.shutdownNow()
 	}
+	d.closeStreamEngine()
 	d.checks.Stop()
 	d.swapAdmin(nil, "")
+}
+
+// closeStreamEngine stops the stream engine, once every generation has
+// shut down.
+func (d *Daemon) closeStreamEngine() {
+	if d.streamEngine != nil {
+		d.streamEngine.Close()
+	}
 }
 
 func (g *generation) closeLongLived() {

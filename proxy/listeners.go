@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,27 @@ import (
 // it each time, which was 3-5% of the CPU a short connection costs.
 type Handler interface {
 	ServeConn(c net.Conn)
+}
+
+// An AcceptEngine accepts on listening sockets itself, on event loops of
+// its own (the stream proxy's), instead of Go's net: it skips what Go's net
+// does for each connection (an address lookup, a netpoller registration,
+// TCP_NODELAY, and an epoll removal at close) and the hand-over from an
+// accept goroutine. Attach starts accepting on l, handing each connection
+// to the handler current at that moment (l.Handler); Detach stops, and
+// once it returns nothing more is accepted through the engine.
+type AcceptEngine interface {
+	Attach(l *Listener) error
+	Detach(l *Listener)
+}
+
+// EngineHandler is a Handler whose connections an AcceptEngine accepts.
+// While a listener's handler is one, the listener's own accept loop waits
+// and the engine accepts; ServeConn is still used for connections Go's net
+// accepted before a reload made the handler current.
+type EngineHandler interface {
+	Handler
+	AcceptEngine() AcceptEngine
 }
 
 // warmIdle is how long a warm goroutine waits for the next connection
@@ -84,7 +106,7 @@ func (ls *Listeners) Apply(handlers map[string]Handler) error {
 			return err
 		}
 		opened[addr] = &Listener{addr: addr, ln: l, log: ls.log.With(zap.String("listen", addr)), done: make(chan struct{}),
-			warm: make(chan connWork), stopWarm: make(chan struct{})}
+			warm: make(chan connWork), stopWarm: make(chan struct{}), closing: make(chan struct{}), changed: make(chan struct{}, 1)}
 	}
 	for addr, l := range ls.byAddr {
 		if _, keep := handlers[addr]; !keep {
@@ -105,6 +127,10 @@ func (ls *Listeners) Apply(handlers map[string]Handler) error {
 			continue
 		}
 		l.handler.Store(&h)
+		select {
+		case l.changed <- struct{}{}:
+		default:
+		}
 	}
 	return nil
 }
@@ -159,6 +185,8 @@ type Listener struct {
 	closeOnce     sync.Once
 	stopWarmOnce  sync.Once
 	closedByOwner atomic.Bool
+	closing       chan struct{} // closed when the owner closes the listener
+	changed       chan struct{} // a new handler was stored (capacity 1)
 }
 
 // ListenerStatus is what the node self-check and the admin API see.
@@ -190,6 +218,7 @@ func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 func (l *Listener) close() {
 	l.closeOnce.Do(func() {
 		l.closedByOwner.Store(true)
+		close(l.closing)
 		_ = l.ln.Close()
 	})
 	<-l.done
@@ -233,22 +262,34 @@ func (l *Listener) acceptLoop() {
 	}()
 	backoff := 5 * time.Millisecond
 	for {
+		if eh, ok := l.Handler().(EngineHandler); ok {
+			if eng := eh.AcceptEngine(); eng != nil {
+				if err := eng.Attach(l); err != nil {
+					l.log.Error("accept engine refused the listener: accepting through Go's net", zap.Error(err))
+				} else {
+					closing := l.waitEngineDone(eng)
+					eng.Detach(l)
+					if closing {
+						return
+					}
+					continue
+				}
+			}
+		}
 		c, err := l.ln.Accept()
 		if err != nil {
 			if l.closedByOwner.Load() {
 				return
 			}
-			l.acceptErrors.Add(1)
-			msg := err.Error()
-			l.lastErr.Store(&msg)
-			l.failingSince.CompareAndSwap(0, time.Now().UnixNano())
 			if errors.Is(err, net.ErrClosed) {
+				l.AcceptFailed(err)
 				// The socket is gone without us closing it: nothing left to retry.
 				l.log.Error("listener socket closed unexpectedly", zap.Error(err))
 				return
 			}
 			// EMFILE/ENFILE and friends: back off (as net/http does) and keep
 			// trying; the node self-check sees the failing state meanwhile.
+			l.AcceptFailed(err)
 			l.log.Warn("accept failed", zap.Error(err), zap.Duration("retry_in", backoff))
 			time.Sleep(backoff)
 			if backoff < time.Second {
@@ -257,10 +298,72 @@ func (l *Listener) acceptLoop() {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		l.failingSince.Store(0)
-		l.accepted.Add(1)
-		l.serveWarm(*l.handler.Load(), c)
+		l.Accepted()
+		l.Serve(c)
 	}
+}
+
+// waitEngineDone waits while eng accepts for the listener: until a reload
+// stores a handler of another kind (false) or the listener closes (true).
+func (l *Listener) waitEngineDone(eng AcceptEngine) (closing bool) {
+	for {
+		select {
+		case <-l.closing:
+			return true
+		case <-l.changed:
+			if eh, ok := l.Handler().(EngineHandler); !ok || eh.AcceptEngine() != eng {
+				return false
+			}
+		}
+	}
+}
+
+// Handler is the handler of the generation current now.
+func (l *Listener) Handler() Handler { return *l.handler.Load() }
+
+// Serve hands an accepted connection to the current handler, on a warm
+// goroutine.
+func (l *Listener) Serve(c net.Conn) { l.serveWarm(l.Handler(), c) }
+
+// Accepted records an accepted connection (and that accepting works).
+func (l *Listener) Accepted() {
+	l.failingSince.Store(0)
+	l.accepted.Add(1)
+}
+
+// AcceptFailed records a failed accept; the listener counts as failing
+// until the next Accepted.
+func (l *Listener) AcceptFailed(err error) {
+	l.acceptErrors.Add(1)
+	msg := err.Error()
+	l.lastErr.Store(&msg)
+	l.failingSince.CompareAndSwap(0, time.Now().UnixNano())
+}
+
+// Log is the listener's logger.
+func (l *Listener) Log() *zap.Logger { return l.log }
+
+// DupFD returns a duplicate of the listening socket's descriptor (the same
+// non-blocking socket), owned by the caller, who must close it for the
+// socket to close.
+func (l *Listener) DupFD() (int, error) {
+	sc, ok := l.ln.(syscall.Conn)
+	if !ok {
+		return -1, errors.New("not a socket listener")
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	dup := -1
+	var derr error
+	if err := raw.Control(func(fd uintptr) { dup, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", derr)
+	}
+	return dup, nil
 }
 
 // Listen binds addr with SO_REUSEADDR and IP_FREEBIND / IPV6_FREEBIND:
@@ -279,6 +382,11 @@ func Listen(addr string) (net.Listener, error) {
 				return
 			}
 			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1); serr != nil {
+				return
+			}
+			// Accepted sockets inherit TCP_NODELAY too: Go's net sets it
+			// again on each, the stream proxy's raw accept does not.
+			if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); serr != nil {
 				return
 			}
 			if network == "tcp6" {

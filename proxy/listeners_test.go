@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -241,5 +242,123 @@ func TestConnectionsRunOnWarmGoroutines(t *testing.T) {
 			t.Fatalf("a warm goroutine outlived its closed listener by %v", warmIdle/5)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// fakeEngine accepts through a duplicate of the listener's socket, as the
+// stream engine does, and answers "engine".
+type fakeEngine struct {
+	mu       sync.Mutex
+	attached map[*Listener]net.Listener
+	wg       sync.WaitGroup
+	attaches atomic.Int64
+	detaches atomic.Int64
+}
+
+func (e *fakeEngine) Attach(l *Listener) error {
+	fd, err := l.DupFD()
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), "dup")
+	ln, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.attached[l] = ln
+	e.mu.Unlock()
+	e.attaches.Add(1)
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			l.Accepted()
+			_, _ = io.WriteString(c, "engine")
+			c.Close()
+		}
+	}()
+	return nil
+}
+
+func (e *fakeEngine) Detach(l *Listener) {
+	e.mu.Lock()
+	ln := e.attached[l]
+	delete(e.attached, l)
+	e.mu.Unlock()
+	ln.Close()
+	e.wg.Wait()
+	e.detaches.Add(1)
+}
+
+type engineHandler struct {
+	Handler
+	eng *fakeEngine
+}
+
+func (h engineHandler) AcceptEngine() AcceptEngine { return h.eng }
+
+// TestEngineHandlerTakesOverAccepting: while a listener's handler is an
+// EngineHandler its engine accepts (the stream proxy's event loops); a
+// reload to another kind of handler gives accepting back to Go's net, and
+// closing the listener detaches the engine so the socket really closes.
+func TestEngineHandlerTakesOverAccepting(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ls := NewListeners(zap.NewNop())
+	defer ls.Close()
+	a := freeAddr(t)
+	var served atomic.Int64
+	eng := &fakeEngine{attached: map[*Listener]net.Listener{}}
+	eh := engineHandler{Handler: answer("go", &served), eng: eng}
+	if err := ls.Apply(map[string]Handler{a: eh}); err != nil {
+		t.Fatal(err)
+	}
+	if got := dialRead(t, a); got != "engine" {
+		t.Fatalf("with an EngineHandler: %q, want the engine to accept", got)
+	}
+	// Reload: same engine, new handler: the engine stays attached.
+	if err := ls.Apply(map[string]Handler{a: engineHandler{Handler: answer("go2", &served), eng: eng}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := dialRead(t, a); got != "engine" || eng.attaches.Load() != 1 {
+		t.Fatalf("after a reload to the same engine: %q, %d attaches", got, eng.attaches.Load())
+	}
+	if err := ls.Apply(map[string]Handler{a: answer("plain", &served)}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for eng.detaches.Load() != 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := dialRead(t, a); got != "plain" {
+		t.Fatalf("after a reload to a plain handler: %q, want Go's net to accept again", got)
+	}
+	if err := ls.Apply(map[string]Handler{a: eh}); err != nil {
+		t.Fatal(err)
+	}
+	// The accept loop may take one more connection through Go's net before
+	// it sees the new handler: that one is served by it (ServeConn).
+	got := ""
+	for i := 0; i < 3 && got != "engine"; i++ {
+		got = dialRead(t, a)
+	}
+	if got != "engine" || eng.attaches.Load() != 2 {
+		t.Fatalf("back to the engine: %q, %d attaches", got, eng.attaches.Load())
+	}
+	if st := ls.Get(a).Status(); !st.Serving || st.Accepted < 4 {
+		t.Fatalf("status %+v: want serving and the engine's accepts counted", st)
+	}
+	ls.Close()
+	if eng.detaches.Load() != 2 {
+		t.Fatalf("%d detaches after close, want 2", eng.detaches.Load())
+	}
+	if c, err := net.DialTimeout("tcp", a, time.Second); err == nil {
+		c.Close()
+		t.Fatalf("closed listener %s still accepts", a)
 	}
 }

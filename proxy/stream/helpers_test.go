@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,11 +56,12 @@ func (l *lockedBuffer) Lines() []string {
 }
 
 // proxyHarness runs the stream proxy on one loopback listener the way the
-// daemon does: an accept loop hands each connection to the current
-// generation, and a reload swaps the generation under running streams.
+// daemon does: proxy.Listeners accepts and hands each connection to the
+// current generation, and a reload swaps the generation under running
+// streams.
 type proxyHarness struct {
 	t      *testing.T
-	ln     net.Listener
+	ls     *proxy.Listeners
 	listen string
 	table  *balancer.Table
 	stats  *Stats
@@ -67,7 +70,6 @@ type proxyHarness struct {
 	cur  atomic.Pointer[Server]
 	mu   sync.Mutex
 	gens []*Server
-	wg   sync.WaitGroup
 }
 
 // newProxy listens on a free loopback port (IPv4 or IPv6 by host) and loads
@@ -78,25 +80,15 @@ func newProxy(t *testing.T, host string, conf func(listen string) string) *proxy
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &proxyHarness{t: t, ln: ln, listen: ln.Addr().String(), table: balancer.NewTable(nil), stats: NewStats(), access: &lockedBuffer{}}
-	h.reload(conf(h.listen))
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			srv := h.cur.Load()
-			h.wg.Add(1)
-			go func() {
-				defer h.wg.Done()
-				srv.Handler(h.listen).ServeConn(c)
-			}()
-		}
-	}()
+	addr := ln.Addr().String()
+	ln.Close()
+	listen, err := config.ParseListen(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &proxyHarness{t: t, ls: proxy.NewListeners(zaptest.NewLogger(t)), listen: listen, table: balancer.NewTable(nil), stats: NewStats(), access: &lockedBuffer{}}
 	t.Cleanup(h.close)
+	h.reload(conf(h.listen))
 	return h
 }
 
@@ -135,11 +127,14 @@ func (h *proxyHarness) reload(toml string) *Server {
 	h.gens = append(h.gens, srv)
 	h.mu.Unlock()
 	h.cur.Store(srv)
+	if err := h.ls.Apply(map[string]proxy.Handler{h.listen: srv.Handler(h.listen)}); err != nil {
+		h.t.Fatal(err)
+	}
 	return srv
 }
 
 func (h *proxyHarness) close() {
-	h.ln.Close()
+	h.ls.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	h.mu.Lock()
@@ -148,7 +143,6 @@ func (h *proxyHarness) close() {
 	for _, g := range gens {
 		g.Shutdown(ctx)
 	}
-	h.wg.Wait()
 }
 
 func (h *proxyHarness) dial() *net.TCPConn {
@@ -310,6 +304,46 @@ func readAllWithin(t *testing.T, c net.Conn, d time.Duration) ([]byte, error) {
 	t.Helper()
 	c.SetReadDeadline(time.Now().Add(d))
 	return io.ReadAll(c)
+}
+
+// socketWithPeer finds this process's descriptor whose socket is connected
+// to peer (and, when local is valid, bound to local): the proxy's side of a
+// connection, found from what the test sees of it.
+func socketWithPeer(t *testing.T, local, peer netip.AddrPort) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		pa, err := unix.Getpeername(fd)
+		if err != nil || saAddrPort(pa) != peer {
+			continue
+		}
+		if local.IsValid() {
+			la, err := unix.Getsockname(fd)
+			if err != nil || saAddrPort(la) != local {
+				continue
+			}
+		}
+		return fd
+	}
+	t.Fatalf("no socket of this process is connected to %v", peer)
+	return -1
+}
+
+func saAddrPort(sa unix.Sockaddr) netip.AddrPort {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
+	}
+	return netip.AddrPort{}
 }
 
 // countFDs counts this process's descriptors, and among them pipes.

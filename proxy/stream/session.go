@@ -1,17 +1,18 @@
 package stream
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/vipgate/vipgate/balancer"
+	"github.com/vipgate/vipgate/proxy"
 	"github.com/vipgate/vipgate/proxy/proxyproto"
 )
 
@@ -33,298 +34,782 @@ const (
 	endInternal       endReason = "internal_error"  // e.g. the outbound header could not be built
 )
 
-// session is one client connection and its stream.
+type sessionState uint8
+
+const (
+	stNew        sessionState = iota // accepted, setting up
+	stHeader                         // reading the inbound PROXY header
+	stConnecting                     // a connect to a server is in progress
+	stRelay                          // bytes flow both ways
+	stDone                           // torn down
+)
+
+// session is one client connection and its stream. Everything in it
+// belongs to its loop's goroutine; the goroutine that accepted the
+// connection only fills in the socket and the peer before handing it over.
 type session struct {
-	r      *route
-	start  time.Time
-	client net.Conn
-	ctx    context.Context // cancelled by abort: stops a connect in progress
-	cancel context.CancelFunc
+	r     *route
+	lp    *loop
+	id    uint32 // tells this stream's events from those of an earlier user of the descriptor numbers
+	start time.Time
+	state sessionState
 
-	mu       sync.Mutex
-	upstream net.Conn // set once connected
-	aborted  bool
+	c, u     side // client and server sockets
+	up, down dir  // client->server, server->client
 
-	server         *balancer.Server // the picked server, released at teardown
-	dirUp, dirDown *direction       // client->upstream, upstream->client
-	running        atomic.Int32     // directions not finished yet
+	hdr             []byte   // inbound PROXY header bytes read so far
+	hdrSrc, hdrDst  net.Addr // the inbound header's addresses
+	first           []byte   // to the server before anything else: outbound header, bytes past the inbound one
+	firstFromClient int      // of which client bytes (past the inbound header)
+	server          *balancer.Server
+	pick            balancer.PickRequest
+	attempts        int
+	upActive        bool // counted in the upstream's active streams
 
-	end        atomic.Pointer[endReason] // first reason wins
-	lastActive atomic.Int64              // ns since start of the last byte moved either way
+	due        time.Time // next timer: header, connect or idle check
+	heapIndex  int
+	lastActive time.Time
+	firstEOF   *dir // the direction whose source ended first
 
+	end                   endReason // first reason wins
+	status                int
 	clientAddr, localAddr netip.AddrPort
 	tried                 []string
-	status                int
-	fromClient, toClient  atomic.Int64
+	fromClient, toClient  int64
+	registered            bool // in the Server's set: remove at teardown
 }
 
-// ServeConn serves one accepted client connection; it owns c. It returns
-// once the stream is set up: the two directions then run on goroutines of
-// their own, fresh and with small stacks, which is what an idle stream
-// keeps (the deep stack of connecting is not kept for hours).
-func (r *route) ServeConn(c net.Conn) {
+// side is one socket of a stream and what the loop knows about it.
+type side struct {
+	fd       int // -1: none
+	readable bool
+	writable bool
+	rdhup    bool // the peer shut down writing (or the connection is gone)
+}
+
+// dir moves bytes from src to dst. Small reads are copied through the
+// loop's buffer and written at once; a read that fills the buffer makes the
+// direction bulk, and bulk bytes go through a splice pipe (no copy) until a
+// burst is smaller than the buffer. A direction holds a pipe or a buffer
+// only while it has bytes in hand that dst cannot take yet.
+type dir struct {
+	ss         *session
+	src, dst   *side
+	fromClient bool
+
+	pend       []byte  // bytes in hand (copy path)
+	pendBuf    *[]byte // pooled buffer behind pend, nil when pend is ss.first
+	pipe       *pipe
+	inPipe     int
+	bulk       bool
+	eof        bool      // src ended
+	closed     bool      // src ended and that was passed on
+	blockedAt  time.Time // dst has been full with bytes in hand since; zero when not
+	firstBytes bool      // pend is ss.first: its client bytes were counted already
+}
+
+// AcceptEngine implements proxy.EngineHandler: the generation's engine
+// accepts on the route's listener.
+func (r *route) AcceptEngine() proxy.AcceptEngine { return r.srv.eng }
+
+// serve starts a stream for an accepted client socket, on the loop lp.
+func (r *route) serve(lp *loop, fd int, peer netip.AddrPort) {
 	r.listenCounters.accepted.Add(1)
-	ctx, cancel := context.WithCancel(context.Background())
-	ss := &session{r: r, start: time.Now(), client: c, ctx: ctx, cancel: cancel, status: 200}
+	lp.nextID++
+	if lp.nextID == 0 {
+		lp.nextID = 1 // 0 marks listening sockets in the epoll set
+	}
+	ss := &session{r: r, lp: lp, id: lp.nextID, start: time.Now(), status: 200, heapIndex: -1,
+		c: side{fd: fd}, u: side{fd: -1}, clientAddr: peer}
+	ss.up = dir{ss: ss, src: &ss.c, dst: &ss.u, fromClient: true}
+	ss.down = dir{ss: ss, src: &ss.u, dst: &ss.c}
 	if !r.srv.add(ss) {
-		cancel()
+		// Shutdown began: closed at once, as by a listener that is gone.
+		ss.state = stDone
+		_ = unix.Close(fd)
+		return
+	}
+	ss.registered = true
+	if err := lp.watch(ss, fd); err != nil {
+		ss.setEnd(endInternal)
+		r.srv.log.Error("stream: cannot watch the client socket", zap.String("listen", r.listen), zap.Error(err))
+		ss.teardown()
+		return
+	}
+	ss.setup()
+}
+
+// ServeConn serves a connection Go's net accepted (one accepted just
+// before a reload gave the address to the stream proxy, and tests): the
+// socket is duplicated for a loop and the net.Conn closed.
+func (r *route) ServeConn(c net.Conn) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		r.srv.log.Error("stream: not a TCP connection", zap.String("listen", r.listen), zap.Stringer("client", c.RemoteAddr()))
 		_ = c.Close()
 		return
 	}
-	if !ss.serve() {
-		ss.teardown()
-	}
-}
-
-func (ss *session) setEnd(why endReason) {
-	ss.end.CompareAndSwap(nil, &why)
-}
-
-// abort ends the stream from outside: both sockets are closed, which
-// unblocks every wait of the session.
-func (ss *session) abort(why endReason) {
-	ss.setEnd(why)
-	ss.cancel()
-	ss.mu.Lock()
-	ss.aborted = true
-	up := ss.upstream
-	ss.mu.Unlock()
-	_ = ss.client.Close()
-	if up != nil {
-		_ = up.Close()
-	}
-}
-
-// teardown releases everything the session holds and writes its log line.
-// It runs once: on the goroutine of ServeConn when the stream never started,
-// or on the last direction to finish.
-func (ss *session) teardown() {
-	_ = ss.client.Close()
-	if ss.upstream != nil {
-		_ = ss.upstream.Close()
-		ss.r.upCounters.active.Add(-1)
-	}
-	if ss.server != nil {
-		ss.server.Release()
-	}
-	ss.cancel()
-	ss.finish()
-	ss.r.srv.remove(ss)
-}
-
-// serve reads the inbound header, connects, sends the outbound header and
-// starts the two directions. It reports false when the stream did not
-// start (the caller tears the session down).
-func (ss *session) serve() bool {
-	r := ss.r
-	cfg := r.cfg
-
-	client := ss.client
-	var pending []byte
-	var hdrSrc, hdrDst net.Addr
-	if cfg.AcceptProxyProtocol {
-		pc, src, dst, err := proxyproto.ReadHeader(client, cfg.ProxyProtocolTimeout.Duration)
-		if err != nil {
-			reason := proxyproto.ReasonOf(err)
-			if reason == "" {
-				reason = proxyproto.ReasonIO
-			}
-			if i, ok := reasonIndex[reason]; ok {
-				r.listenCounters.headerRefused[i].Add(1)
-			}
-			ss.status = 400
-			ss.setEnd(endProxyHeader + endReason(reason))
-			ss.clientAddr = addrPort(client.RemoteAddr())
-			ss.localAddr = addrPort(client.LocalAddr())
-			if ce := r.srv.log.Check(zap.InfoLevel, "stream: PROXY protocol header refused"); ce != nil {
-				ce.Write(zap.String("listen", r.listen), zap.Stringer("client", client.RemoteAddr()), zap.String("reason", string(reason)), zap.Error(err))
-			}
-			return false
-		}
-		hdrSrc, hdrDst = src, dst
-		client, pending = pc.(*proxyproto.Conn).Unwrap()
-	}
-	ss.clientAddr = addrPort(client.RemoteAddr())
-	ss.localAddr = addrPort(client.LocalAddr())
-	if hdrSrc != nil {
-		ss.clientAddr = addrPort(hdrSrc)
-		ss.localAddr = addrPort(hdrDst)
-	}
-	if tc, ok := client.(*net.TCPConn); ok {
-		setSocketOptions(tc, keepalive(cfg), nodelay(cfg))
-	}
-
-	up, srv, err := ss.connect()
+	defer tc.Close()
+	raw, err := tc.SyscallConn()
 	if err != nil {
-		ss.status = 502
-		return false
+		return
 	}
-	ss.server = srv
-	r.upCounters.active.Add(1)
-	r.upCounters.streams.Add(1)
-	ss.mu.Lock()
-	aborted := ss.aborted
-	ss.upstream = up
-	ss.mu.Unlock()
-	if aborted {
-		return false
+	var fd int
+	var derr error
+	if err := raw.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || derr != nil {
+		r.srv.log.Error("stream: cannot take over the connection", zap.String("listen", r.listen), zap.Error(errors.Join(err, derr)))
+		return
+	}
+	r.srv.eng.pick().post(posted{op: opServe, r: r, fd: fd, peer: addrPort(tc.RemoteAddr())})
+}
+
+// setEnd records why the stream ends; the first reason wins.
+func (ss *session) setEnd(why endReason) {
+	if ss.end == "" {
+		ss.end = why
+	}
+}
+
+// onEvent is the loop's entry for an event on one of the stream's sockets.
+func (ss *session) onEvent(fd int, ev uint32) {
+	var sd *side
+	switch fd {
+	case ss.c.fd:
+		sd = &ss.c
+	case ss.u.fd:
+		sd = &ss.u
+	default:
+		return
+	}
+	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		sd.readable = true
+	}
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+		sd.rdhup = true
+	}
+	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		sd.writable = true
+	}
+	switch ss.state {
+	case stHeader:
+		if ss.c.readable {
+			ss.readHeader()
+		}
+	case stConnecting:
+		if ss.u.writable {
+			ss.connected()
+		}
+	case stRelay:
+		ss.pump()
+	}
+}
+
+// onTimer is the loop's entry when the stream's due time has come.
+func (ss *session) onTimer(now time.Time) {
+	switch ss.state {
+	case stHeader:
+		ss.refuseHeader(&proxyproto.HeaderError{Reason: proxyproto.ReasonTimeout, Err: errors.New("proxy_protocol_timeout")})
+	case stConnecting:
+		ss.attemptFailed(errors.New("proxy_connect_timeout"))
+	case stRelay:
+		timeout := ss.r.cfg.ProxyTimeout.Duration
+		for _, d := range []*dir{&ss.up, &ss.down} {
+			if !d.blockedAt.IsZero() && now.Sub(d.blockedAt) >= timeout {
+				ss.setEnd(endWriteTimeout)
+				ss.teardown()
+				return
+			}
+		}
+		if now.Sub(ss.lastActive) >= timeout {
+			ss.setEnd(endIdle)
+			ss.teardown()
+			return
+		}
+		ss.scheduleIdle()
+	}
+}
+
+// setup applies the socket options and starts reading the inbound header
+// or connecting.
+func (ss *session) setup() {
+	cfg := ss.r.cfg
+	if !keepalive(cfg) {
+		_ = unix.SetsockoptInt(ss.c.fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 0)
 	}
 	if !nodelay(cfg) {
-		if tc, ok := up.(*net.TCPConn); ok {
-			_ = tc.SetNoDelay(false)
+		_ = unix.SetsockoptInt(ss.c.fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 0)
+	}
+	if cfg.AcceptProxyProtocol {
+		ss.state = stHeader
+		if t := cfg.ProxyProtocolTimeout.Duration; t > 0 {
+			ss.setDue(time.Now().Add(t))
+		}
+		ss.c.readable = true // bytes may be queued already: read, do not wait
+		ss.readHeader()
+		return
+	}
+	ss.startConnect()
+}
+
+// readHeader reads the inbound PROXY header, all of it before anything
+// else happens; the bytes read past it go to the server first.
+func (ss *session) readHeader() {
+	for {
+		n, err := unix.Read(ss.c.fd, ss.lp.buf)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			ss.c.readable = false
+			return
+		case err != nil:
+			ss.refuseHeader(&proxyproto.HeaderError{Reason: proxyproto.ReasonIO, Err: err})
+			return
+		}
+		ss.hdr = append(ss.hdr, ss.lp.buf[:n]...)
+		hn, src, dst, perr := proxyproto.Parse(ss.hdr, n == 0)
+		if perr != nil {
+			ss.refuseHeader(perr)
+			return
+		}
+		if hn > 0 {
+			ss.hdrSrc, ss.hdrDst = src, dst
+			if src != nil {
+				ss.clientAddr = addrPort(src)
+				ss.localAddr = addrPort(dst)
+			}
+			if rest := ss.hdr[hn:]; len(rest) > 0 {
+				ss.first = append(ss.first, rest...) // the outbound header goes before them (startConnect)
+				ss.firstFromClient = len(rest)
+			}
+			ss.hdr = nil
+			ss.startConnect()
+			return
+		}
+		if n < len(ss.lp.buf) && !ss.c.rdhup {
+			ss.c.readable = false
+			return
 		}
 	}
+}
 
-	// The outbound header and the bytes read past the inbound one go out in
-	// one write, before anything else the client sends.
-	var first []byte
+func (ss *session) refuseHeader(err error) {
+	r := ss.r
+	reason := proxyproto.ReasonOf(err)
+	if reason == "" {
+		reason = proxyproto.ReasonIO
+	}
+	if i, ok := reasonIndex[reason]; ok {
+		r.listenCounters.headerRefused[i].Add(1)
+	}
+	ss.status = 400
+	ss.setEnd(endProxyHeader + endReason(reason))
+	if ce := r.srv.log.Check(zap.InfoLevel, "stream: PROXY protocol header refused"); ce != nil {
+		ce.Write(zap.String("listen", r.listen), zap.Stringer("client", ss.clientAddr), zap.String("reason", string(reason)), zap.Error(err))
+	}
+	ss.teardown()
+}
+
+// startConnect builds what goes to the server first and connects to the
+// first server.
+func (ss *session) startConnect() {
+	r := ss.r
+	cfg := r.cfg
 	if cfg.ProxyProtocol != "" {
-		src, dst := hdrSrc, hdrDst
+		src, dst := ss.hdrSrc, ss.hdrDst
 		if src == nil {
-			src, dst = client.RemoteAddr(), client.LocalAddr()
+			if !ss.localAddr.IsValid() {
+				ss.localAddr = getsockname(ss.c.fd)
+			}
+			src, dst = net.TCPAddrFromAddrPort(ss.clientAddr), net.TCPAddrFromAddrPort(ss.localAddr)
 		}
 		h, err := proxyproto.Header(cfg.ProxyProtocol, src, dst)
 		if err != nil {
 			ss.status = 500
 			ss.setEnd(endInternal)
 			r.srv.log.Error("stream: cannot build the PROXY protocol header", zap.String("listen", r.listen), zap.Error(err))
-			return false
+			ss.teardown()
+			return
 		}
-		first = h
+		ss.first = append(h, ss.first...)
 	}
-	if len(pending) > 0 {
-		first = append(first, pending...)
-		ss.fromClient.Add(int64(len(pending)))
-		r.upCounters.bytesFromClient.Add(uint64(len(pending)))
-		if srv != nil {
-			srv.AddBytes(int64(len(pending)), 0)
-		}
-	}
-	timeout := cfg.ProxyTimeout.Duration
-	if len(first) > 0 {
-		_ = up.SetWriteDeadline(time.Now().Add(timeout))
-		if _, err := up.Write(first); err != nil {
-			ss.setEnd(endUpstreamError)
-			return false
+	ss.state = stConnecting
+	if r.upstream != nil {
+		ss.pick = balancer.PickRequest{ClientIP: ss.clientAddr.Addr()}
+		if r.hashKey != "" {
+			if !ss.localAddr.IsValid() {
+				ss.localAddr = getsockname(ss.c.fd)
+			}
+			ss.pick.HashKey = expandHashKey(r.hashKey, ss.clientAddr, ss.localAddr)
 		}
 	}
-	ss.pipe(client, up, srv, timeout)
-	return true
+	ss.nextServer()
 }
 
-// connect picks servers and dials them until one connection is up, trying
-// each server at most once. Nothing is written to a server here.
-func (ss *session) connect() (net.Conn, *balancer.Server, error) {
+// nextServer starts connecting to the next server to try; with none left
+// it ends the stream. Nothing is written to a server until its connect
+// has completed.
+func (ss *session) nextServer() {
 	r := ss.r
+	addr, name, ok := ss.pickNext()
+	if !ok {
+		r.upCounters.noServer.Add(1)
+		ss.setEnd(endConnectFailed)
+		ss.status = 502
+		ss.teardown()
+		return
+	}
+	ss.tried = append(ss.tried, name)
+	fd, err := ss.dial(addr)
+	if err != nil {
+		ss.attemptFailed(err) // and on to the next server
+		return
+	}
+	ss.u = side{fd: fd}
+	if t := r.cfg.ProxyConnectTimeout.Duration; t > 0 {
+		ss.setDue(time.Now().Add(t))
+	}
+	if err := ss.lp.watch(ss, fd); err != nil {
+		ss.attemptFailed(err)
+	}
+}
+
+// pickNext chooses the next server to try (each at most once), if one is
+// left.
+func (ss *session) pickNext() (addr netip.AddrPort, name string, ok bool) {
+	r := ss.r
+	if ss.attempts >= r.tries {
+		return addr, "", false
+	}
+	ss.attempts++
 	if r.upstream == nil {
-		ss.tried = append(ss.tried, r.name)
-		c, err := r.dial(ss.ctx, r.name)
-		if err != nil {
-			r.upCounters.connectFailures.Add(1)
-			r.upCounters.noServer.Add(1)
-			ss.connectFailed(r.name, err)
-			ss.setEnd(endConnectFailed)
-			return nil, nil, err
-		}
-		return c, nil, nil
+		return r.addrs[ss.attempts-1], r.name, true
 	}
-	req := balancer.PickRequest{ClientIP: ss.clientAddr.Addr()}
-	if r.hashKey != "" {
-		req.HashKey = expandHashKey(r.hashKey, ss.clientAddr, ss.localAddr)
+	srv, err := r.upstream.Pick(ss.pick)
+	if err != nil {
+		if len(ss.pick.Tried) == 0 {
+			ss.setEnd(endNoServer)
+			r.srv.log.Error("stream: no live upstream server", zap.String("listen", r.listen), zap.String("upstream", r.name))
+		}
+		return addr, "", false
 	}
-	var lastErr error = errNoServer
-	for range r.tries {
-		srv, err := r.upstream.Pick(req)
-		if err != nil {
-			if lastErr == errNoServer {
-				ss.setEnd(endNoServer)
-				r.srv.log.Error("stream: no live upstream server", zap.String("listen", r.listen), zap.String("upstream", r.name))
-			}
-			break
-		}
-		ss.tried = append(ss.tried, srv.Address())
-		c, err := r.dial(ss.ctx, srv.Address())
-		if err == nil {
-			srv.ReportSuccess()
-			return c, srv, nil
-		}
-		lastErr = err
-		if ss.ctx.Err() != nil {
-			// Aborted by a handover or shutdown: not the server's fault.
-			srv.Release()
-			return nil, nil, err
-		}
+	ss.server = srv
+	return r.serverAddr(srv.Address()), srv.Address(), true
+}
+
+// dial starts a non-blocking connect.
+func (ss *session) dial(addr netip.AddrPort) (int, error) {
+	if !addr.IsValid() {
+		return -1, errors.New("not an IP address and port")
+	}
+	family := unix.AF_INET
+	if !addr.Addr().Unmap().Is4() {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	cfg := ss.r.cfg
+	if nodelay(cfg) {
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	}
+	if keepalive(cfg) {
+		// As nginx's so_keepalive=on: SO_KEEPALIVE with the system's timers.
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	}
+	err = unix.Connect(fd, addrSockaddr(addr))
+	for err == unix.EINTR {
+		// The connect goes on in the background; the loop learns its
+		// outcome from the socket becoming writable.
+		err = unix.EINPROGRESS
+	}
+	if err != nil && err != unix.EINPROGRESS {
+		_ = unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// attemptFailed ends a connect attempt that failed or timed out and tries
+// the next server.
+func (ss *session) attemptFailed(err error) {
+	r := ss.r
+	if ss.u.fd >= 0 {
+		ss.lp.forget(ss.u.fd)
+		ss.u = side{fd: -1}
+	}
+	if srv := ss.server; srv != nil {
+		ss.server = nil
 		srv.ReportFailure()
 		srv.Release()
-		r.upCounters.connectFailures.Add(1)
-		ss.connectFailed(srv.Address(), err)
-		req.Tried = append(req.Tried, srv)
+		ss.pick.Tried = append(ss.pick.Tried, srv)
 	}
-	r.upCounters.noServer.Add(1)
-	ss.setEnd(endConnectFailed)
-	return nil, nil, lastErr
-}
-
-func (ss *session) connectFailed(addr string, err error) {
-	r := ss.r
-	if ss.ctx.Err() != nil {
-		return
-	}
+	r.upCounters.connectFailures.Add(1)
 	if ce := r.srv.log.Check(zap.WarnLevel, "stream: connect to upstream server failed"); ce != nil {
-		ce.Write(zap.String("listen", r.listen), zap.String("upstream", r.name), zap.String("server", addr),
+		server := r.name
+		if len(ss.tried) > 0 {
+			server = ss.tried[len(ss.tried)-1]
+		}
+		ce.Write(zap.String("listen", r.listen), zap.String("upstream", r.name), zap.String("server", server),
 			zap.Stringer("client", ss.clientAddr), zap.Error(err))
 	}
+	ss.nextServer()
 }
 
-// pipe starts moving bytes both ways; the last direction to finish
-// tears the session down.
-func (ss *session) pipe(client, up net.Conn, srv *balancer.Server, timeout time.Duration) {
-	ss.touch()
-	ss.dirUp = newDirection(ss, client, up, timeout, true, srv)
-	ss.dirDown = newDirection(ss, up, client, timeout, false, srv)
-	first := time.Duration(ss.lastActive.Load()) + timeout
-	if err := ss.dirUp.setReadDeadline(first); err != nil {
-		ss.abort(endClientError)
+// connected runs when the server's socket became writable while
+// connecting: the connect either completed or failed.
+func (ss *session) connected() {
+	v, err := unix.GetsockoptInt(ss.u.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err == nil && v != 0 {
+		err = syscall.Errno(v)
 	}
-	if err := ss.dirDown.setReadDeadline(first); err != nil {
-		ss.abort(endUpstreamError)
-	}
-	ss.running.Store(2)
-	go ss.dirUp.run()
-	go ss.dirDown.run()
-}
-
-// directionDone is called by each direction when it has finished.
-func (ss *session) directionDone() {
-	if ss.running.Add(-1) > 0 {
+	if err != nil {
+		ss.attemptFailed(err)
 		return
 	}
-	if a, b := ss.dirUp.eofAt, ss.dirDown.eofAt; a > 0 && b > 0 {
-		if a <= b {
+	r := ss.r
+	if ss.server != nil {
+		ss.server.ReportSuccess()
+	}
+	r.upCounters.active.Add(1)
+	r.upCounters.streams.Add(1)
+	ss.upActive = true
+	ss.state = stRelay
+	if len(ss.first) > 0 {
+		ss.up.pend, ss.up.firstBytes = ss.first, true
+		ss.first = nil
+		ss.countBytes(&ss.up, int64(ss.firstFromClient))
+	}
+	ss.lastActive = time.Now()
+	ss.scheduleIdle()
+	ss.pump()
+}
+
+// pump moves what can be moved both ways and ends the stream when both
+// directions are done.
+func (ss *session) pump() {
+	if !ss.up.move() || !ss.down.move() {
+		return
+	}
+	if ss.up.closed && ss.down.closed {
+		if ss.firstEOF == &ss.up {
 			ss.setEnd(endClientClosed)
 		} else {
 			ss.setEnd(endUpstreamClosed)
 		}
+		ss.teardown()
+	}
+}
+
+// move runs the direction until it has to wait. It reports false when it
+// ended the stream.
+func (d *dir) move() bool {
+	ss := d.ss
+	lp := ss.lp
+	for {
+		// Bytes in hand go first.
+		if d.inPipe > 0 {
+			if !d.dst.writable {
+				d.block()
+				return true
+			}
+			n, err := unix.Splice(d.pipe.r, nil, d.dst.fd, nil, d.inPipe, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+			if err == unix.EINTR {
+				continue
+			}
+			if err == unix.EAGAIN {
+				d.dst.writable = false
+				d.block()
+				return true
+			}
+			if err != nil {
+				ss.fail(d, true, err)
+				return false
+			}
+			d.inPipe -= int(n)
+			ss.countBytes(d, n)
+			d.blockedAt = time.Time{}
+			continue
+		}
+		if len(d.pend) > 0 {
+			if !d.dst.writable {
+				d.block()
+				return true
+			}
+			n, err := unix.Write(d.dst.fd, d.pend)
+			if err == unix.EINTR {
+				continue
+			}
+			if err == unix.EAGAIN {
+				d.dst.writable = false
+				d.block()
+				return true
+			}
+			if err != nil {
+				ss.fail(d, true, err)
+				return false
+			}
+			if !d.firstBytes {
+				ss.countBytes(d, int64(n))
+			}
+			d.pend = d.pend[n:]
+			if len(d.pend) > 0 {
+				d.dst.writable = false // a short write: the socket's buffer is full
+				d.block()
+				return true
+			}
+			d.releasePend()
+			d.blockedAt = time.Time{}
+			continue
+		}
+		if d.pipe != nil && !d.bulk {
+			lp.putPipe(d.pipe)
+			d.pipe = nil
+		}
+		if d.eof {
+			if !d.closed {
+				d.closed = true
+				if ss.firstEOF == nil {
+					ss.firstEOF = d
+				}
+				// Pass the half-close on, unless the other direction is
+				// done too: then the teardown right after closes dst,
+				// which sends the same FIN.
+				if other := ss.other(d); !other.closed {
+					_ = unix.Shutdown(d.dst.fd, unix.SHUT_WR)
+				}
+			}
+			return true
+		}
+		if !d.src.readable {
+			return true
+		}
+		if d.bulk {
+			if d.pipe == nil {
+				p, err := lp.getPipe()
+				if err != nil {
+					ss.setEnd(endInternal)
+					ss.srvLog().Error("stream: no splice pipe", zap.Error(err))
+					ss.teardown()
+					return false
+				}
+				d.pipe = p
+			}
+			n, err := unix.Splice(d.src.fd, nil, d.pipe.w, nil, spliceChunk, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err == unix.EAGAIN:
+				d.src.readable = false
+				d.bulk = false // the burst is over: copy until the next one
+				continue       // gives the pipe back
+			case err != nil:
+				ss.fail(d, false, err)
+				return false
+			case n == 0:
+				d.eof = true
+				d.bulk = false
+				continue
+			}
+			d.inPipe = int(n)
+			continue
+		}
+		n, err := unix.Read(d.src.fd, lp.buf)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			d.src.readable = false
+			return true
+		case err != nil:
+			ss.fail(d, false, err)
+			return false
+		case n == 0:
+			d.eof = true
+			continue
+		}
+		if n < len(lp.buf) && !d.src.rdhup {
+			// A short read drained the socket; the next bytes or the FIN
+			// raise a new event (EPOLLRDHUP would have said if the FIN was
+			// already there).
+			d.src.readable = false
+		}
+		if n == len(lp.buf) {
+			d.bulk = true
+		}
+		w := 0
+		if d.dst.writable {
+			w, err = unix.Write(d.dst.fd, lp.buf[:n])
+			if err == unix.EAGAIN || err == unix.EINTR {
+				w, err = 0, nil
+			}
+			if err != nil {
+				ss.fail(d, true, err)
+				return false
+			}
+			ss.countBytes(d, int64(w))
+		}
+		if w < n {
+			d.dst.writable = false
+			d.pendBuf = copyBufPool.Get().(*[]byte)
+			d.pend = append((*d.pendBuf)[:0], lp.buf[w:n]...)
+			d.firstBytes = false
+			d.block()
+			return true
+		}
+	}
+}
+
+// spliceChunk bounds one splice into a pipe: a pipe holds 64 KiB by
+// default, and what does not fit is spliced on the next round.
+const spliceChunk = 1 << 20
+
+// block notes that dst cannot take bytes in hand: proxy_timeout of that
+// is a write timeout.
+func (d *dir) block() {
+	if d.blockedAt.IsZero() {
+		d.blockedAt = time.Now()
+	}
+}
+
+func (d *dir) releasePend() {
+	if d.pendBuf != nil {
+		copyBufPool.Put(d.pendBuf)
+		d.pendBuf = nil
+	}
+	d.pend = nil
+	d.firstBytes = false
+}
+
+// copyBufSize is the loop's copy buffer; a read that fills it makes the
+// direction bulk (spliced).
+const copyBufSize = 16 << 10
+
+var copyBufPool = sync.Pool{New: func() any {
+	b := make([]byte, copyBufSize)
+	return &b
+}}
+
+func (ss *session) other(d *dir) *dir {
+	if d == &ss.up {
+		return &ss.down
+	}
+	return &ss.up
+}
+
+// fail ends the stream on a socket error: reading d's source, or writing
+// its destination.
+func (ss *session) fail(d *dir, write bool, err error) {
+	if d.fromClient != write { // reading from the client, or writing to it
+		ss.setEnd(endClientError)
+	} else {
+		ss.setEnd(endUpstreamError)
+	}
+	if ce := ss.srvLog().Check(zap.DebugLevel, "stream: socket error"); ce != nil {
+		ce.Write(zap.String("listen", ss.r.listen), zap.Stringer("client", ss.clientAddr), zap.Bool("write", write), zap.Error(err))
 	}
 	ss.teardown()
 }
 
-// touch records that bytes moved now.
-func (ss *session) touch() {
-	ss.lastActive.Store(int64(time.Since(ss.start)))
+func (ss *session) srvLog() *zap.Logger { return ss.r.srv.log }
+
+// countBytes records n bytes moved in d's direction.
+func (ss *session) countBytes(d *dir, n int64) {
+	if n <= 0 {
+		return
+	}
+	ss.lastActive = time.Now()
+	c := ss.r.upCounters
+	if d.fromClient {
+		ss.fromClient += n
+		c.bytesFromClient.Add(uint64(n))
+		if ss.server != nil {
+			ss.server.AddBytes(n, 0)
+		}
+	} else {
+		ss.toClient += n
+		c.bytesToClient.Add(uint64(n))
+		if ss.server != nil {
+			ss.server.AddBytes(0, n)
+		}
+	}
+}
+
+// setDue moves the stream's timer.
+func (ss *session) setDue(at time.Time) {
+	ss.due = at
+	ss.lp.schedule(ss)
+}
+
+// scheduleIdle sets the timer to the earliest of proxy_timeout after the
+// last byte moved and proxy_timeout after a direction blocked.
+func (ss *session) scheduleIdle() {
+	timeout := ss.r.cfg.ProxyTimeout.Duration
+	at := ss.lastActive.Add(timeout)
+	for _, d := range []*dir{&ss.up, &ss.down} {
+		if !d.blockedAt.IsZero() {
+			if b := d.blockedAt.Add(timeout); b.Before(at) {
+				at = b
+			}
+		}
+	}
+	ss.setDue(at)
+}
+
+// abort ends the stream from outside (posted to the loop).
+func (ss *session) abort(why endReason) {
+	if ss.state == stDone {
+		return
+	}
+	ss.setEnd(why)
+	ss.teardown()
+}
+
+// teardown releases everything the stream holds and writes its log line.
+func (ss *session) teardown() {
+	if ss.state == stDone {
+		return
+	}
+	ss.state = stDone
+	if !ss.due.IsZero() {
+		ss.due = time.Time{}
+		ss.lp.schedule(ss)
+	}
+	for _, d := range []*dir{&ss.up, &ss.down} {
+		d.releasePend()
+		if d.pipe != nil {
+			d.pipe.close() // it may hold bytes: not for reuse
+			d.pipe = nil
+		}
+	}
+	ss.lp.forget(ss.c.fd)
+	if ss.u.fd >= 0 {
+		ss.lp.forget(ss.u.fd)
+	}
+	if ss.upActive {
+		ss.r.upCounters.active.Add(-1)
+	}
+	if ss.server != nil {
+		ss.server.Release()
+	}
+	ss.finish()
+	if ss.registered {
+		ss.r.srv.remove(ss)
+	}
 }
 
 // finish writes the access log line.
 func (ss *session) finish() {
-	why := endInternal
-	if p := ss.end.Load(); p != nil {
-		why = *p
+	why := ss.end
+	if why == "" {
+		why = endInternal
 	}
 	r := ss.r
 	if ce := r.srv.log.Check(zap.DebugLevel, "stream: ended"); ce != nil {
 		ce.Write(zap.String("listen", r.listen), zap.Stringer("client", ss.clientAddr), zap.Strings("upstream", ss.tried),
-			zap.String("end", string(why)), zap.Int64("bytes_from_client", ss.fromClient.Load()),
-			zap.Int64("bytes_to_client", ss.toClient.Load()), zap.Duration("duration", time.Since(ss.start)))
+			zap.String("end", string(why)), zap.Int64("bytes_from_client", ss.fromClient),
+			zap.Int64("bytes_to_client", ss.toClient), zap.Duration("duration", time.Since(ss.start)))
 	}
 	if !r.srv.access.On() {
 		return
@@ -333,7 +818,7 @@ func (ss *session) finish() {
 	// buffer goes back to the pool at once.
 	bp := logLinePool.Get().(*[]byte)
 	*bp = appendAccessLine((*bp)[:0], r.srv.now(), ss.clientAddr, ss.status,
-		ss.toClient.Load(), ss.fromClient.Load(), time.Since(ss.start), ss.tried, why)
+		ss.toClient, ss.fromClient, time.Since(ss.start), ss.tried, why)
 	r.srv.access.Write(*bp)
 	logLinePool.Put(bp)
 }
@@ -351,22 +836,9 @@ func addrPort(a net.Addr) netip.AddrPort {
 	return ap
 }
 
-// setSocketOptions applies so_keepalive and tcp_nodelay to the client's
-// socket with as few system calls as possible (a short connection's budget
-// is a few dozen): accepted sockets inherit SO_KEEPALIVE from the listening
-// socket (proxy.Listeners sets it) and Go sets TCP_NODELAY on every socket,
-// so only "off" needs a call.
-func setSocketOptions(c *net.TCPConn, keepalive, nodelay bool) {
-	if !keepalive {
-		_ = c.SetKeepAlive(false)
+func addrSockaddr(ap netip.AddrPort) unix.Sockaddr {
+	if a := ap.Addr(); a.Unmap().Is4() {
+		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.Unmap().As4()}
 	}
-	if !nodelay {
-		_ = c.SetNoDelay(false)
-	}
-}
-
-// isTimeout reports a deadline expiry.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
 }

@@ -7,18 +7,17 @@
 // listeners hand new connections to it; streams already running stay with
 // the generation that accepted them, on its settings, until they end.
 //
-// An idle stream costs its two sockets and two parked goroutines: each
-// direction waits for its source to become readable before it splices, so
-// no splice pipe is held while nothing flows (Go's io.Copy between two
-// TCPConns would hold a pipe per direction for as long as it waits).
+// Streams run on the event loops of an Engine (see loop.go), not on
+// goroutines of their own: an idle stream costs its two sockets and a small
+// struct, and a splice pipe is held only while bytes wait in it.
 package stream
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -45,6 +44,10 @@ type Deps struct {
 	Stats *Stats
 	// Now is the clock of access log lines; nil means time.Now.
 	Now func() time.Time
+	// Engine runs the streams; one is shared by the generations of a
+	// process. Nil: the Server starts its own and stops it at the end of
+	// Shutdown.
+	Engine *Engine
 }
 
 // Server is one config generation of the stream proxy.
@@ -54,6 +57,8 @@ type Server struct {
 	stats  *Stats
 	now    func() time.Time
 	routes map[string]*route // by canonical listen address
+	eng    *Engine
+	ownEng bool
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -71,7 +76,7 @@ type route struct {
 	tries    int                // servers to try before giving up
 	name     string             // upstream name or host:port, for counters and logs
 	hashKey  string             // balance = "hash" key template, "" otherwise
-	dialer   net.Dialer
+	addrs    []netip.AddrPort   // proxy_pass host:port, resolved when the generation is built
 
 	upCounters     *upstreamCounters
 	listenCounters *listenerCounters
@@ -120,16 +125,12 @@ func New(streams []*config.Stream, deps Deps) (*Server, error) {
 		if proto.tries < 1 {
 			proto.tries = 1
 		}
-		proto.dialer = net.Dialer{Timeout: sc.ProxyConnectTimeout.Duration}
-		// Plain TCP to servers: with Go's MPTCP dialing the socket is bound
-		// to port 0 before connect, and bind cannot reuse a port in
-		// TIME_WAIT, so bursts of short connections ran out of ports.
-		proto.dialer.SetMultipathTCP(false)
-		if keepalive(sc) {
-			// As nginx's so_keepalive=on: SO_KEEPALIVE with the system's timers.
-			proto.dialer.KeepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}
-		} else {
-			proto.dialer.KeepAlive = -1
+		if proto.upstream == nil {
+			addrs, err := resolve(sc.Address)
+			if err != nil {
+				return nil, fmt.Errorf("%s: proxy_pass %s: %w", path, sc.Address, err)
+			}
+			proto.addrs, proto.tries = addrs, len(addrs)
 		}
 		proto.upCounters = s.stats.upstream(proto.name)
 		for _, l := range sc.Listen {
@@ -146,12 +147,53 @@ func New(streams []*config.Stream, deps Deps) (*Server, error) {
 			s.routes[addr] = &r
 		}
 	}
+	s.eng = deps.Engine
+	if s.eng == nil {
+		eng, err := NewEngine(0)
+		if err != nil {
+			return nil, err
+		}
+		s.eng, s.ownEng = eng, true
+	}
 	return s, nil
 }
 
-// dial connects to a server.
-func (r *route) dial(ctx context.Context, addr string) (net.Conn, error) {
-	return r.dialer.DialContext(ctx, "tcp", addr)
+// resolve turns host:port into addresses, as nginx does for a proxy_pass
+// host when it loads the configuration: a name with several addresses is
+// tried address by address.
+func resolve(hostport string) ([]netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(hostport); err == nil {
+		return []netip.AddrPort{ap}, nil
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return nil, err
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("port %q: %w", port, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", host, err)
+	}
+	out := make([]netip.AddrPort, 0, len(ips))
+	for _, ip := range ips {
+		out = append(out, netip.AddrPortFrom(ip.Unmap(), uint16(p)))
+	}
+	return out, nil
+}
+
+// resolveTimeout bounds the lookup of a proxy_pass host name.
+const resolveTimeout = 5 * time.Second
+
+// serverAddr parses an upstream server's address (an IP and port: the
+// daemon resolves names when it builds the upstream).
+func (r *route) serverAddr(address string) netip.AddrPort {
+	ap, _ := netip.ParseAddrPort(address)
+	return ap
 }
 
 func keepalive(sc *config.Stream) bool { return sc.SOKeepalive == nil || *sc.SOKeepalive }
@@ -174,10 +216,19 @@ func (s *Server) Handler(listenAddr string) proxy.Handler {
 	if r := s.routes[listenAddr]; r != nil {
 		return r
 	}
-	return proxy.HandlerFunc(func(c net.Conn) {
-		s.log.Error("stream: connection on a listener this generation does not serve", zap.String("listen", listenAddr))
-		_ = c.Close()
-	})
+	return unserved{log: s.log, listen: listenAddr}
+}
+
+// unserved closes every connection of a listener a generation does not
+// serve, and says why.
+type unserved struct {
+	log    *zap.Logger
+	listen string
+}
+
+func (u unserved) ServeConn(c net.Conn) {
+	u.log.Error("stream: connection on a listener this generation does not serve", zap.String("listen", u.listen))
+	_ = c.Close()
 }
 
 // Stats returns the counters this generation writes to.
@@ -212,12 +263,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
+		s.closeEngine()
 		return nil
 	case <-ctx.Done():
 	}
 	s.abortAll(endShutdown)
 	<-done
+	s.closeEngine()
 	return ctx.Err()
+}
+
+// closeEngine stops the Server's own engine once its streams have ended.
+func (s *Server) closeEngine() {
+	if s.ownEng {
+		s.eng.Close()
+	}
 }
 
 func (s *Server) abortAll(why endReason) {
@@ -228,7 +288,7 @@ func (s *Server) abortAll(why endReason) {
 	}
 	s.mu.Unlock()
 	for _, ss := range list {
-		ss.abort(why)
+		ss.lp.post(posted{op: opAbort, ss: ss, why: why})
 	}
 }
 
@@ -266,5 +326,3 @@ func expandHashKey(tmpl string, client, local netip.AddrPort) string {
 	)
 	return r.Replace(tmpl)
 }
-
-var errNoServer = errors.New("no server could be picked")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"runtime"
 	"strings"
 	"syscall"
@@ -712,30 +713,17 @@ func TestBalancingUsesHeaderAddress(t *testing.T) {
 	}
 }
 
-// TestNonTCPClientConnUsesCopyPath: a client connection that is not a
-// *net.TCPConn (a wrapper of the listener) still works, by copying.
-func TestNonTCPClientConnUsesCopyPath(t *testing.T) {
+// TestNonTCPClientConnIsClosed: the stream proxy serves TCP sockets only;
+// anything else handed to ServeConn is closed at once, not left hanging.
+func TestNonTCPClientConnIsClosed(t *testing.T) {
 	be := startBackend(t, "127.0.0.1", echo)
 	p := newProxy(t, "127.0.0.1", func(l string) string { return streamConf(l, be.addr, "", "") })
 	client, proxied := net.Pipe()
 	defer client.Close()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		p.cur.Load().Handler(p.listen).ServeConn(proxied)
-	}()
-	<-done // ServeConn returns once the stream runs on its own goroutines
+	p.cur.Load().Handler(p.listen).ServeConn(proxied)
 	client.SetDeadline(time.Now().Add(3 * time.Second))
-	if _, err := client.Write([]byte("over a pipe")); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 11)
-	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "over a pipe" {
-		t.Fatalf("echo through a non-TCP client conn: %q, %v", buf, err)
-	}
-	client.Close()
-	if l := p.waitLines(1)[0]; !strings.Contains(l, " TCP 200 11 11 ") {
-		t.Errorf("access line %q, want 11 bytes each way", l)
+	if _, err := client.Write([]byte("over a pipe")); !errors.Is(err, io.ErrClosedPipe) {
+		t.Fatalf("write to a pipe ServeConn refused: %v, want io.ErrClosedPipe", err)
 	}
 }
 
@@ -751,36 +739,23 @@ func TestSocketOptions(t *testing.T) {
 			c := p.dial()
 			c.Write([]byte("x"))
 			io.ReadFull(c, make([]byte, 1))
-			srv := p.cur.Load()
-			srv.mu.Lock()
-			var ss *session
-			for s := range srv.sessions {
-				ss = s
-			}
-			srv.mu.Unlock()
-			if ss == nil {
-				t.Fatal("no session")
-			}
 			want := 0
 			if on {
 				want = 1
 			}
-			ss.mu.Lock()
-			conns := map[string]net.Conn{"client": ss.client, "upstream": ss.upstream}
-			ss.mu.Unlock()
-			for name, conn := range conns {
-				raw, err := conn.(*net.TCPConn).SyscallConn()
-				if err != nil {
-					t.Fatal(err)
+			// The proxy's two sockets: the one the client is connected to,
+			// and the one connected to the backend.
+			fds := map[string]int{
+				"client":   socketWithPeer(t, addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())),
+				"upstream": socketWithPeer(t, netip.AddrPort{}, netip.MustParseAddrPort(be.addr)),
+			}
+			for name, fd := range fds {
+				if v, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE); v != want {
+					t.Errorf("%s SO_KEEPALIVE = %d, want %d", name, v, want)
 				}
-				raw.Control(func(fd uintptr) {
-					if v, _ := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE); v != want {
-						t.Errorf("%s SO_KEEPALIVE = %d, want %d", name, v, want)
-					}
-					if v, _ := unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY); (v != 0) != on {
-						t.Errorf("%s TCP_NODELAY = %d, want %v", name, v, on)
-					}
-				})
+				if v, _ := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY); (v != 0) != on {
+					t.Errorf("%s TCP_NODELAY = %d, want %v", name, v, on)
+				}
 			}
 		})
 	}
@@ -810,5 +785,83 @@ func TestClientThatStopsReadingTimesOut(t *testing.T) {
 	}
 	if el := time.Since(start); el > 2*time.Second {
 		t.Errorf("stuck stream ended after %v, want about 300ms", el)
+	}
+}
+
+// TestAcceptRetriesAfterDescriptorsRunOut: with no descriptor left (EMFILE)
+// the event loop cannot accept. The listener then reports failing, and
+// once descriptors are free again the connection that waited in the
+// queue is served: nothing is lost, nothing spins.
+func TestAcceptRetriesAfterDescriptorsRunOut(t *testing.T) {
+	be := startBackend(t, "127.0.0.1", echo)
+	p := newProxy(t, "127.0.0.1", func(l string) string { return streamConf(l, be.addr, "", "") })
+	warm := p.dial()
+	warm.Write([]byte("w"))
+	io.ReadFull(warm, make([]byte, 1))
+
+	var orig unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &orig); err != nil {
+		t.Fatal(err)
+	}
+	all, _ := countFDs(t)
+	lowered := orig
+	lowered.Cur = uint64(all) // all counted the directory read too: room for the client's socket only
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lowered); err != nil {
+		t.Fatal(err)
+	}
+	restored := false
+	restore := func() {
+		if !restored {
+			restored = true
+			unix.Setrlimit(unix.RLIMIT_NOFILE, &orig)
+		}
+	}
+	defer restore()
+	c, err := net.Dial("tcp", p.listen)
+	if err != nil {
+		restore()
+		t.Fatal(err)
+	}
+	defer c.Close()
+	l := p.ls.Get(p.listen)
+	deadline := time.Now().Add(3 * time.Second)
+	for l.Status().Serving && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	st := l.Status()
+	restore()
+	if st.Serving || !strings.Contains(st.LastError, "too many open files") {
+		t.Fatalf("with no descriptor left the listener reports %+v, want failing with EMFILE", st)
+	}
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Write([]byte("queued")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "queued" {
+		t.Fatalf("the connection queued while descriptors ran out: %q, %v", buf, err)
+	}
+	if st := l.Status(); !st.Serving {
+		t.Errorf("after the retry the listener reports %+v, want serving", st)
+	}
+}
+
+// TestProxyPassHostName: a host name in proxy_pass is resolved when the
+// generation is built, as nginx does, and the access log names the
+// proxy_pass as written.
+func TestProxyPassHostName(t *testing.T) {
+	be := startBackend(t, "127.0.0.1", echo)
+	_, port, _ := net.SplitHostPort(be.addr)
+	p := newProxy(t, "127.0.0.1", func(l string) string { return streamConf(l, "localhost:"+port, "", "") })
+	c := p.dial()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	c.Write([]byte("named"))
+	c.CloseWrite()
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "named" {
+		t.Fatalf("through proxy_pass localhost:%s: %q, %v", port, got, err)
+	}
+	if l := p.waitLines(1)[0]; !strings.Contains(l, `"localhost:`+port) {
+		t.Errorf("access line %q, want the proxy_pass name", l)
 	}
 }
