@@ -109,22 +109,22 @@ func (e *Engine) Attach(l *proxy.Listener) error {
 		return nil
 	}
 	e.attached[l] = &attachment{l: l, fd: fd}
-	e.mu.Unlock()
+	// Under mu: Close waits for this, so no loop stops before it ran it.
 	e.onEveryLoop(posted{op: opAttach, fd: fd, l: l})
+	e.mu.Unlock()
 	return nil
 }
 
 // Detach implements proxy.AcceptEngine.
 func (e *Engine) Detach(l *proxy.Listener) {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	a := e.attached[l]
-	delete(e.attached, l)
-	closed := e.closed
-	e.mu.Unlock()
 	if a == nil {
 		return
 	}
-	if !closed {
+	delete(e.attached, l)
+	if !e.closed {
 		e.onEveryLoop(posted{op: opDetach, fd: a.fd})
 	}
 	_ = unix.Close(a.fd)
@@ -169,21 +169,22 @@ type posted struct {
 // loop is one event loop. Everything about its streams is touched only on
 // its goroutine; other goroutines hand work over with post.
 type loop struct {
-	eng     *Engine
-	epfd    int
-	wakefd  int // eventfd in the set: posted work is waiting
-	file    *os.File
-	raw     syscall.RawConn
-	events  []unix.EpollEvent
-	batch   []*session
-	buf     []byte    // copy buffer, used within one call
-	timers  timerHeap // streams by due time
-	wakeAt  time.Time // the epoll descriptor's read deadline, zero for none
-	stopped bool
-	pipes   []*pipe // spare splice pipes
-	nextID  uint32
-	accepts map[int32]*attachment // listening sockets, by descriptor
-	retry   bool                  // an attachment waits for its retryAt
+	eng      *Engine
+	epfd     int
+	wakefd   int // eventfd in the set: posted work is waiting
+	file     *os.File
+	raw      syscall.RawConn
+	events   []unix.EpollEvent
+	batch    []*session
+	buf      []byte    // copy buffer, used within one call
+	timers   timerHeap // streams by due time
+	wakeAt   time.Time // the epoll descriptor's read deadline, zero for none
+	stopped  bool
+	pipes    []*pipe   // spare splice pipes
+	pipeUsed time.Time // last time a pipe was taken or given back
+	nextID   uint32
+	accepts  map[int32]*attachment // listening sockets, by descriptor
+	retry    bool                  // an attachment waits for its retryAt
 
 	mu    sync.Mutex
 	byFD  map[int32]*session // every socket of the loop's streams
@@ -253,6 +254,7 @@ func (lp *loop) run(wg *sync.WaitGroup) {
 		now := time.Now()
 		lp.runTimers(now)
 		lp.retryAccepts(now)
+		lp.trimPipes(now)
 		// A deadline that has passed fails the next wait before poll
 		// runs, so move it here as well.
 		lp.setWake()
@@ -281,6 +283,13 @@ func (lp *loop) poll(uintptr) bool {
 			// makes the descriptor readable again, which wakes the wait.
 			lp.setWake()
 			return false
+		}
+		// A full batch: more may be waiting. Timers must not wait for a
+		// quiet moment that may not come.
+		if len(lp.timers) > 0 || lp.retry {
+			now := time.Now()
+			lp.runTimers(now)
+			lp.retryAccepts(now)
 		}
 	}
 }
@@ -491,6 +500,11 @@ func (lp *loop) setWake() {
 	if len(lp.timers) > 0 {
 		at = lp.timers[0].due
 	}
+	if len(lp.pipes) > 0 {
+		if t := lp.pipeUsed.Add(spareIdle); at.IsZero() || t.Before(at) {
+			at = t
+		}
+	}
 	if lp.retry {
 		for _, a := range lp.accepts {
 			if !a.retryAt.IsZero() && (at.IsZero() || a.retryAt.Before(at)) {
@@ -540,10 +554,21 @@ func (p *pipe) close() {
 	_ = unix.Close(p.w)
 }
 
-// maxSparePipes bounds the pipes a loop keeps between bursts.
-const maxSparePipes = 0
+// maxSparePipes bounds the pipes a loop keeps between bursts; spare pipes
+// are closed once no burst has used one for spareIdle, so quiet streams
+// cost no pipe at all.
+const (
+	maxSparePipes = 4
+	spareIdle     = time.Second
+)
+
+// pipeSize is what a pipe is grown to (F_SETPIPE_SZ): one splice then
+// moves up to that much, as Go's own splice pipes do; the default 64 KiB
+// halved bulk throughput.
+const pipeSize = 1 << 20
 
 func (lp *loop) getPipe() (*pipe, error) {
+	lp.pipeUsed = time.Now()
 	if n := len(lp.pipes); n > 0 {
 		p := lp.pipes[n-1]
 		lp.pipes = lp.pipes[:n-1]
@@ -553,15 +578,31 @@ func (lp *loop) getPipe() (*pipe, error) {
 	if err := unix.Pipe2(fds[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
 		return nil, fmt.Errorf("pipe2: %w", err)
 	}
+	// Best effort: beyond fs.pipe-max-size or the user's pipe quota the
+	// pipe keeps its default size.
+	_, _ = unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, pipeSize)
 	return &pipe{r: fds[0], w: fds[1]}, nil
 }
 
+// putPipe takes back an empty pipe.
 func (lp *loop) putPipe(p *pipe) {
+	lp.pipeUsed = time.Now()
 	if len(lp.pipes) < maxSparePipes {
 		lp.pipes = append(lp.pipes, p)
 		return
 	}
 	p.close()
+}
+
+// trimPipes closes the spare pipes once none was used for spareIdle.
+func (lp *loop) trimPipes(now time.Time) {
+	if len(lp.pipes) == 0 || now.Sub(lp.pipeUsed) < spareIdle {
+		return
+	}
+	for _, p := range lp.pipes {
+		p.close()
+	}
+	lp.pipes = lp.pipes[:0]
 }
 
 // accept4 accepts a connection as a non-blocking descriptor. It reads the

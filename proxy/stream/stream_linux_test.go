@@ -459,10 +459,18 @@ func TestSpliceUsesPipesOnlyWhileDataFlows(t *testing.T) {
 	}
 
 	// Idle streams: 4 descriptors each in this process (client, the
-	// proxy's two sockets, the backend's), and no pipe once Go's pipe pool
-	// is emptied by the collector.
+	// proxy's two sockets, the backend's), and no pipe.
 	c.Close()
 	waitActive(t, p.cur.Load(), 0)
+	// Spare pipes the loop kept after the burst are closed within a second.
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, pipes := countFDs(t); pipes == basePipes {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("spare splice pipes still open 3 s after the transfer ended")
+		}
+	}
 	before, _ := settledFDs(t)
 	const idle = 20
 	for range idle {
