@@ -361,6 +361,7 @@ stream {
   server { listen 127.0.0.1:7081; proxy_pass 127.0.0.1:5201; }
   server { listen 127.0.0.1:7091 backlog=4096; proxy_pass 127.0.0.1:9100; }
   server { listen 127.0.0.1:7101 backlog=4096; proxy_pass 127.0.0.1:9100; proxy_protocol on; }
+  server { listen 127.0.0.1:7111 backlog=4096; proxy_pass 127.0.0.1:9100; proxy_half_close on; }
 }
 EOF
   cat >"$WORK/haproxy-stream.cfg" <<EOF
@@ -404,7 +405,7 @@ proxy_pass = "127.0.0.1:9100"
 proxy_protocol = "v2"
 EOF
   declare -A PROXY BULK=([nginx]=7081 [haproxy]=7082 [vipgate]=7083 [direct]=5201) \
-    SHORT=([nginx]=7091 [haproxy]=7092 [vipgate]=7093 [direct]=9100) IDLE=([nginx]=7101 [haproxy]=7102 [vipgate]=7103)
+    SHORT=([nginx]=7091 [haproxy]=7092 [vipgate]=7093 [direct]=9100 [nginx-halfclose]=7111) IDLE=([nginx]=7101 [haproxy]=7102 [vipgate]=7103)
   log "stream: proxies on CPU 0"
   start nginx-stream 0 nginx -c "$WORK/nginx-stream.conf" -p "$WORK"; PROXY[nginx]=$PID
   start haproxy-stream 0 haproxy -db -f "$WORK/haproxy-stream.cfg"; PROXY[haproxy]=$PID
@@ -481,8 +482,17 @@ EOF
   # Short connections last: they leave tens of thousands of TIME_WAIT
   # sockets for a minute, which must not disturb the tests above (connect()
   # reuses such ports on loopback: net.ipv4.tcp_tw_reuse).
+  # nginx closes both sides at the first EOF unless proxy_half_close is on;
+  # vipgate and haproxy always pass a half-close on, which costs a shutdown
+  # and one more read per connection: the same nginx with it on is the
+  # like-for-like row.
+  local -a SHORTS=("${LIVE[@]}" direct)
+  if [[ " ${LIVE[*]} " == *" nginx "* ]]; then
+    SHORTS+=(nginx-halfclose)
+    PROXY[nginx-halfclose]=${PROXY[nginx]}
+  fi
   for rep in $(seq "$REPS"); do
-    for p in $(rotated "$rep" "${LIVE[@]}" direct); do
+    for p in $(rotated "$rep" "${SHORTS[@]}"); do
       [ "$p" = direct ] || c0=$(cpu_ticks "${PROXY[$p]}")
       line=$(taskset -c 1 "$BT" short -addr "127.0.0.1:${SHORT[$p]}" -workers 16 -duration "${DUR}s" | head -1)
       local conns errs rate
@@ -509,6 +519,8 @@ EOF
   echo "  haproxy: option splice-request + splice-response (splice-auto never spliced here). nginx stream has no"
   echo "  splice; it copies through its 16k buffer. errors: connections that failed (refused, reset, bad echo)."
   echo "  pipe fds: every pipe descriptor the proxy holds (/proc/PID/fd), whatever it uses them for."
+  echo "  nginx-halfclose: the same nginx with proxy_half_close on, which passes a client's half-close on to the"
+  echo "  server as vipgate and haproxy always do (nginx's default closes both sides at the first EOF)."
 }
 
 # ---------------------------------------------------------------- failover
