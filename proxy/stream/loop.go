@@ -175,7 +175,6 @@ type loop struct {
 	file     *os.File
 	raw      syscall.RawConn
 	events   []unix.EpollEvent
-	batch    []*session
 	buf      []byte    // copy buffer, used within one call
 	timers   timerHeap // streams by due time
 	wakeAt   time.Time // the epoll descriptor's read deadline, zero for none
@@ -183,11 +182,11 @@ type loop struct {
 	pipes    []*pipe   // spare splice pipes
 	pipeUsed time.Time // last time a pipe was taken or given back
 	nextID   uint32
+	byFD     map[int32]*session    // every socket of the loop's streams
 	accepts  map[int32]*attachment // listening sockets, by descriptor
 	retry    bool                  // an attachment waits for its retryAt
 
-	mu    sync.Mutex
-	byFD  map[int32]*session // every socket of the loop's streams
+	mu    sync.Mutex // guards the two below: other goroutines post
 	posts []posted
 	woken bool // wakefd written since the loop last read it
 }
@@ -225,7 +224,6 @@ func newLoop(e *Engine) (*loop, error) {
 	return &loop{
 		eng: e, epfd: epfd, wakefd: wakefd, file: file, raw: raw, accepts: map[int32]*attachment{},
 		events: make([]unix.EpollEvent, 128),
-		batch:  make([]*session, 128),
 		buf:    make([]byte, copyBufSize),
 		byFD:   map[int32]*session{},
 	}, nil
@@ -296,23 +294,16 @@ func (lp *loop) poll(uintptr) bool {
 
 // turn serves one batch of events.
 func (lp *loop) turn(evs []unix.EpollEvent) {
-	lp.mu.Lock()
 	for i := range evs {
-		ss := lp.byFD[evs[i].Fd]
-		if ss != nil && ss.id != uint32(evs[i].Pad) {
-			ss = nil // the descriptor number was reused by a newer stream
-		}
-		lp.batch[i] = ss
-	}
-	lp.mu.Unlock()
-	for i := range evs {
-		ss := lp.batch[i]
-		lp.batch[i] = nil
-		if ss != nil {
-			ss.onEvent(int(evs[i].Fd), evs[i].Events)
+		fd := evs[i].Fd
+		if ss := lp.byFD[fd]; ss != nil {
+			// A stream that ended earlier in this batch is gone from byFD;
+			// one that took its descriptor number since has another id.
+			if ss.id == uint32(evs[i].Pad) {
+				ss.onEvent(int(fd), evs[i].Events)
+			}
 			continue
 		}
-		fd := evs[i].Fd
 		if a := lp.accepts[fd]; a != nil && evs[i].Pad == 0 {
 			lp.accept(a)
 		} else if int(fd) == lp.wakefd {
@@ -446,11 +437,9 @@ func (lp *loop) attach(p posted) {
 	lp.accept(a) // what was queued before
 }
 
-// watch adds a socket of a stream that already belongs to the loop.
+// watch adds a socket of one of the loop's streams to the set.
 func (lp *loop) watch(ss *session, fd int) error {
-	lp.mu.Lock()
 	lp.byFD[int32(fd)] = ss
-	lp.mu.Unlock()
 	return lp.add(ss, fd)
 }
 
@@ -464,9 +453,7 @@ func (lp *loop) add(ss *session, fd int) error {
 
 // forget closes a socket of the loop. Closing removes it from the set.
 func (lp *loop) forget(fd int) {
-	lp.mu.Lock()
 	delete(lp.byFD, int32(fd))
-	lp.mu.Unlock()
 	_ = unix.Close(fd)
 }
 

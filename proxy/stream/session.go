@@ -509,59 +509,10 @@ func (d *dir) move() bool {
 	lp := ss.lp
 	for {
 		// Bytes in hand go first.
-		if d.inPipe > 0 {
-			if !d.dst.writable {
-				d.block()
-				return true
-			}
-			n, err := unix.Splice(d.pipe.r, nil, d.dst.fd, nil, d.inPipe, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
-			if err == unix.EINTR {
-				continue
-			}
-			if err == unix.EAGAIN {
-				d.dst.writable = false
-				d.block()
-				return true
-			}
-			if err != nil {
-				ss.fail(d, true, err)
-				return false
-			}
-			d.inPipe -= int(n)
-			ss.countBytes(d, n)
-			d.blockedAt = time.Time{}
-			continue
-		}
-		if len(d.pend) > 0 {
-			if !d.dst.writable {
-				d.block()
-				return true
-			}
-			n, err := unix.Write(d.dst.fd, d.pend)
-			if err == unix.EINTR {
-				continue
-			}
-			if err == unix.EAGAIN {
-				d.dst.writable = false
-				d.block()
-				return true
-			}
-			if err != nil {
-				ss.fail(d, true, err)
-				return false
-			}
-			if !d.firstBytes {
-				ss.countBytes(d, int64(n))
-			}
-			d.pend = d.pend[n:]
-			if len(d.pend) > 0 {
-				d.dst.writable = false // a short write: the socket's buffer is full
-				d.block()
-				return true
-			}
-			d.releasePend()
-			d.blockedAt = time.Time{}
-			continue
+		if out, ok := d.flush(); !ok {
+			return false
+		} else if !out {
+			return true
 		}
 		if d.pipe != nil && !d.bulk {
 			lp.putPipe(d.pipe)
@@ -659,6 +610,55 @@ func (d *dir) move() bool {
 			return true
 		}
 	}
+}
+
+// flush writes the bytes in hand (in the pipe, or in pend) to dst. It
+// reports whether they are all out, and in ok false when it ended the
+// stream.
+func (d *dir) flush() (out, ok bool) {
+	for d.inPipe > 0 || len(d.pend) > 0 {
+		if !d.dst.writable {
+			d.block()
+			return false, true
+		}
+		var n int
+		var err error
+		if d.inPipe > 0 {
+			var n64 int64
+			n64, err = unix.Splice(d.pipe.r, nil, d.dst.fd, nil, d.inPipe, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+			n = int(n64)
+		} else {
+			n, err = unix.Write(d.dst.fd, d.pend)
+		}
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			d.dst.writable = false
+			d.block()
+			return false, true
+		case err != nil:
+			d.ss.fail(d, true, err)
+			return false, false
+		}
+		d.blockedAt = time.Time{}
+		if d.inPipe > 0 {
+			d.inPipe -= n
+			d.ss.countBytes(d, int64(n))
+			continue
+		}
+		if !d.firstBytes {
+			d.ss.countBytes(d, int64(n))
+		}
+		d.pend = d.pend[n:]
+		if len(d.pend) > 0 {
+			d.dst.writable = false // a short write: the socket's buffer is full
+			d.block()
+			return false, true
+		}
+		d.releasePend()
+	}
+	return true, true
 }
 
 // spliceChunk bounds one splice into a pipe: a pipe holds 64 KiB by
