@@ -351,6 +351,12 @@ func (l *Listener) DupFD() (int, error) {
 	if !ok {
 		return -1, errors.New("not a socket listener")
 	}
+	return DupSocket(sc)
+}
+
+// DupSocket duplicates a socket's descriptor (close-on-exec), for an event
+// loop that takes the socket over from Go's net; the caller owns the copy.
+func DupSocket(sc syscall.Conn) (int, error) {
 	raw, err := sc.SyscallConn()
 	if err != nil {
 		return -1, err

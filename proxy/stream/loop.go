@@ -44,7 +44,7 @@ type Engine struct {
 
 	mu       sync.Mutex
 	closed   bool
-	attached map[*proxy.Listener]*attachment
+	attached map[*proxy.Listener]int // the duplicate descriptor the loops watch
 }
 
 // NewEngine starts n loops (runtime.GOMAXPROCS when n <= 0).
@@ -52,7 +52,7 @@ func NewEngine(n int) (*Engine, error) {
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
 	}
-	e := &Engine{attached: map[*proxy.Listener]*attachment{}}
+	e := &Engine{attached: map[*proxy.Listener]int{}}
 	for range n {
 		lp, err := newLoop(e)
 		if err != nil {
@@ -66,9 +66,9 @@ func NewEngine(n int) (*Engine, error) {
 	return e, nil
 }
 
-// Close stops the loops and waits for them. Streams still open on them are
-// closed without a log line: stop every Server first (Shutdown), as the
-// daemon does.
+// Close stops the loops and waits for them. Sockets of streams still open
+// on them are closed without a log line or counters: stop every Server
+// first (Shutdown), as the daemon does.
 func (e *Engine) Close() {
 	e.once.Do(func() {
 		e.mu.Lock()
@@ -81,9 +81,9 @@ func (e *Engine) Close() {
 	e.wg.Wait()
 }
 
-// attachment is a listening socket an Engine accepts on: a duplicate of
-// its descriptor in the epoll set of every loop (EPOLLEXCLUSIVE: a new
-// connection wakes one loop, which accepts until the queue is empty).
+// attachment is a listening socket a loop accepts on: a duplicate of its
+// descriptor, in the epoll set of every loop of the engine (EPOLLEXCLUSIVE:
+// a new connection wakes one loop, which accepts until the queue is empty).
 type attachment struct {
 	l       *proxy.Listener
 	fd      int
@@ -108,7 +108,7 @@ func (e *Engine) Attach(l *proxy.Listener) error {
 		_ = unix.Close(fd)
 		return nil
 	}
-	e.attached[l] = &attachment{l: l, fd: fd}
+	e.attached[l] = fd
 	// Under mu: Close waits for this, so no loop stops before it ran it.
 	e.onEveryLoop(posted{op: opAttach, fd: fd, l: l})
 	e.mu.Unlock()
@@ -119,15 +119,15 @@ func (e *Engine) Attach(l *proxy.Listener) error {
 func (e *Engine) Detach(l *proxy.Listener) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	a := e.attached[l]
-	if a == nil {
+	fd, ok := e.attached[l]
+	if !ok {
 		return
 	}
 	delete(e.attached, l)
 	if !e.closed {
-		e.onEveryLoop(posted{op: opDetach, fd: a.fd})
+		e.onEveryLoop(posted{op: opDetach, fd: fd})
 	}
-	_ = unix.Close(a.fd)
+	_ = unix.Close(fd)
 }
 
 // onEveryLoop posts p to every loop and waits until they all ran it.
@@ -232,6 +232,9 @@ func newLoop(e *Engine) (*loop, error) {
 func (lp *loop) run(wg *sync.WaitGroup) {
 	defer wg.Done()
 	defer func() {
+		for fd := range lp.byFD {
+			_ = unix.Close(int(fd))
+		}
 		for _, p := range lp.pipes {
 			p.close()
 		}

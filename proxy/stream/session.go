@@ -150,14 +150,9 @@ func (r *route) ServeConn(c net.Conn) {
 		return
 	}
 	defer tc.Close()
-	raw, err := tc.SyscallConn()
+	fd, err := proxy.DupSocket(tc)
 	if err != nil {
-		return
-	}
-	var fd int
-	var derr error
-	if err := raw.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || derr != nil {
-		r.srv.log.Error("stream: cannot take over the connection", zap.String("listen", r.listen), zap.Error(errors.Join(err, derr)))
+		r.srv.log.Error("stream: cannot take over the connection", zap.String("listen", r.listen), zap.Error(err))
 		return
 	}
 	r.srv.eng.pick().post(posted{op: opServe, r: r, fd: fd, peer: addrPort(tc.RemoteAddr())})
@@ -394,7 +389,9 @@ func (ss *session) pickNext() (addr netip.AddrPort, name string, ok bool) {
 		return addr, "", false
 	}
 	ss.server = srv
-	return r.serverAddr(srv.Address()), srv.Address(), true
+	// An IP and port: the daemon resolves names when it builds the upstream.
+	addr, _ = netip.ParseAddrPort(srv.Address())
+	return addr, srv.Address(), true
 }
 
 // dial starts a non-blocking connect.

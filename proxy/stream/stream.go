@@ -189,13 +189,6 @@ func resolve(hostport string) ([]netip.AddrPort, error) {
 // resolveTimeout bounds the lookup of a proxy_pass host name.
 const resolveTimeout = 5 * time.Second
 
-// serverAddr parses an upstream server's address (an IP and port: the
-// daemon resolves names when it builds the upstream).
-func (r *route) serverAddr(address string) netip.AddrPort {
-	ap, _ := netip.ParseAddrPort(address)
-	return ap
-}
-
 func keepalive(sc *config.Stream) bool { return sc.SOKeepalive == nil || *sc.SOKeepalive }
 func nodelay(sc *config.Stream) bool   { return sc.TCPNoDelay == nil || *sc.TCPNoDelay }
 
