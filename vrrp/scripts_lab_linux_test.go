@@ -34,6 +34,17 @@ func scriptDir(t *testing.T) (dir, record, out string) {
 	if err := os.Chmod(out, 0o1777); err != nil {
 		t.Fatal(err)
 	}
+	// Runs after the node is killed (cleanups run last-first), before the
+	// temporary directory goes: a script the node started just before may
+	// still be writing its line, and a file created in the middle of
+	// TempDir's removal failed the test ("directory not empty").
+	t.Cleanup(func() {
+		for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if err := os.RemoveAll(out); err == nil || time.Now().After(deadline) {
+				return
+			}
+		}
+	})
 	record = filepath.Join(dir, "record.sh")
 	writeScript(t, record, "#!/bin/sh\necho \"$(id -u) $(id -g)\" > "+out+"/\"$1\"\n", 0o755, 0)
 	return dir, record, out
