@@ -365,3 +365,25 @@ func countFDs(t *testing.T) (all, pipes int) {
 	}
 	return all, pipes
 }
+
+// highestFD is the highest descriptor number open in the process, not
+// counting the one that lists them.
+func highestFD(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	highest := -1
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if _, err := os.Readlink("/proc/self/fd/" + e.Name()); err != nil {
+			continue // the directory's own descriptor, closed by now
+		}
+		highest = max(highest, fd)
+	}
+	return highest
+}

@@ -812,9 +812,29 @@ func TestAcceptRetriesAfterDescriptorsRunOut(t *testing.T) {
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &orig); err != nil {
 		t.Fatal(err)
 	}
-	all, _ := countFDs(t)
+	// RLIMIT_NOFILE bounds the descriptor number, not the count: fill
+	// every free number below the highest one in use, so that the limit
+	// leaves exactly one number, for the client's socket.
+	var fillers []int
+	defer func() {
+		for _, fd := range fillers {
+			unix.Close(fd)
+		}
+	}()
+	highest := highestFD(t)
+	for {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fd > highest {
+			unix.Close(fd)
+			break
+		}
+		fillers = append(fillers, fd)
+	}
 	lowered := orig
-	lowered.Cur = uint64(all) // all counted the directory read too: room for the client's socket only
+	lowered.Cur = uint64(highest) + 2
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lowered); err != nil {
 		t.Fatal(err)
 	}
