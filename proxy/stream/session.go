@@ -2,8 +2,11 @@ package stream
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -357,7 +360,12 @@ func (ss *session) nextServer() {
 	ss.tried = append(ss.tried, name)
 	fd, err := ss.dial(addr)
 	if err != nil {
-		ss.attemptFailed(err) // and on to the next server
+		var local *localError
+		if errors.As(err, &local) {
+			ss.localFailure(err)
+		} else {
+			ss.attemptFailed(err) // and on to the next server
+		}
 		return
 	}
 	ss.u = side{fd: fd}
@@ -365,8 +373,36 @@ func (ss *session) nextServer() {
 		ss.setDue(time.Now().Add(t))
 	}
 	if err := ss.lp.watch(ss, fd); err != nil {
-		ss.attemptFailed(err)
+		ss.localFailure(err)
 	}
+}
+
+// localError is a failure of this process, not of the server it was about
+// to connect to: no descriptor left, an address it cannot use.
+type localError struct{ err error }
+
+func (e *localError) Error() string { return e.err.Error() }
+func (e *localError) Unwrap() error { return e.err }
+
+// localFailure ends the stream on a localError or an epoll_ctl refusal. The
+// server is not blamed and no other one is tried: all would fail alike, and
+// marking healthy servers failed would also fail HTTP traffic and VRRP's
+// upstream tracking. nginx answers 500 here too.
+func (ss *session) localFailure(err error) {
+	r := ss.r
+	if ss.u.fd >= 0 {
+		ss.lp.forget(ss.u.fd)
+		ss.u = side{fd: -1}
+	}
+	if srv := ss.server; srv != nil {
+		ss.server = nil
+		srv.Release()
+	}
+	ss.status = 500
+	ss.setEnd(endInternal)
+	r.srv.log.Error("stream: cannot connect to upstream server", zap.String("listen", r.listen), zap.String("upstream", r.name),
+		zap.String("server", ss.tried[len(ss.tried)-1]), zap.Stringer("client", ss.clientAddr), zap.Error(err))
+	ss.teardown()
 }
 
 // pickNext chooses the next server to try (each at most once), if one is
@@ -396,16 +432,17 @@ func (ss *session) pickNext() (addr netip.AddrPort, name string, ok bool) {
 
 // dial starts a non-blocking connect.
 func (ss *session) dial(addr netip.AddrPort) (int, error) {
-	if !addr.IsValid() {
-		return -1, errors.New("not an IP address and port")
+	sa, err := addrSockaddr(addr)
+	if err != nil {
+		return -1, &localError{err}
 	}
 	family := unix.AF_INET
-	if !addr.Addr().Unmap().Is4() {
+	if _, v6 := sa.(*unix.SockaddrInet6); v6 {
 		family = unix.AF_INET6
 	}
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return -1, err
+		return -1, &localError{os.NewSyscallError("socket", err)}
 	}
 	cfg := ss.r.cfg
 	if nodelay(cfg) {
@@ -415,7 +452,7 @@ func (ss *session) dial(addr netip.AddrPort) (int, error) {
 		// As nginx's so_keepalive=on: SO_KEEPALIVE with the system's timers.
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
 	}
-	err = unix.Connect(fd, addrSockaddr(addr))
+	err = unix.Connect(fd, sa)
 	for err == unix.EINTR {
 		// The connect goes on in the background; the loop learns its
 		// outcome from the socket becoming writable.
@@ -833,9 +870,25 @@ func addrPort(a net.Addr) netip.AddrPort {
 	return ap
 }
 
-func addrSockaddr(ap netip.AddrPort) unix.Sockaddr {
-	if a := ap.Addr(); a.Unmap().Is4() {
-		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.Unmap().As4()}
+func addrSockaddr(ap netip.AddrPort) (unix.Sockaddr, error) {
+	if !ap.IsValid() {
+		return nil, errors.New("not an IP address and port")
 	}
-	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	a := ap.Addr()
+	if a.Unmap().Is4() {
+		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.Unmap().As4()}, nil
+	}
+	sa := &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
+	if zone := a.Zone(); zone != "" {
+		// A link-local address needs its interface (fe80::1%eth0): the
+		// kernel refuses to connect without one.
+		if n, err := strconv.ParseUint(zone, 10, 32); err == nil {
+			sa.ZoneId = uint32(n)
+		} else if ifi, err := net.InterfaceByName(zone); err == nil {
+			sa.ZoneId = uint32(ifi.Index)
+		} else {
+			return nil, fmt.Errorf("zone of %s: %w", a, err)
+		}
+	}
+	return sa, nil
 }

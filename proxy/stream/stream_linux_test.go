@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vipgate/vipgate/internal/netlab"
 	"github.com/vipgate/vipgate/proxy/proxyproto"
 )
 
@@ -966,4 +968,132 @@ func echoOnce(addr string, size int, seed byte) error {
 		return fmt.Errorf("echo differs: %d bytes back", len(back))
 	}
 	return nil
+}
+
+// TestNoDescriptorForTheServerIsNotItsFault: when the proxy has no
+// descriptor left for the server's socket, the stream ends with 500
+// (internal_error), as nginx does, and no server is blamed: they stay in
+// rotation (max_fails = 1 would otherwise take both out, for HTTP and
+// VRRP's upstream tracking too) and the next stream is served.
+func TestNoDescriptorForTheServerIsNotItsFault(t *testing.T) {
+	a := startBackend(t, "127.0.0.1", echo)
+	b := startBackend(t, "127.0.0.1", echo)
+	p := newProxy(t, "127.0.0.1", func(l string) string {
+		return streamConf(l, "pool", "", upstreamConf("pool", a.addr, b.addr))
+	})
+	warm := p.dial()
+	warm.Write([]byte("w"))
+	io.ReadFull(warm, make([]byte, 1))
+
+	var orig unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &orig); err != nil {
+		t.Fatal(err)
+	}
+	var fillers []int
+	defer func() {
+		for _, fd := range fillers {
+			unix.Close(fd)
+		}
+	}()
+	highest := highestFD(t)
+	for {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fd > highest {
+			unix.Close(fd)
+			break
+		}
+		fillers = append(fillers, fd)
+	}
+	// Two numbers left: the client's socket and the proxy's accepted one;
+	// none for the socket to the server.
+	lowered := orig
+	lowered.Cur = uint64(highest) + 3
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lowered); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", p.listen)
+	if err != nil {
+		unix.Setrlimit(unix.RLIMIT_NOFILE, &orig)
+		t.Fatal(err)
+	}
+	got, rerr := readAllWithin(t, c, 3*time.Second)
+	c.Close()
+	unix.Setrlimit(unix.RLIMIT_NOFILE, &orig)
+	if len(got) != 0 || rerr != nil {
+		t.Errorf("client of the stream without a server socket read %q, %v; want a close", got, rerr)
+	}
+	if l := p.waitLines(1)[0]; !strings.Contains(l, " TCP 500 ") || !strings.HasSuffix(l, "internal_error") {
+		t.Errorf("access line %q, want status 500 and internal_error", l)
+	}
+	if st := p.upstreamStats("pool"); st.ConnectFailures != 0 {
+		t.Errorf("connect failures = %d, want 0: the servers did nothing wrong", st.ConnectFailures)
+	}
+	for i := range 2 {
+		s := p.dial()
+		s.SetDeadline(time.Now().Add(3 * time.Second))
+		s.Write([]byte("again"))
+		s.CloseWrite()
+		if got, err := io.ReadAll(s); err != nil || string(got) != "again" {
+			t.Fatalf("stream %d after descriptors are back: %q, %v (servers taken out of rotation?)", i, got, err)
+		}
+		s.Close()
+	}
+}
+
+// zoneChildEnv runs TestProxyPassLinkLocalZone's body in a child process
+// that the test started inside a lab namespace.
+const zoneChildEnv = "VIPGATE_STREAM_ZONE_CHILD"
+
+// TestProxyPassLinkLocalZone: a server at an IPv6 link-local address is
+// reached through the interface the address names (fe80::1%eth0). Without
+// the zone the kernel refuses the connect, so every stream would fail.
+func TestProxyPassLinkLocalZone(t *testing.T) {
+	if os.Getenv(zoneChildEnv) == "" {
+		lab := netlab.New(t, netlab.Options{Hosts: 1})
+		h := lab.Hosts[0]
+		h.MustRun(t, "ip", "addr", "add", "fe80::1/64", "dev", h.Ifname, "nodad")
+		cmd := h.Command(os.Args[0], "-test.run=^TestProxyPassLinkLocalZone$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), zoneChildEnv+"="+h.Ifname)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("in namespace %s: %v\n%s", h.NS, err, out)
+		}
+		if !strings.Contains(string(out), "--- PASS: TestProxyPassLinkLocalZone") {
+			t.Fatalf("the test did not run in the namespace:\n%s", out)
+		}
+		return
+	}
+	ifname := os.Getenv(zoneChildEnv)
+	ln, err := net.Listen("tcp6", "[fe80::1%"+ifname+"]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go echo(c.(*net.TCPConn))
+		}
+	}()
+	server := fmt.Sprintf("[fe80::1%%%s]:%d", ifname, ln.Addr().(*net.TCPAddr).Port)
+	p := newProxy(t, "127.0.0.1", func(l string) string {
+		return streamConf(l, "pool", "", upstreamConf("pool", server))
+	})
+	c := p.dial()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	c.Write([]byte("link-local"))
+	c.CloseWrite()
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "link-local" {
+		t.Fatalf("through %s: %q, %v", server, got, err)
+	}
+	if l := p.waitLines(1)[0]; !strings.Contains(l, server) {
+		t.Errorf("access line %q, want the server %s", l, server)
+	}
 }
