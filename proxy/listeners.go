@@ -261,10 +261,12 @@ func (l *Listener) acceptLoop() {
 		close(l.done)
 	}()
 	backoff := 5 * time.Millisecond
+	var refusedBy AcceptEngine // not asked again: Go's net accepts instead
 	for {
 		if eh, ok := l.Handler().(EngineHandler); ok {
-			if eng := eh.AcceptEngine(); eng != nil {
+			if eng := eh.AcceptEngine(); eng != nil && eng != refusedBy {
 				if err := eng.Attach(l); err != nil {
+					refusedBy = eng
 					l.log.Error("accept engine refused the listener: accepting through Go's net", zap.Error(err))
 				} else {
 					closing := l.waitEngineDone(eng)

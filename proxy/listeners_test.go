@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -253,9 +254,14 @@ type fakeEngine struct {
 	wg       sync.WaitGroup
 	attaches atomic.Int64
 	detaches atomic.Int64
+	refuse   bool // Attach fails
 }
 
 func (e *fakeEngine) Attach(l *Listener) error {
+	if e.refuse {
+		e.attaches.Add(1)
+		return errors.New("fake engine: epoll_ctl: no space left on device")
+	}
 	fd, err := l.DupFD()
 	if err != nil {
 		return err
@@ -360,5 +366,32 @@ func TestEngineHandlerTakesOverAccepting(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", a, time.Second); err == nil {
 		c.Close()
 		t.Fatalf("closed listener %s still accepts", a)
+	}
+}
+
+// TestRefusingEngineLeavesAcceptingToGoNet: an engine that cannot watch the
+// listening socket (epoll_ctl refused) is not left half attached: Go's net
+// accepts and the handler serves, and the engine is not asked again for
+// every connection.
+func TestRefusingEngineLeavesAcceptingToGoNet(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ls := NewListeners(zap.NewNop())
+	defer ls.Close()
+	a := freeAddr(t)
+	var served atomic.Int64
+	eng := &fakeEngine{attached: map[*Listener]net.Listener{}, refuse: true}
+	if err := ls.Apply(map[string]Handler{a: engineHandler{Handler: answer("go", &served), eng: eng}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if got := dialRead(t, a); got != "go" {
+			t.Fatalf("connection %d: %q, want Go's net to accept and the handler to serve", i, got)
+		}
+	}
+	if n := eng.attaches.Load(); n != 1 {
+		t.Errorf("the refusing engine was asked %d times, want once", n)
+	}
+	if st := ls.Get(a).Status(); !st.Serving || st.Accepted != 3 {
+		t.Errorf("status %+v: want serving, 3 accepted", st)
 	}
 }

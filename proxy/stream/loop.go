@@ -82,8 +82,11 @@ func (e *Engine) Close() {
 }
 
 // attachment is a listening socket a loop accepts on: a duplicate of its
-// descriptor, in the epoll set of every loop of the engine (EPOLLEXCLUSIVE:
-// a new connection wakes one loop, which accepts until the queue is empty).
+// descriptor, in the epoll set of every loop of the engine. A new
+// connection makes every loop's set ready: EPOLLEXCLUSIVE limits the
+// wake-up to one waiter only for threads waiting on the set itself, and
+// Go's netpoller waits on the sets from its own. Each loop accepts until
+// the queue is empty; the others find it empty (one accept4 each).
 type attachment struct {
 	l       *proxy.Listener
 	fd      int
@@ -110,9 +113,40 @@ func (e *Engine) Attach(l *proxy.Listener) error {
 	}
 	e.attached[l] = fd
 	// Under mu: Close waits for this, so no loop stops before it ran it.
-	e.onEveryLoop(posted{op: opAttach, fd: fd, l: l})
+	var refused attachRefusal
+	e.onEveryLoop(posted{op: opAttach, fd: fd, l: l, refused: &refused})
+	if err := refused.get(); err != nil {
+		// Left half attached, the listener would accept on some loops
+		// only, or on none while reporting itself serving: give it back
+		// to Go's net whole.
+		delete(e.attached, l)
+		e.onEveryLoop(posted{op: opDetach, fd: fd})
+		e.mu.Unlock()
+		_ = unix.Close(fd)
+		return fmt.Errorf("stream engine: watch the listening socket: %w", err)
+	}
 	e.mu.Unlock()
 	return nil
+}
+
+// attachRefusal is the first error a loop met adding a listening socket.
+type attachRefusal struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (r *attachRefusal) set(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err == nil {
+		r.err = err
+	}
+}
+
+func (r *attachRefusal) get() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
 }
 
 // Detach implements proxy.AcceptEngine.
@@ -164,6 +198,8 @@ type posted struct {
 	peer netip.AddrPort
 	l    *proxy.Listener
 	done *sync.WaitGroup // opAttach, opDetach: Done once run
+
+	refused *attachRefusal // opAttach: where a loop reports failing to watch
 }
 
 // loop is one event loop. Everything about its streams is touched only on
@@ -186,9 +222,10 @@ type loop struct {
 	accepts  map[int32]*attachment // listening sockets, by descriptor
 	retry    bool                  // an attachment waits for its retryAt
 
-	mu    sync.Mutex // guards the two below: other goroutines post
-	posts []posted
-	woken bool // wakefd written since the loop last read it
+	mu     sync.Mutex // guards the three below: other goroutines post
+	posts  []posted
+	woken  bool // wakefd written since the loop last read it
+	closed bool // the loop has stopped: wakefd is closed
 }
 
 func newLoop(e *Engine) (*loop, error) {
@@ -239,7 +276,15 @@ func (lp *loop) run(wg *sync.WaitGroup) {
 			p.close()
 		}
 		_ = lp.file.Close()
+		lp.mu.Lock()
+		lp.closed = true
+		left := lp.posts
+		lp.posts = nil
 		_ = unix.Close(lp.wakefd)
+		lp.mu.Unlock()
+		for _, p := range left {
+			p.drop()
+		}
 	}()
 	for !lp.stopped {
 		// One Read runs turns until the set is empty, then waits; it
@@ -323,8 +368,13 @@ func (lp *loop) accept(a *attachment) {
 		fd, peer, err := accept4(a.fd)
 		switch err {
 		case nil:
-		case unix.EINTR, unix.ECONNABORTED:
-			continue // a connection reset while queued: take the next
+		case unix.EINTR, unix.ECONNABORTED,
+			// Errors pending on the new connection, which accept(2)
+			// reports and says to treat as EAGAIN: that connection is
+			// gone, the next one may be fine.
+			unix.EPROTO, unix.ENOPROTOOPT, unix.EHOSTDOWN, unix.ENONET, unix.EHOSTUNREACH,
+			unix.EOPNOTSUPP, unix.ENETDOWN, unix.ENETUNREACH, unix.EPERM:
+			continue
 		case unix.EAGAIN:
 			a.backoff = 0
 			return
@@ -415,9 +465,15 @@ func (lp *loop) runPosted() {
 	}
 }
 
-// post hands work to the loop from any goroutine.
+// post hands work to the loop from any goroutine; a loop that has stopped
+// drops it.
 func (lp *loop) post(p posted) {
 	lp.mu.Lock()
+	if lp.closed {
+		lp.mu.Unlock()
+		p.drop()
+		return
+	}
 	lp.posts = append(lp.posts, p)
 	wake := !lp.woken
 	lp.woken = true
@@ -428,12 +484,23 @@ func (lp *loop) post(p posted) {
 	}
 }
 
+// drop disposes of work a stopped loop will not run: a connection handed
+// over is closed, a waiter released.
+func (p posted) drop() {
+	if p.op == opServe {
+		_ = unix.Close(p.fd)
+	}
+	if p.done != nil {
+		p.done.Done()
+	}
+}
+
 // attach starts accepting on a listening socket.
 func (lp *loop) attach(p posted) {
 	a := &attachment{l: p.l, fd: p.fd}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET | unix.EPOLLEXCLUSIVE, Fd: int32(p.fd)}
 	if err := unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, p.fd, &ev); err != nil {
-		p.l.Log().Error("stream engine: cannot watch the listening socket", zap.Error(err))
+		p.refused.set(os.NewSyscallError("epoll_ctl", err))
 		return
 	}
 	lp.accepts[int32(p.fd)] = a

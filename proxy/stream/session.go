@@ -626,7 +626,10 @@ func (d *dir) move() bool {
 		w := 0
 		if d.dst.writable {
 			w, err = unix.Write(d.dst.fd, lp.buf[:n])
-			if err == unix.EAGAIN || err == unix.EINTR {
+			for err == unix.EINTR {
+				w, err = unix.Write(d.dst.fd, lp.buf[:n])
+			}
+			if err == unix.EAGAIN {
 				w, err = 0, nil
 			}
 			if err != nil {

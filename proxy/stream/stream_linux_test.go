@@ -1097,3 +1097,37 @@ func TestProxyPassLinkLocalZone(t *testing.T) {
 		t.Errorf("access line %q, want the server %s", l, server)
 	}
 }
+
+// TestConnectionHandedToStoppedServerIsClosed: a connection Go's net
+// accepted just before the stream proxy stopped (a warm goroutine still
+// holding it) is closed, not kept open by a loop that will never run.
+func TestConnectionHandedToStoppedServerIsClosed(t *testing.T) {
+	be := startBackend(t, "127.0.0.1", echo)
+	p := newProxy(t, "127.0.0.1", func(l string) string { return streamConf(l, be.addr, "", "") })
+	srv := p.cur.Load()
+	h := srv.Handler(p.listen)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	accepted, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ServeConn(accepted)
+	got, err := readAllWithin(t, client, 3*time.Second)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("client of a connection handed to a stopped proxy: %q, %v; want it closed", got, err)
+	}
+}
