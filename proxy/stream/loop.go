@@ -103,12 +103,12 @@ func (e *Engine) Attach(l *proxy.Listener) error {
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
-		_ = unix.Close(fd)
+		_ = sysClose(fd)
 		return errors.New("stream engine: closed")
 	}
 	if _, dup := e.attached[l]; dup {
 		e.mu.Unlock()
-		_ = unix.Close(fd)
+		_ = sysClose(fd)
 		return nil
 	}
 	e.attached[l] = fd
@@ -122,7 +122,7 @@ func (e *Engine) Attach(l *proxy.Listener) error {
 		delete(e.attached, l)
 		e.onEveryLoop(posted{op: opDetach, fd: fd})
 		e.mu.Unlock()
-		_ = unix.Close(fd)
+		_ = sysClose(fd)
 		return fmt.Errorf("stream engine: watch the listening socket: %w", err)
 	}
 	e.mu.Unlock()
@@ -161,7 +161,7 @@ func (e *Engine) Detach(l *proxy.Listener) {
 	if !e.closed {
 		e.onEveryLoop(posted{op: opDetach, fd: fd})
 	}
-	_ = unix.Close(fd)
+	_ = sysClose(fd)
 }
 
 // onEveryLoop posts p to every loop and waits until they all ran it.
@@ -235,27 +235,27 @@ func newLoop(e *Engine) (*loop, error) {
 	}
 	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
-		_ = unix.Close(epfd)
+		_ = sysClose(epfd)
 		return nil, fmt.Errorf("stream engine: eventfd: %w", err)
 	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(wakefd)}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
-		_ = unix.Close(epfd)
-		_ = unix.Close(wakefd)
+	if err := sysEpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
+		_ = sysClose(epfd)
+		_ = sysClose(wakefd)
 		return nil, fmt.Errorf("stream engine: add eventfd: %w", err)
 	}
 	// A non-blocking descriptor is one os.NewFile registers with Go's
 	// netpoller; an epoll descriptor is readable while its set has events.
 	if err := unix.SetNonblock(epfd, true); err != nil {
-		_ = unix.Close(epfd)
-		_ = unix.Close(wakefd)
+		_ = sysClose(epfd)
+		_ = sysClose(wakefd)
 		return nil, fmt.Errorf("stream engine: epoll descriptor non-blocking: %w", err)
 	}
 	file := os.NewFile(uintptr(epfd), "stream-engine-epoll")
 	raw, err := file.SyscallConn()
 	if err != nil {
 		_ = file.Close()
-		_ = unix.Close(wakefd)
+		_ = sysClose(wakefd)
 		return nil, fmt.Errorf("stream engine: %w", err)
 	}
 	return &loop{
@@ -270,7 +270,7 @@ func (lp *loop) run(wg *sync.WaitGroup) {
 	defer wg.Done()
 	defer func() {
 		for fd := range lp.byFD {
-			_ = unix.Close(int(fd))
+			_ = sysClose(int(fd))
 		}
 		for _, p := range lp.pipes {
 			p.close()
@@ -280,7 +280,7 @@ func (lp *loop) run(wg *sync.WaitGroup) {
 		lp.closed = true
 		left := lp.posts
 		lp.posts = nil
-		_ = unix.Close(lp.wakefd)
+		_ = sysClose(lp.wakefd)
 		lp.mu.Unlock()
 		for _, p := range left {
 			p.drop()
@@ -311,7 +311,7 @@ func (lp *loop) run(wg *sync.WaitGroup) {
 // events and reports false (wait) once it has none.
 func (lp *loop) poll(uintptr) bool {
 	for {
-		n, err := unix.EpollWait(lp.epfd, lp.events, 0)
+		n, err := sysEpollWait(lp.epfd, lp.events)
 		if err == unix.EINTR {
 			continue
 		}
@@ -438,7 +438,7 @@ func (lp *loop) retryAccepts(now time.Time) {
 // runPosted runs the work other goroutines handed over.
 func (lp *loop) runPosted() {
 	var count [8]byte
-	_, _ = unix.Read(lp.wakefd, count[:])
+	_, _ = sysRead(lp.wakefd, count[:])
 	lp.mu.Lock()
 	posts := lp.posts
 	lp.posts = nil
@@ -457,7 +457,7 @@ func (lp *loop) runPosted() {
 			p.done.Done()
 		case opDetach:
 			if lp.accepts[int32(p.fd)] != nil {
-				_ = unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_DEL, p.fd, nil)
+				_ = sysEpollCtl(lp.epfd, unix.EPOLL_CTL_DEL, p.fd, nil)
 				delete(lp.accepts, int32(p.fd))
 			}
 			p.done.Done()
@@ -480,7 +480,7 @@ func (lp *loop) post(p posted) {
 	lp.mu.Unlock()
 	if wake {
 		one := [8]byte{1} // little-endian 1
-		_, _ = unix.Write(lp.wakefd, one[:])
+		_, _ = sysWrite(lp.wakefd, one[:])
 	}
 }
 
@@ -488,7 +488,7 @@ func (lp *loop) post(p posted) {
 // over is closed, a waiter released.
 func (p posted) drop() {
 	if p.op == opServe {
-		_ = unix.Close(p.fd)
+		_ = sysClose(p.fd)
 	}
 	if p.done != nil {
 		p.done.Done()
@@ -499,7 +499,7 @@ func (p posted) drop() {
 func (lp *loop) attach(p posted) {
 	a := &attachment{l: p.l, fd: p.fd}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET | unix.EPOLLEXCLUSIVE, Fd: int32(p.fd)}
-	if err := unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, p.fd, &ev); err != nil {
+	if err := sysEpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, p.fd, &ev); err != nil {
 		p.refused.set(os.NewSyscallError("epoll_ctl", err))
 		return
 	}
@@ -515,7 +515,7 @@ func (lp *loop) watch(ss *session, fd int) error {
 
 func (lp *loop) add(ss *session, fd int) error {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd), Pad: int32(ss.id)}
-	if err := unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := sysEpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return fmt.Errorf("epoll_ctl add: %w", err)
 	}
 	return nil
@@ -524,7 +524,7 @@ func (lp *loop) add(ss *session, fd int) error {
 // forget closes a socket of the loop. Closing removes it from the set.
 func (lp *loop) forget(fd int) {
 	delete(lp.byFD, int32(fd))
-	_ = unix.Close(fd)
+	_ = sysClose(fd)
 }
 
 // schedule puts a stream in the timer heap at ss.due, or takes it out when
@@ -607,8 +607,8 @@ type pipe struct {
 }
 
 func (p *pipe) close() {
-	_ = unix.Close(p.r)
-	_ = unix.Close(p.w)
+	_ = sysClose(p.r)
+	_ = sysClose(p.w)
 }
 
 // maxSparePipes bounds the pipes a loop keeps between bursts; spare pipes
@@ -668,7 +668,7 @@ func (lp *loop) trimPipes(now time.Time) {
 func accept4(lfd int) (int, netip.AddrPort, error) {
 	var rsa unix.RawSockaddrAny
 	size := uint32(unix.SizeofSockaddrAny)
-	fd, _, errno := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(lfd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&size)),
+	fd, _, errno := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(lfd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&size)),
 		unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
 	if errno != 0 {
 		return -1, netip.AddrPort{}, errno

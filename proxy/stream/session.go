@@ -129,7 +129,7 @@ func (r *route) serve(lp *loop, fd int, peer netip.AddrPort) {
 	if !r.srv.add(ss) {
 		// Shutdown began: closed at once, as by a listener that is gone.
 		ss.state = stDone
-		_ = unix.Close(fd)
+		_ = sysClose(fd)
 		return
 	}
 	ss.registered = true
@@ -232,10 +232,10 @@ func (ss *session) onTimer(now time.Time) {
 func (ss *session) setup() {
 	cfg := ss.r.cfg
 	if !keepalive(cfg) {
-		_ = unix.SetsockoptInt(ss.c.fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 0)
+		_ = sysSetsockoptInt(ss.c.fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 0)
 	}
 	if !nodelay(cfg) {
-		_ = unix.SetsockoptInt(ss.c.fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 0)
+		_ = sysSetsockoptInt(ss.c.fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 0)
 	}
 	if cfg.AcceptProxyProtocol {
 		ss.state = stHeader
@@ -253,7 +253,7 @@ func (ss *session) setup() {
 // else happens; the bytes read past it go to the server first.
 func (ss *session) readHeader() {
 	for {
-		n, err := unix.Read(ss.c.fd, ss.lp.buf)
+		n, err := sysRead(ss.c.fd, ss.lp.buf)
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -440,26 +440,26 @@ func (ss *session) dial(addr netip.AddrPort) (int, error) {
 	if _, v6 := sa.(*unix.SockaddrInet6); v6 {
 		family = unix.AF_INET6
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := sysSocket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 	if err != nil {
 		return -1, &localError{os.NewSyscallError("socket", err)}
 	}
 	cfg := ss.r.cfg
 	if nodelay(cfg) {
-		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		_ = sysSetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
 	if keepalive(cfg) {
 		// As nginx's so_keepalive=on: SO_KEEPALIVE with the system's timers.
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+		_ = sysSetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
 	}
-	err = unix.Connect(fd, sa)
+	err = sysConnect(fd, sa)
 	for err == unix.EINTR {
 		// The connect goes on in the background; the loop learns its
 		// outcome from the socket becoming writable.
 		err = unix.EINPROGRESS
 	}
 	if err != nil && err != unix.EINPROGRESS {
-		_ = unix.Close(fd)
+		_ = sysClose(fd)
 		return -1, err
 	}
 	return fd, nil
@@ -494,7 +494,7 @@ func (ss *session) attemptFailed(err error) {
 // connected runs when the server's socket became writable while
 // connecting: the connect either completed or failed.
 func (ss *session) connected() {
-	v, err := unix.GetsockoptInt(ss.u.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	v, err := sysGetsockoptInt(ss.u.fd, unix.SOL_SOCKET, unix.SO_ERROR)
 	if err == nil && v != 0 {
 		err = syscall.Errno(v)
 	}
@@ -562,7 +562,7 @@ func (d *dir) move() bool {
 				// done too: then the teardown right after closes dst,
 				// which sends the same FIN.
 				if other := ss.other(d); !other.closed {
-					_ = unix.Shutdown(d.dst.fd, unix.SHUT_WR)
+					_ = sysShutdown(d.dst.fd, unix.SHUT_WR)
 				}
 			}
 			return true
@@ -581,7 +581,7 @@ func (d *dir) move() bool {
 				}
 				d.pipe = p
 			}
-			n, err := unix.Splice(d.src.fd, nil, d.pipe.w, nil, spliceChunk, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+			n, err := sysSplice(d.src.fd, d.pipe.w, spliceChunk)
 			switch {
 			case err == unix.EINTR:
 				continue
@@ -600,7 +600,7 @@ func (d *dir) move() bool {
 			d.inPipe = int(n)
 			continue
 		}
-		n, err := unix.Read(d.src.fd, lp.buf)
+		n, err := sysRead(d.src.fd, lp.buf)
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -625,9 +625,9 @@ func (d *dir) move() bool {
 		}
 		w := 0
 		if d.dst.writable {
-			w, err = unix.Write(d.dst.fd, lp.buf[:n])
+			w, err = sysWrite(d.dst.fd, lp.buf[:n])
 			for err == unix.EINTR {
-				w, err = unix.Write(d.dst.fd, lp.buf[:n])
+				w, err = sysWrite(d.dst.fd, lp.buf[:n])
 			}
 			if err == unix.EAGAIN {
 				w, err = 0, nil
@@ -661,11 +661,9 @@ func (d *dir) flush() (out, ok bool) {
 		var n int
 		var err error
 		if d.inPipe > 0 {
-			var n64 int64
-			n64, err = unix.Splice(d.pipe.r, nil, d.dst.fd, nil, d.inPipe, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
-			n = int(n64)
+			n, err = sysSplice(d.pipe.r, d.dst.fd, d.inPipe)
 		} else {
-			n, err = unix.Write(d.dst.fd, d.pend)
+			n, err = sysWrite(d.dst.fd, d.pend)
 		}
 		switch {
 		case err == unix.EINTR:
