@@ -469,16 +469,16 @@ func (lp *loop) runPosted() {
 // drops it.
 func (lp *loop) post(p posted) {
 	lp.mu.Lock()
+	defer lp.mu.Unlock()
 	if lp.closed {
-		lp.mu.Unlock()
 		p.drop()
 		return
 	}
 	lp.posts = append(lp.posts, p)
-	wake := !lp.woken
-	lp.woken = true
-	lp.mu.Unlock()
-	if wake {
+	if !lp.woken {
+		lp.woken = true
+		// Under mu: the stopping loop closes wakefd under it too, so the
+		// number cannot have been reused by then.
 		one := [8]byte{1} // little-endian 1
 		_, _ = sysWrite(lp.wakefd, one[:])
 	}
