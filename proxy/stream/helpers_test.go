@@ -387,3 +387,43 @@ func highestFD(t *testing.T) int {
 	}
 	return highest
 }
+
+// leaveDescriptorNumbers lowers RLIMIT_NOFILE so that exactly n more
+// descriptors can be opened, and returns what restores it (also run at
+// cleanup). The limit bounds the descriptor number, not the count, so the
+// free numbers below the highest one in use are filled first (with
+// /dev/null, closed at cleanup).
+func leaveDescriptorNumbers(t *testing.T, n int) (restore func()) {
+	t.Helper()
+	var orig unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &orig); err != nil {
+		t.Fatal(err)
+	}
+	var fillers []int
+	t.Cleanup(func() {
+		for _, fd := range fillers {
+			unix.Close(fd)
+		}
+	})
+	highest := highestFD(t)
+	for {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fd > highest {
+			unix.Close(fd)
+			break
+		}
+		fillers = append(fillers, fd)
+	}
+	lowered := orig
+	lowered.Cur = uint64(highest + 1 + n)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lowered); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	restore = func() { once.Do(func() { unix.Setrlimit(unix.RLIMIT_NOFILE, &orig) }) }
+	t.Cleanup(restore)
+	return restore
+}

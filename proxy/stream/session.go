@@ -390,19 +390,11 @@ func (e *localError) Unwrap() error { return e.err }
 // upstream tracking. nginx answers 500 here too.
 func (ss *session) localFailure(err error) {
 	r := ss.r
-	if ss.u.fd >= 0 {
-		ss.lp.forget(ss.u.fd)
-		ss.u = side{fd: -1}
-	}
-	if srv := ss.server; srv != nil {
-		ss.server = nil
-		srv.Release()
-	}
 	ss.status = 500
 	ss.setEnd(endInternal)
 	r.srv.log.Error("stream: cannot connect to upstream server", zap.String("listen", r.listen), zap.String("upstream", r.name),
 		zap.String("server", ss.tried[len(ss.tried)-1]), zap.Stringer("client", ss.clientAddr), zap.Error(err))
-	ss.teardown()
+	ss.teardown() // closes the server's socket and releases the server, without a failure
 }
 
 // pickNext chooses the next server to try (each at most once), if one is

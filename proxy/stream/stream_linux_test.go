@@ -810,44 +810,7 @@ func TestAcceptRetriesAfterDescriptorsRunOut(t *testing.T) {
 	warm.Write([]byte("w"))
 	io.ReadFull(warm, make([]byte, 1))
 
-	var orig unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &orig); err != nil {
-		t.Fatal(err)
-	}
-	// RLIMIT_NOFILE bounds the descriptor number, not the count: fill
-	// every free number below the highest one in use, so that the limit
-	// leaves exactly one number, for the client's socket.
-	var fillers []int
-	defer func() {
-		for _, fd := range fillers {
-			unix.Close(fd)
-		}
-	}()
-	highest := highestFD(t)
-	for {
-		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fd > highest {
-			unix.Close(fd)
-			break
-		}
-		fillers = append(fillers, fd)
-	}
-	lowered := orig
-	lowered.Cur = uint64(highest) + 2
-	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lowered); err != nil {
-		t.Fatal(err)
-	}
-	restored := false
-	restore := func() {
-		if !restored {
-			restored = true
-			unix.Setrlimit(unix.RLIMIT_NOFILE, &orig)
-		}
-	}
-	defer restore()
+	restore := leaveDescriptorNumbers(t, 1) // for the client's socket only
 	c, err := net.Dial("tcp", p.listen)
 	if err != nil {
 		restore()
@@ -985,43 +948,17 @@ func TestNoDescriptorForTheServerIsNotItsFault(t *testing.T) {
 	warm.Write([]byte("w"))
 	io.ReadFull(warm, make([]byte, 1))
 
-	var orig unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &orig); err != nil {
-		t.Fatal(err)
-	}
-	var fillers []int
-	defer func() {
-		for _, fd := range fillers {
-			unix.Close(fd)
-		}
-	}()
-	highest := highestFD(t)
-	for {
-		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fd > highest {
-			unix.Close(fd)
-			break
-		}
-		fillers = append(fillers, fd)
-	}
 	// Two numbers left: the client's socket and the proxy's accepted one;
 	// none for the socket to the server.
-	lowered := orig
-	lowered.Cur = uint64(highest) + 3
-	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lowered); err != nil {
-		t.Fatal(err)
-	}
+	restore := leaveDescriptorNumbers(t, 2)
 	c, err := net.Dial("tcp", p.listen)
 	if err != nil {
-		unix.Setrlimit(unix.RLIMIT_NOFILE, &orig)
+		restore()
 		t.Fatal(err)
 	}
 	got, rerr := readAllWithin(t, c, 3*time.Second)
 	c.Close()
-	unix.Setrlimit(unix.RLIMIT_NOFILE, &orig)
+	restore()
 	if len(got) != 0 || rerr != nil {
 		t.Errorf("client of the stream without a server socket read %q, %v; want a close", got, rerr)
 	}
