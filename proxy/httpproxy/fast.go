@@ -309,6 +309,12 @@ func (c *fastConn) serve() bool {
 				c.rd.forget()
 			}
 			c.rd.set(time.Now(), wait, c.nc.SetReadDeadline)
+			if c.state.Load() == int32(fastClosing) {
+				// Drain or Shutdown marked the connection closing and moved
+				// its deadline just before the line above moved it back.
+				c.rd.forget()
+				c.rd.set(time.Now(), drainGrace, c.nc.SetReadDeadline)
+			}
 			err := c.fill(g.maxHead)
 			if err != nil {
 				return false
