@@ -156,6 +156,22 @@ func (h *proxyHarness) dial() *net.TCPConn {
 }
 
 // waitLines waits until the access log has n lines.
+// echo sends msg through the proxy on a new stream, half-closes, and
+// returns what came back until the server's EOF.
+func (h *proxyHarness) echo(msg string) (string, error) {
+	c := h.dial()
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.WriteString(c, msg); err != nil {
+		return "", err
+	}
+	if err := c.CloseWrite(); err != nil {
+		return "", err
+	}
+	got, err := io.ReadAll(c)
+	return string(got), err
+}
+
 func (h *proxyHarness) waitLines(n int) []string {
 	h.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)

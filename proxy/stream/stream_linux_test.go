@@ -847,12 +847,7 @@ func TestProxyPassHostName(t *testing.T) {
 	be := startBackend(t, "127.0.0.1", echo)
 	_, port, _ := net.SplitHostPort(be.addr)
 	p := newProxy(t, "127.0.0.1", func(l string) string { return streamConf(l, "localhost:"+port, "", "") })
-	c := p.dial()
-	c.SetDeadline(time.Now().Add(3 * time.Second))
-	c.Write([]byte("named"))
-	c.CloseWrite()
-	got, err := io.ReadAll(c)
-	if err != nil || string(got) != "named" {
+	if got, err := p.echo("named"); err != nil || got != "named" {
 		t.Fatalf("through proxy_pass localhost:%s: %q, %v", port, got, err)
 	}
 	if l := p.waitLines(1)[0]; !strings.Contains(l, `"localhost:`+port) {
@@ -969,14 +964,9 @@ func TestNoDescriptorForTheServerIsNotItsFault(t *testing.T) {
 		t.Errorf("connect failures = %d, want 0: the servers did nothing wrong", st.ConnectFailures)
 	}
 	for i := range 2 {
-		s := p.dial()
-		s.SetDeadline(time.Now().Add(3 * time.Second))
-		s.Write([]byte("again"))
-		s.CloseWrite()
-		if got, err := io.ReadAll(s); err != nil || string(got) != "again" {
+		if got, err := p.echo("again"); err != nil || got != "again" {
 			t.Fatalf("stream %d after descriptors are back: %q, %v (servers taken out of rotation?)", i, got, err)
 		}
-		s.Close()
 	}
 }
 
@@ -1004,30 +994,13 @@ func TestProxyPassLinkLocalZone(t *testing.T) {
 		return
 	}
 	ifname := os.Getenv(zoneChildEnv)
-	ln, err := net.Listen("tcp6", "[fe80::1%"+ifname+"]:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go echo(c.(*net.TCPConn))
-		}
-	}()
-	server := fmt.Sprintf("[fe80::1%%%s]:%d", ifname, ln.Addr().(*net.TCPAddr).Port)
+	be := startBackend(t, "fe80::1%"+ifname, echo)
+	_, port, _ := net.SplitHostPort(be.addr)
+	server := "[fe80::1%" + ifname + "]:" + port // the listener's address drops the zone
 	p := newProxy(t, "127.0.0.1", func(l string) string {
 		return streamConf(l, "pool", "", upstreamConf("pool", server))
 	})
-	c := p.dial()
-	c.SetDeadline(time.Now().Add(3 * time.Second))
-	c.Write([]byte("link-local"))
-	c.CloseWrite()
-	got, err := io.ReadAll(c)
-	if err != nil || string(got) != "link-local" {
+	if got, err := p.echo("link-local"); err != nil || got != "link-local" {
 		t.Fatalf("through %s: %q, %v", server, got, err)
 	}
 	if l := p.waitLines(1)[0]; !strings.Contains(l, server) {
