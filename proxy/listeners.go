@@ -35,8 +35,8 @@ type Handler interface {
 // An AcceptEngine accepts on listening sockets itself, on event loops of
 // its own (the stream proxy's), instead of Go's net: it skips what Go's net
 // does for each connection (an address lookup, a netpoller registration,
-// TCP_NODELAY, and an epoll removal at close) and the hand-over from an
-// accept goroutine. Attach starts accepting on l, handing each connection
+// TCP_NODELAY whatever the config says, and an epoll removal at close) and
+// the hand-over from an accept goroutine. Attach starts accepting on l, handing each connection
 // to the handler current at that moment (l.Handler); Detach stops, and
 // once it returns nothing more is accepted through the engine.
 type AcceptEngine interface {
