@@ -146,9 +146,13 @@ func (c *fastConn) attempt(p peer, loc *location, now time.Time) {
 		if err == nil {
 			return
 		}
-		if retryable && uc.reused && try == 0 {
+		if retryable && uc.reused && try == 0 && !(nonIdempotent(c.req.method) && !loc.next.nonIdempotent) {
 			// The server closed an idle connection before reading this
-			// request: a fresh connection, as Go's transport does.
+			// request: a fresh connection, as Go's transport does. Not for
+			// a POST: the server may as well have read it, acted on it and
+			// died before answering (nginx does not send it again either).
+			// The pool's check of connections idle for awaitIdleLimit
+			// leaves a server's close within that time to end up here.
 			x.discard()
 			continue
 		}

@@ -27,7 +27,12 @@ type upConn struct {
 	// state of the sendAndAwait in progress.
 	sendThenWait func(uintptr) bool
 	send         sendState
-	rd, wd       deadline
+	// peekIdle is peekCallback bound to this connection; idleDirty is its
+	// finding.
+	peekIdle  func(uintptr)
+	idleDirty bool
+	peekBuf   [1]byte
+	rd, wd    deadline
 }
 
 // deadline skips re-arming a socket deadline that is already within a
@@ -61,8 +66,20 @@ type connPool struct {
 	closed bool
 }
 
-// get returns an idle connection to addr, or nil.
+// get returns an idle connection to addr that has nothing to read, or nil.
 func (p *connPool) get(addr string, now time.Time) *upConn {
+	for {
+		c := p.take(addr, now)
+		if c == nil || c.surelyOpen(now) || c.idleClean() {
+			return c
+		}
+		_ = c.nc.Close()
+	}
+}
+
+// take removes the most recently used idle connection to addr from the
+// pool and closes those idle for too long.
+func (p *connPool) take(addr string, now time.Time) *upConn {
 	var stale []*upConn
 	p.mu.Lock()
 	var found *upConn
@@ -147,7 +164,8 @@ func dialUpstream(addr string, timeout time.Duration) (*upConn, error) {
 // lingeringly (shutdown, then read and discard for a while: Apache) sends
 // nothing more, and the wait would last a read slice before the request is
 // retried. Servers do not time idle connections out this fast, so a
-// connection idle for less than this is open.
+// connection idle for less than this is open; one idle for longer is
+// checked before it is used (idleClean).
 const awaitIdleLimit = 250 * time.Millisecond
 
 // surelyOpen reports whether c cannot have been closed by its server while
@@ -166,17 +184,8 @@ func (c *upConn) surelyOpen(now time.Time) bool {
 // was written; the caller writes the rest the usual way (with the send
 // timeout) and then reads.
 func (c *upConn) sendAndAwait(b []byte) (int, error) {
-	if c.raw == nil {
-		sc, ok := c.nc.(syscall.Conn)
-		if !ok {
-			return 0, nil
-		}
-		raw, err := sc.SyscallConn()
-		if err != nil {
-			return 0, nil
-		}
-		c.raw = raw
-		c.sendThenWait = c.sendCallback // bound once: no allocation per request
+	if !c.bindRaw() {
+		return 0, nil
 	}
 	c.send = sendState{b: b, first: true}
 	// An error of the wait itself (the read deadline, a closed socket) is
@@ -185,6 +194,62 @@ func (c *upConn) sendAndAwait(b []byte) (int, error) {
 	sent, err := c.send.sent, c.send.err
 	c.send = sendState{}
 	return sent, err
+}
+
+// bindRaw sets c.raw and the callbacks bound to c, once: binding them per
+// request would allocate.
+func (c *upConn) bindRaw() bool {
+	if c.raw != nil {
+		return true
+	}
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	c.raw = raw
+	c.sendThenWait = c.sendCallback
+	c.peekIdle = c.peekCallback
+	return true
+}
+
+// idleClean reports whether c, taken from the idle pool, has nothing to
+// read. While it idled its server may have closed it (end of stream) or
+// written to it unasked (a 408 before closing, a body after a 204 or a
+// HEAD answer): sent on such a connection, a request would get a reset or
+// those bytes as its answer, which may be another client's. nginx watches
+// its idle upstream connections for the same reason; here one
+// non-blocking peek asks when a connection is taken, if it idled for
+// awaitIdleLimit or longer: the peek is a system call, about 12% of the
+// CPU a small keep-alive request costs, and servers close idle connections (with a
+// 408 or without) after seconds, not milliseconds. Bytes a server sends
+// late and unasked within that time are the window left, as nginx has
+// one until its event loop sees them.
+func (c *upConn) idleClean() bool {
+	if !c.bindRaw() {
+		return true
+	}
+	c.idleDirty = false
+	if err := c.raw.Control(c.peekIdle); err != nil {
+		return false
+	}
+	return !c.idleDirty
+}
+
+// peekCallback is the RawConn.Control callback of idleClean.
+func (c *upConn) peekCallback(fd uintptr) {
+	for {
+		_, _, err := unix.Recvfrom(int(fd), c.peekBuf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		if err == unix.EINTR {
+			continue
+		}
+		// Bytes, end of stream or an error (a reset): not reusable.
+		c.idleDirty = err != unix.EAGAIN
+		return
+	}
 }
 
 // sendState is one sendAndAwait, kept in the connection so that the

@@ -1,0 +1,90 @@
+package httpproxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Bytes a server writes on an idle pooled connection (a 408 before it
+// closes it) are no answer to the next request, which may be another
+// client's: that request goes on a connection that is clean.
+func TestStrayBytesOnIdlePooledConnectionAreNoAnswer(t *testing.T) {
+	var n atomic.Int64
+	addr, conns := rawUpstream(t, func(br *bufio.Reader, c net.Conn) {
+		first := n.Add(1) == 1
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		if first {
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			time.Sleep(100 * time.Millisecond)
+			_, _ = io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+			// The connection stays open: only the stray bytes tell.
+			_, _ = br.ReadByte()
+			return
+		}
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh")
+	})
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", addr))+proxyAllToApp)
+	if resp, body := get(t, newClient(), gw.url("/a")); resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("first request: %d %q", resp.StatusCode, body)
+	}
+	time.Sleep(awaitIdleLimit + 250*time.Millisecond) // a connection idle this long is checked
+	resp, body := get(t, newClient(), gw.url("/b"))
+	if resp.StatusCode != 200 || body != "fresh" {
+		t.Fatalf("next client got %d %q: the bytes the server sent on the idle pooled connection", resp.StatusCode, body)
+	}
+	if got := conns.Load(); got != 2 {
+		t.Errorf("%d upstream connections, want 2 (the dirty one dropped)", got)
+	}
+}
+
+// A POST whose reused connection is closed without an answer after the
+// server read it is not sent again: the server may have acted on it
+// (nginx answers 502 too). A GET is retried on a fresh connection.
+func TestPostNotResentWhenReusedConnectionCloses(t *testing.T) {
+	var posts, gets atomic.Int64
+	addr, _ := rawUpstream(t, func(br *bufio.Reader, c net.Conn) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			switch {
+			case req.Method == "POST" && posts.Add(1) == 1:
+				return // acted on it, then died before answering
+			case req.URL.Path == "/get" && gets.Add(1) == 1:
+				return
+			}
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", addr))+proxyAllToApp)
+	c := newClient()
+	get(t, c, gw.url("/warm"))
+	resp, err := c.Post(gw.url("/charge"), "text/plain", strings.NewReader("pay 100"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if n := posts.Load(); n != 1 {
+		t.Errorf("the server received the POST %d times (client got %d), want once", n, resp.StatusCode)
+	}
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("POST answered %d, want 502", resp.StatusCode)
+	}
+	get(t, c, gw.url("/warm"))
+	if resp, body := get(t, c, gw.url("/get")); resp.StatusCode != 200 || body != "ok" || gets.Load() != 2 {
+		t.Errorf("GET on a connection closed the same way: %d %q after %d sends, want 200 after a resend", resp.StatusCode, body, gets.Load())
+	}
+}
