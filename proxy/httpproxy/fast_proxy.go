@@ -192,6 +192,8 @@ func (c *fastConn) exchange(x *exchange, addr string, now time.Time, sendTimeout
 		uc.rd.set(now, slice, nc.SetReadDeadline)
 		sent, err = uc.sendAndAwait(b)
 	}
+	// Anything not gone with sendAndAwait takes the usual way.
+	slowSend := !inline || sent < len(b)
 	if err == nil && sent < len(b) {
 		uc.wd.set(now, sendTimeout, nc.SetWriteDeadline)
 		_, err = nc.Write(b[sent:])
@@ -210,6 +212,12 @@ func (c *fastConn) exchange(x *exchange, addr string, now time.Time, sendTimeout
 			return false, errSendTimeout
 		}
 		return true, err
+	}
+	if slowSend {
+		// proxy_read_timeout runs from the end of the request, as in
+		// nginx: an upload's time on the wire is not the server's delay.
+		now = time.Now()
+		uc.rd.forget()
 	}
 	x.buf = upBufPool.Get().(*[]byte)
 	x.n = 0

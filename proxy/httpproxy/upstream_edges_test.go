@@ -2,6 +2,7 @@ package httpproxy
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -86,5 +87,40 @@ func TestPostNotResentWhenReusedConnectionCloses(t *testing.T) {
 	get(t, c, gw.url("/warm"))
 	if resp, body := get(t, c, gw.url("/get")); resp.StatusCode != 200 || body != "ok" || gets.Load() != 2 {
 		t.Errorf("GET on a connection closed the same way: %d %q after %d sends, want 200 after a resend", resp.StatusCode, body, gets.Load())
+	}
+}
+
+// proxy_read_timeout is the server's time to answer once the request is
+// sent, as in nginx: a slow upload does not use it up.
+func TestReadTimeoutStartsWhenRequestIsSent(t *testing.T) {
+	addr, _ := rawUpstream(t, func(br *bufio.Reader, c net.Conn) {
+		_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		time.Sleep(1500 * time.Millisecond) // the body waits in the socket buffers
+		_, _ = io.Copy(io.Discard, req.Body)
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone")
+	})
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", addr))+`
+[[http]]
+listen = ["LISTEN"]
+client_max_body_size = "0"
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+proxy_read_timeout = "1s"
+`)
+	req, _ := http.NewRequest("PUT", gw.url("/up"), bytes.NewReader(bytes.Repeat([]byte("x"), 32<<20)))
+	start := time.Now()
+	resp, err := newClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != 200 || string(out) != "done" {
+		t.Errorf("PUT: %d %q after %v; the server answered as soon as it had the body", resp.StatusCode, out, time.Since(start))
 	}
 }
