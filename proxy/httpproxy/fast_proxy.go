@@ -279,20 +279,20 @@ var errClientGone = errors.New("client closed the connection")
 
 // clientGone peeks at the client socket without blocking: end of stream
 // or an error means the client went away (bytes or nothing to read mean
-// it is still there).
+// it is still there). Control, not Read: Read reports a passed read
+// deadline (client_header_timeout, a drain's) without looking.
 func (c *fastConn) clientGone() bool {
 	if c.raw == nil {
 		return false
 	}
 	gone := false
-	err := c.raw.Read(func(fd uintptr) bool {
+	err := c.raw.Control(func(fd uintptr) {
 		var b [1]byte
 		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
 		gone = err == nil && n == 0 || err != nil && err != unix.EAGAIN && err != unix.EINTR
-		return true
 	})
-	// Closed under us (Shutdown) is gone too; a passed read deadline is not.
-	return gone || err != nil && !isTimeout(err)
+	// Closed under us (Shutdown) is gone too.
+	return gone || err != nil
 }
 
 func isTimeout(err error) bool {

@@ -124,3 +124,44 @@ proxy_read_timeout = "1s"
 		t.Errorf("PUT: %d %q after %v; the server answered as soon as it had the body", resp.StatusCode, out, time.Since(start))
 	}
 }
+
+// A client that leaves while its request waits for the server is noticed
+// even after its socket's read deadline (client_header_timeout here) has
+// passed: the upstream request is closed, as nginx does.
+func TestClientLeavingIsNoticedAfterHeaderTimeout(t *testing.T) {
+	upstreamClosed := make(chan time.Time, 1)
+	addr, _ := rawUpstream(t, func(br *bufio.Reader, c net.Conn) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, _ = br.ReadByte() // until the proxy closes
+		upstreamClosed <- time.Now()
+	})
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", addr))+`
+[[http]]
+listen = ["LISTEN"]
+client_header_timeout = "1s"
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+proxy_read_timeout = "20s"
+`)
+	c, err := net.Dial("tcp", gw.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(c, "GET /long-poll HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(1500 * time.Millisecond)
+	left := time.Now()
+	_ = c.Close()
+	select {
+	case at := <-upstreamClosed:
+		// The check runs every clientCheckInterval.
+		if d := at.Sub(left); d > clientCheckInterval+500*time.Millisecond {
+			t.Errorf("upstream request closed %v after the client left", d)
+		}
+	case <-time.After(12 * time.Second):
+		t.Fatal("the upstream request was never closed")
+	}
+}
