@@ -96,6 +96,8 @@ type fastConn struct {
 	x       exchange
 	limited io.LimitedReader // spliceN's
 	closeIt bool             // Connection: close after this response
+	// upgradeEpoch is the server's when this upgrade request arrived.
+	upgradeEpoch uint64
 	// consumedBody is how many bytes after the head the body took.
 	consumedBody int
 	// pinned stops fill from moving pending bytes while the request's
@@ -495,6 +497,7 @@ func (c *fastConn) serveRequest() (handoff, ok bool) {
 		vars: vars, bodySize: c.body.size}
 	if h.Upgrade && h.Minor == 1 { // no protocol switch in HTTP/1.0
 		c.upHead.upgrade = c.req.hdr.get("Upgrade")
+		c.upgradeEpoch = c.s.upgradeEpoch()
 	}
 	return false, c.proxy(loc, v)
 }

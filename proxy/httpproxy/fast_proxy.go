@@ -718,7 +718,10 @@ func (c *fastConn) tunnel(p peer, loc *location, v *vhost) bool {
 	x.uc = nil // the tunnel owns it
 	t := &tunnel{client: c.nc, up: up}
 	c.state.Store(int32(fastTunnel))
-	c.s.addTunnel(t)
+	if !c.s.addTunnel(t, c.upgradeEpoch) {
+		t.close()
+		return false
+	}
 	defer c.s.removeTunnel(t)
 	defer t.close()
 	_ = c.nc.SetDeadline(time.Time{})

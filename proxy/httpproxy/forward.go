@@ -182,7 +182,9 @@ type proxyRequest struct {
 	host    string
 	target  string
 	upgrade string
-	body    *requestBody
+	// upgradeEpoch is the server's when an upgrade request arrived.
+	upgradeEpoch uint64
+	body         *requestBody
 }
 
 func (pr *proxyRequest) attempt(p peer) attemptResult {

@@ -113,6 +113,7 @@ func (s *Server) route(g *listenGroup, cc *clientConn, w http.ResponseWriter, r 
 	pr.target = upstreamURI(loc, rawTarget, uri, quoted)
 	if r.ProtoMajor == 1 && headerHasToken(r.Header["Connection"], "upgrade") {
 		pr.upgrade = r.Header.Get("Upgrade")
+		pr.upgradeEpoch = s.upgradeEpoch()
 	}
 	pr.header, pr.host = upstreamHeader(r.Header, loc.headers, vars, pr.upgrade)
 	pr.serve()

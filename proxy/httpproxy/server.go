@@ -96,15 +96,18 @@ type Server struct {
 	draining atomic.Bool
 	stopping atomic.Bool // Shutdown began (shutting, without the lock)
 
-	mu       sync.Mutex
-	conns    int
-	fast     map[*fastConn]struct{}
-	tunnels  map[*tunnel]struct{}
-	retired  bool
-	shutting bool
-	idle     chan struct{}
-	idleDone bool
-	serving  sync.WaitGroup
+	mu      sync.Mutex
+	conns   int
+	fast    map[*fastConn]struct{}
+	tunnels map[*tunnel]struct{}
+	// longLivedEpoch counts CloseLongLived calls: an upgrade that began
+	// before one must not become a tunnel after it.
+	longLivedEpoch uint64
+	retired        bool
+	shutting       bool
+	idle           chan struct{}
+	idleDone       bool
+	serving        sync.WaitGroup
 }
 
 // listenGroup is everything served on one listen address.
@@ -569,11 +572,25 @@ func (s *Server) checkIdleLocked() {
 	}
 }
 
-func (s *Server) addTunnel(t *tunnel) bool {
+// addTunnel registers t, whose upgrade request arrived at epoch (see
+// upgradeEpoch). It refuses when CloseLongLived ran since: the answer
+// 101 came after the close, and the tunnel would stay open past it (a stop
+// or handover waiting for it until shutdown_timeout).
+func (s *Server) addTunnel(t *tunnel, epoch uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if epoch != s.longLivedEpoch {
+		return false
+	}
 	s.tunnels[t] = struct{}{}
 	return true
+}
+
+// upgradeEpoch is read when an upgrade request arrives, for addTunnel.
+func (s *Server) upgradeEpoch() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.longLivedEpoch
 }
 
 func (s *Server) removeTunnel(t *tunnel) {
@@ -629,9 +646,11 @@ func (s *Server) Drain() {
 	}
 }
 
-// CloseLongLived closes the upgraded (WebSocket) connections now.
+// CloseLongLived closes the upgraded (WebSocket) connections now, and those
+// whose upgrade is under way. Later upgrades are served.
 func (s *Server) CloseLongLived() {
 	s.mu.Lock()
+	s.longLivedEpoch++
 	ts := make([]*tunnel, 0, len(s.tunnels))
 	for t := range s.tunnels {
 		ts = append(ts, t)

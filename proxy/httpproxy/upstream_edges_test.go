@@ -3,6 +3,7 @@ package httpproxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -163,5 +164,42 @@ proxy_read_timeout = "20s"
 		}
 	case <-time.After(12 * time.Second):
 		t.Fatal("the upstream request was never closed")
+	}
+}
+
+// An upgrade under way when CloseLongLived runs (a stop or handover) does
+// not become a tunnel that outlives it: its connections are closed and
+// Shutdown does not wait for it.
+func TestUpgradeAnsweredAfterCloseLongLivedIsClosed(t *testing.T) {
+	addr, _ := rawUpstream(t, func(br *bufio.Reader, c net.Conn) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		time.Sleep(400 * time.Millisecond)
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, _ = br.ReadByte()
+	})
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", addr))+proxyAllToApp)
+	c, err := net.Dial("tcp", gw.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	time.Sleep(150 * time.Millisecond)
+	s := gw.current.Load()
+	s.Drain()
+	s.CloseLongLived()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, err := io.ReadAll(c); err != nil {
+		t.Errorf("client connection not closed: %v (read %q)", err, b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	_ = s.Shutdown(ctx)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Shutdown took %v: a tunnel set up after CloseLongLived stayed open", d)
 	}
 }

@@ -58,7 +58,7 @@ func (pr *proxyRequest) tunnel(p peer, res *attemptResult) {
 	head.WriteString("\r\n")
 
 	t := &tunnel{client: conn, up: up}
-	if !pr.s.addTunnel(t) {
+	if !pr.s.addTunnel(t, pr.upgradeEpoch) {
 		t.close()
 		return
 	}
