@@ -383,6 +383,7 @@ func (c *Config) applyDefaults() {
 		h.ClientHeaderTimeout.orDefault(60 * time.Second)
 		h.ClientBodyTimeout.orDefault(60 * time.Second)
 		h.KeepaliveTimeout.orDefault(75 * time.Second)
+		h.SendTimeout.orDefault(60 * time.Second)
 		h.ClientHeaderMaxSize.orDefault(32 << 10)
 		for _, l := range h.Location {
 			if l == nil {

@@ -117,6 +117,7 @@ track_script = ["chk"]
 		{"http.client_header_timeout", h.ClientHeaderTimeout.Duration, 60 * time.Second},
 		{"http.client_body_timeout", h.ClientBodyTimeout.Duration, 60 * time.Second},
 		{"http.keepalive_timeout", h.KeepaliveTimeout.Duration, 75 * time.Second},
+		{"http.send_timeout", h.SendTimeout.Duration, 60 * time.Second},
 		{"http.client_header_max_size", h.ClientHeaderMaxSize.Bytes, int64(32 << 10)},
 		{"http.accept_proxy_protocol", h.AcceptProxyProtocol, false},
 		{"location.proxy_next_upstream", l.ProxyNextUpstream, []string{"error", "timeout"}},

@@ -88,6 +88,7 @@ type HTTPServer struct {
 	ClientHeaderTimeout Duration          `toml:"client_header_timeout"`
 	ClientBodyTimeout   Duration          `toml:"client_body_timeout"`
 	KeepaliveTimeout    Duration          `toml:"keepalive_timeout"`
+	SendTimeout         Duration          `toml:"send_timeout"`
 	ClientHeaderMaxSize Size              `toml:"client_header_max_size"`
 	AcceptProxyProtocol bool              `toml:"accept_proxy_protocol"`
 	ErrorPage           map[string]string `toml:"error_page"`

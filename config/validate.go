@@ -440,6 +440,9 @@ func (v *validator) httpServer(index int, h *HTTPServer) {
 	if h.KeepaliveTimeout.Duration <= 0 {
 		v.fail(path+".keepalive_timeout", "must be greater than 0")
 	}
+	if h.SendTimeout.Duration <= 0 {
+		v.fail(path+".send_timeout", "must be greater than 0")
+	}
 	h.ErrorPages = map[int]string{}
 	for _, codes := range sortedKeys(h.ErrorPage) {
 		ep := fmt.Sprintf("%s.error_page.%q", path, codes)

@@ -172,6 +172,7 @@ func TestValidateHTTP(t *testing.T) {
 		{"client_header_timeout", upApp + srv(`"127.0.0.1:80"`, "client_header_timeout = \"0s\" # <-\n"), "http[0].client_header_timeout", "greater than 0"},
 		{"client_body_timeout", upApp + srv(`"127.0.0.1:80"`, "client_body_timeout = \"0s\" # <-\n"), "http[0].client_body_timeout", "greater than 0"},
 		{"keepalive_timeout", upApp + srv(`"127.0.0.1:80"`, "keepalive_timeout = \"0s\" # <-\n"), "http[0].keepalive_timeout", "greater than 0"},
+		{"send_timeout", upApp + srv(`"127.0.0.1:80"`, "send_timeout = \"0s\" # <-\n"), "http[0].send_timeout", "greater than 0"},
 		{"error_page code", upApp + srv(`"127.0.0.1:80"`, "error_page = { \"502 5x3\" = \"/srv/50x.html\" } # <-\n"), `http[0].error_page."502 5x3"`, `"5x3" is not a status code`},
 		{"error_page relative file", upApp + srv(`"127.0.0.1:80"`, "error_page = { \"502\" = \"50x.html\" } # <-\n"), `http[0].error_page."502"`, "absolute file path"},
 		{"error_page status twice", upApp + srv(`"127.0.0.1:80"`, "error_page = { \"502 503\" = \"/a.html\", \"503\" = \"/b.html\" } # <-\n"), `http[0].error_page."503"`, "status 503 already has an error page"},

@@ -79,6 +79,9 @@ type fastConn struct {
 
 	state atomic.Int32
 	rd    deadline // the client socket's read deadline
+	wd    deadline // its write deadline (send_timeout)
+	// sendTimeout is send_timeout of the request's server block.
+	sendTimeout time.Duration
 	// upstream is the connection of the request in flight, for Shutdown
 	// to close when its time is up (it may already be back in the pool,
 	// which Shutdown closes too).
@@ -397,6 +400,7 @@ func (c *fastConn) readHead(timeout time.Duration) *HeadError {
 // refuse answers a refused head and logs it, as the net/http path does.
 func (c *fastConn) refuse(he *HeadError) {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	c.wd.forget()
 	_, _ = c.nc.Write(errorResponse(he.Status))
 	c.s.logRefusedFrom(c.remote, he)
 }
@@ -405,8 +409,9 @@ func (c *fastConn) refuse(he *HeadError) {
 // to the listen address's net/http server.
 func (c *fastConn) handoff() bool {
 	c.s.removeFast(c)
-	_ = c.nc.SetReadDeadline(time.Time{})
+	_ = c.nc.SetDeadline(time.Time{})
 	c.rd.forget()
+	c.wd.forget()
 	cc := newClientConn(c.nc, c.g, c.g.maxHead)
 	if c.remote.IsValid() {
 		cc.remote = c.remote
@@ -455,6 +460,10 @@ func (c *fastConn) serveRequest() (handoff, ok bool) {
 
 	host := normalizeHost(c.req.host)
 	v := g.names.find(host)
+	c.sendTimeout = g.dflt.cfg.SendTimeout.Duration
+	if v != nil {
+		c.sendTimeout = v.cfg.SendTimeout.Duration
+	}
 	uri, quoted, err := normalizePath(rawPath)
 	if err != nil {
 		return false, c.answerError(v, http.StatusBadRequest, "")
@@ -537,7 +546,7 @@ func (c *fastConn) readBody(v *vhost) int {
 		return http.StatusRequestEntityTooLarge
 	}
 	if expect != "" && h.Minor == 1 { // net/http ignores it in HTTP/1.0 too
-		if _, err := io.WriteString(c.nc, "HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+		if err := c.write(continueLine); err != nil {
 			return http.StatusBadRequest
 		}
 	}
@@ -668,6 +677,33 @@ func (c *fastConn) keepBody(b []byte, max int64) int {
 	return 0
 }
 
+// continueLine is the interim answer to Expect: 100-continue.
+var continueLine = []byte("HTTP/1.1 100 Continue\r\n\r\n")
+
+// write sends b to the client. send_timeout bounds each write, as nginx's
+// bounds the time between two successive writes: a client that stops
+// reading cannot hold its connection, an upstream connection and a
+// max_conns slot for good.
+func (c *fastConn) write(b []byte) error {
+	c.armSend()
+	_, err := c.nc.Write(b)
+	return err
+}
+
+// armSend sets the client socket's write deadline to send_timeout from now
+// (rarely re-armed on a busy connection, see deadline).
+func (c *fastConn) armSend() {
+	if c.sendTimeout > 0 {
+		c.wd.set(time.Now(), c.sendTimeout, c.nc.SetWriteDeadline)
+	}
+}
+
+// sendTimedOut tells whether a timeout while copying to the client was
+// send_timeout's (not the upstream's proxy_read_timeout).
+func (c *fastConn) sendTimedOut() bool {
+	return c.sendTimeout > 0 && !c.wd.at.IsZero() && !time.Now().Before(c.wd.at)
+}
+
 // answerStatus writes a response without body.
 func (c *fastConn) answerStatus(status int) bool {
 	bp := outBufPool.Get().(*[]byte)
@@ -681,8 +717,7 @@ func (c *fastConn) answerStatus(status int) bool {
 	b = append(b, "\r\n"...)
 	*bp = b
 	c.rec.status = status
-	_, err := c.nc.Write(b)
-	return err == nil
+	return c.write(b) == nil
 }
 
 // answerError writes an error page (error_page or the built-in one);
@@ -708,8 +743,7 @@ func (c *fastConn) answerError(v *vhost, status int, location string) bool {
 	*bp = b
 	c.rec.status = status
 	c.rec.bytes += int64(len(body))
-	_, err := c.nc.Write(b)
-	return err == nil
+	return c.write(b) == nil
 }
 
 // errorPage is the body of an error answer: the server block's error_page

@@ -365,7 +365,7 @@ func (c *fastConn) relay(p peer, loc *location, v *vhost) bool {
 	var received int64
 	defer func() { p.AddBytes(c.body.size, received) }()
 	write := func(out []byte) bool {
-		if _, err := c.nc.Write(out); err != nil {
+		if err := c.write(out); err != nil {
 			c.rec.status = 499
 			return false
 		}
@@ -430,11 +430,16 @@ func (c *fastConn) relay(p peer, loc *location, v *vhost) bool {
 					step = spliceStep
 				}
 				uc.rd.set(time.Now(), readTimeout, up.SetReadDeadline)
+				c.armSend()
 				k, err := c.spliceN(up, step)
 				received += k
 				c.rec.bytes += k
 				remaining -= k
 				if err != nil {
+					if isTimeout(err) && c.sendTimedOut() {
+						c.rec.status = 499
+						return false
+					}
 					if isTimeout(err) {
 						err = errReadTimeout
 					}
@@ -725,6 +730,8 @@ func (c *fastConn) tunnel(p peer, loc *location, v *vhost) bool {
 	defer c.s.removeTunnel(t)
 	defer t.close()
 	_ = c.nc.SetDeadline(time.Time{})
+	c.rd.forget()
+	c.wd.forget()
 	_ = up.SetDeadline(time.Time{})
 	if _, err := c.nc.Write(b); err != nil {
 		return false

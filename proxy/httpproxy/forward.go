@@ -376,6 +376,10 @@ func (pr *proxyRequest) relay(p peer, res *attemptResult) {
 	defer copyBufPool.Put(bp)
 	buf := *bp
 	readTimeout := pr.loc.cfg.ProxyReadTimeout.Duration
+	// send_timeout between two writes to the client, as in the fast path;
+	// what net/http writes after the handler is not bounded by it.
+	sendTimeout := pr.vars.server.cfg.SendTimeout.Duration
+	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 	var received int64
 	defer func() { p.AddBytes(pr.body.size, received) }()
 	for {
@@ -383,6 +387,9 @@ func (pr *proxyRequest) relay(p peer, res *attemptResult) {
 		n, err := resp.Body.Read(buf)
 		received += int64(n)
 		if n > 0 {
+			if sendTimeout > 0 {
+				_ = rc.SetWriteDeadline(time.Now().Add(sendTimeout))
+			}
 			if _, werr := pr.w.Write(buf[:n]); werr != nil {
 				pr.rec.status = 499
 				return

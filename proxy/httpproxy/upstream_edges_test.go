@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -201,5 +202,87 @@ func TestUpgradeAnsweredAfterCloseLongLivedIsClosed(t *testing.T) {
 	_ = s.Shutdown(ctx)
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("Shutdown took %v: a tunnel set up after CloseLongLived stayed open", d)
+	}
+}
+
+// A client that stops reading a response is closed after send_timeout
+// without a successful write, as nginx does, and its upstream connection
+// with it: it cannot hold a server's connection (and a max_conns slot) for
+// good. Large Content-Length bodies go by splice, chunked ones through
+// the copy buffer, TLS through net/http: each path has its own writes.
+func TestSendTimeoutClosesAClientThatStopsReading(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writeCert(t, dir, "gw", "gw.example")
+	for _, tc := range []struct {
+		name, head string
+		tls        bool
+	}{
+		{"content-length", "HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n", false},
+		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false},
+		{"tls", "HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			serverGaveUp := make(chan error, 1)
+			addr, _ := rawUpstream(t, func(br *bufio.Reader, c net.Conn) {
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+				chunk := bytes.Repeat([]byte("x"), 64<<10)
+				if strings.Contains(tc.head, "chunked") {
+					chunk = append([]byte(fmt.Sprintf("%x\r\n", len(chunk))), append(chunk, "\r\n"...)...)
+				}
+				_, err := io.WriteString(c, tc.head)
+				for sent := 0; err == nil && sent < 1<<30; sent += len(chunk) {
+					_, err = c.Write(chunk)
+				}
+				serverGaveUp <- err
+			})
+			listen := `listen = ["LISTEN"]`
+			if tc.tls {
+				listen += fmt.Sprintf("\ntls_certificate = %q\ntls_certificate_key = %q", cert, key)
+			}
+			gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", addr))+`
+[[http]]
+`+listen+`
+send_timeout = "1s"
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+`)
+			var c net.Conn
+			var err error
+			if tc.tls {
+				c, err = tls.Dial("tcp", gw.addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+			} else {
+				c, err = net.Dial("tcp", gw.addr)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if tcp, ok := c.(*net.TCPConn); ok {
+				_ = tcp.SetReadBuffer(64 << 10)
+			}
+			_, _ = io.WriteString(c, "GET /big HTTP/1.1\r\nHost: gw.example\r\n\r\n")
+			start := time.Now()
+			select {
+			case err := <-serverGaveUp:
+				if err == nil || isTimeout(err) {
+					t.Fatalf("the server's writes ended with %v, want the proxy closing the connection", err)
+				}
+				if d := time.Since(start); d > 5*time.Second {
+					t.Errorf("upstream connection closed %v after the client stopped reading (send_timeout 1s)", d)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the upstream connection is still open 10 s after the client stopped reading")
+			}
+			// The client's connection is closed too: reading drains what was
+			// buffered, then ends.
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.Copy(io.Discard, c); err != nil && isTimeout(err) {
+				t.Errorf("client connection still open: %v", err)
+			}
+		})
 	}
 }
