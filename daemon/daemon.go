@@ -750,7 +750,7 @@ func (d *Daemon) waitClientsGone(ctx context.Context, max time.Duration) {
 		open := 0
 		for _, g := range d.generations() {
 			if g.http != nil {
-				open += g.http.ClientConns()
+				open += g.http.KeptConns()
 			}
 		}
 		if open == 0 {

@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -447,6 +448,43 @@ proxy_read_timeout = "300ms"
 	_ = ws2.SetDeadline(time.Now().Add(time.Second))
 	if err := websocket.Message.Receive(ws2, &got); err == nil {
 		t.Fatal("WebSocket still open after CloseLongLived")
+	}
+}
+
+// A stop waits for the kept connections to close before the VIPs move
+// (KeptConns), not for WebSocket tunnels, which it closes right after; a
+// retired generation is freed only when both are gone (ClientConns).
+func TestKeptConnsLeaveOutTunnels(t *testing.T) {
+	b := wsEchoBackend(t)
+	gw := startGateway(t, upstreamTOML("ws", fmt.Sprintf("address = %q", b.addr()))+`
+[[http]]
+listen = ["LISTEN"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://ws"
+`)
+	conf, _ := websocket.NewConfig("ws://"+gw.addr+"/ws", "http://"+gw.addr)
+	ws, err := websocket.DialConfig(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	wsEcho(t, ws, "hello")
+	s := gw.current.Load()
+	if kept, all := s.KeptConns(), s.ClientConns(); kept != 0 || all != 1 {
+		t.Fatalf("one WebSocket open: KeptConns %d, ClientConns %d; want 0 and 1", kept, all)
+	}
+	c, err := net.Dial("tcp", gw.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: a\r\n\r\n")
+	if _, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil {
+		t.Fatal(err)
+	}
+	if kept, all := s.KeptConns(), s.ClientConns(); kept != 1 || all != 2 {
+		t.Fatalf("and a keep-alive connection: KeptConns %d, ClientConns %d; want 1 and 2", kept, all)
 	}
 }
 

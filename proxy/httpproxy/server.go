@@ -799,10 +799,21 @@ func (l *chanListener) Close() error {
 func (l *chanListener) Addr() net.Addr { return l.addr }
 
 // ClientConns is the number of client connections open now, WebSocket
-// tunnels excluded. A stop waits for it to reach zero after Drain before
-// the VIPs move, since a kept connection still open then would be reset.
+// tunnels included: a retired generation is freed when it reaches zero.
 func (s *Server) ClientConns() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.conns
+}
+
+// KeptConns is ClientConns without the WebSocket tunnels: the connections a
+// drain closes after their response or a short grace. A stop waits for it
+// to reach zero before the VIPs move, since a kept connection still open
+// then would be reset; tunnels are closed on purpose right after.
+func (s *Server) KeptConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// A net/http tunnel's connection may be counted out just before the
+	// tunnel is.
+	return max(s.conns-len(s.tunnels), 0)
 }
