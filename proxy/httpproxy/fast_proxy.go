@@ -201,11 +201,7 @@ func (c *fastConn) exchange(x *exchange, addr string, now time.Time, sendTimeout
 	*bp = b
 	outBufPool.Put(bp)
 	if err == nil && !inline {
-		if body.file != nil {
-			_, err = io.Copy(nc, io.NewSectionReader(body.file, 0, body.size))
-		} else {
-			_, err = nc.Write(body.mem)
-		}
+		err = c.sendBody(uc, sendTimeout)
 	}
 	if err != nil {
 		if isTimeout(err) {
@@ -269,6 +265,34 @@ func (c *fastConn) exchange(x *exchange, addr string, now time.Time, sendTimeout
 			return false, nil
 		}
 	}
+}
+
+// sendBodyStep is how much of a request body goes to the server under one
+// proxy_send_timeout.
+const sendBodyStep = 256 << 10
+
+// sendBody writes the kept request body to the server in steps, re-arming
+// proxy_send_timeout before each: as in nginx, the timeout bounds the time
+// between two writes, so a large upload to a server that reads steadily
+// is not cut.
+func (c *fastConn) sendBody(uc *upConn, sendTimeout time.Duration) error {
+	body := &c.body
+	nc := uc.nc
+	for off := int64(0); off < body.size; {
+		n := min(body.size-off, sendBodyStep)
+		uc.wd.set(time.Now(), sendTimeout, nc.SetWriteDeadline)
+		var err error
+		if body.file != nil {
+			_, err = io.Copy(nc, io.NewSectionReader(body.file, off, n))
+		} else {
+			_, err = nc.Write(body.mem[off : off+n])
+		}
+		if err != nil {
+			return err
+		}
+		off += n
+	}
+	return nil
 }
 
 // clientCheckInterval is how often a request waiting for its answer

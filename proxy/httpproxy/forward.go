@@ -159,6 +159,21 @@ func (w *watchdog) arm(d time.Duration, cause error) {
 
 func (w *watchdog) stop() { w.t.Stop() }
 
+// armingReader is a request body that re-arms proxy_send_timeout each
+// time the transport takes more of it, that is after each write: the
+// timeout bounds the time between two writes to the server, as nginx's
+// does, not the whole upload.
+type armingReader struct {
+	io.ReadCloser
+	dog     *watchdog
+	timeout time.Duration
+}
+
+func (r *armingReader) Read(p []byte) (int, error) {
+	r.dog.arm(r.timeout, errSendTimeout)
+	return r.ReadCloser.Read(p)
+}
+
 // attemptResult is one try of a request on one server.
 type attemptResult struct {
 	resp   *http.Response
@@ -211,8 +226,10 @@ func (pr *proxyRequest) attempt(p peer) attemptResult {
 		ProtoMinor: 1,
 		Header:     pr.header,
 		Host:       pr.host,
-		Body:       pr.body.reader(),
-		GetBody:    func() (io.ReadCloser, error) { return pr.body.reader(), nil },
+		Body:       &armingReader{pr.body.reader(), dog, l.ProxySendTimeout.Duration},
+		GetBody: func() (io.ReadCloser, error) {
+			return &armingReader{pr.body.reader(), dog, l.ProxySendTimeout.Duration}, nil
+		},
 	}
 	out.ContentLength = pr.body.size
 	if pr.body.size == 0 {

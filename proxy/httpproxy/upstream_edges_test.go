@@ -286,3 +286,71 @@ proxy_pass = "http://app"
 		})
 	}
 }
+
+// proxy_send_timeout bounds the time between two writes to the server, as
+// in nginx: an upload that takes longer in all to a server that reads
+// steadily is not cut (fast path and net/http path).
+func TestSendTimeoutIsBetweenWritesToTheServer(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writeCert(t, dir, "gw", "gw.example")
+	const size = 24 << 20
+	for _, viaTLS := range []bool{false, true} {
+		name := "fast path"
+		if viaTLS {
+			name = "net/http path"
+		}
+		t.Run(name, func(t *testing.T) {
+			addr, _ := rawUpstream(t, func(br *bufio.Reader, c net.Conn) {
+				_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
+				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				// 2 MiB every 200 ms: about 2.4 s for the whole body, never
+				// a second without reading.
+				got, err := int64(0), error(nil)
+				for err == nil {
+					var n int64
+					n, err = io.CopyN(io.Discard, req.Body, 2<<20)
+					got += n
+					time.Sleep(200 * time.Millisecond)
+				}
+				_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%d", len(fmt.Sprint(got)), got)
+			})
+			listen := `listen = ["LISTEN"]`
+			if viaTLS {
+				listen += fmt.Sprintf("\ntls_certificate = %q\ntls_certificate_key = %q", cert, key)
+			}
+			gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", addr))+`
+[[http]]
+`+listen+`
+client_max_body_size = "0"
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+proxy_send_timeout = "1s"
+`)
+			client := newClient()
+			url := gw.url("/up")
+			if viaTLS {
+				client = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+					TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+					TLSNextProto:    map[string]func(string, *tls.Conn) http.RoundTripper{},
+				}}
+				url = "https://" + gw.addr + "/up"
+			}
+			req, _ := http.NewRequest("PUT", url, bytes.NewReader(bytes.Repeat([]byte("x"), size)))
+			start := time.Now()
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode != 200 || string(out) != fmt.Sprint(size) {
+				t.Errorf("PUT of %d bytes: %d %q after %v; the server read it all, never pausing 1 s", size, resp.StatusCode, out, time.Since(start))
+			}
+		})
+	}
+}
