@@ -194,10 +194,8 @@ func (d *Daemon) applyLocked(cfg *config.Config) error {
 	if old := d.current.Swap(gen); old != nil {
 		d.retired = append(d.retired, old)
 		old.retire()
-		if old.http != nil && old.stream == nil {
-			d.reapers.Add(1)
-			go d.reapWhenIdle(old)
-		}
+		d.reapers.Add(1)
+		go d.reapWhenIdle(old)
 	}
 	d.gensMu.Unlock()
 	d.generation.Store(id)
@@ -207,8 +205,15 @@ func (d *Daemon) applyLocked(cfg *config.Config) error {
 	return nil
 }
 
-func (d *Daemon) build(id uint64, cfg *config.Config) (*generation, error) {
+func (d *Daemon) build(id uint64, cfg *config.Config) (_ *generation, err error) {
 	gen := &generation{id: id, cfg: cfg, upstreams: map[string]*balancer.Upstream{}, handlers: map[string]proxy.Handler{}}
+	defer func() {
+		if err != nil {
+			// The HTTP side serves (on no listener yet) once built: a
+			// stream side that fails after it must not leave it running.
+			gen.shutdownNow()
+		}
+	}()
 	for _, name := range sortedNames(cfg.Upstream) {
 		spec, err := upstreamSpec(name, cfg.Upstream[name])
 		if err != nil {
@@ -609,6 +614,11 @@ func (d *Daemon) VRRP() *vrrp.Manager { return d.vrrp }
 func (d *Daemon) Handover() error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
+	if !d.isMaster() {
+		// A drain, closed WebSockets and streams and a resign for nothing
+		// (and a BACKUP that resigns comes back without preempting).
+		return errNotMaster
+	}
 	gens := d.generations()
 	for _, g := range gens {
 		if g.http != nil {
@@ -646,6 +656,19 @@ func (d *Daemon) Handover() error {
 	d.vrrp.Rejoin()
 	d.log.Info("handover done: this node is BACKUP")
 	return nil
+}
+
+// errNotMaster refuses a handover on a node that holds no VIP.
+var errNotMaster = errors.New("no VRRP instance is MASTER here: nothing to hand over")
+
+// isMaster reports whether a VRRP instance of this node is MASTER.
+func (d *Daemon) isMaster() bool {
+	for _, st := range d.vrrp.Status() {
+		if st.State == "MASTER" {
+			return true
+		}
+	}
+	return false
 }
 
 // startAdmin starts an admin server on addr when addr differs from the
@@ -686,30 +709,39 @@ func (g *generation) addCounters(st *admin.Status) {
 // reapGrace is how long a retired generation stays after going idle.
 const reapGrace = time.Second
 
-// reapWhenIdle frees a retired HTTP generation when its last client
-// connection has closed, so reloads do not accumulate goroutines and pools.
+// reapWhenIdle frees a retired generation, so that reloads do not
+// accumulate goroutines, pools and descriptors: its HTTP side when its last
+// client connection has closed, its stream side when its last stream has
+// (long-lived streams keep their generation's settings until then, and do
+// not hold the HTTP side meanwhile).
 func (d *Daemon) reapWhenIdle(g *generation) {
 	defer d.reapers.Done()
-	select {
-	case <-g.http.Idle():
-	case <-d.stopTrack:
-		return
-	}
-	// The accept loop may have picked this generation's handler just before
-	// the swap and not yet handed it the connection: give such stragglers
-	// a moment, and free the generation only once it has no client left
-	// (freeing it under one reset that connection: seen in the reload test).
-	for {
+	if g.http != nil {
 		select {
-		case <-time.After(reapGrace):
+		case <-g.http.Idle():
 		case <-d.stopTrack:
 			return
 		}
-		if g.http.ClientConns() == 0 {
-			break
+		// The accept loop may have picked this generation's handler just
+		// before the swap and not yet handed it the connection: give such
+		// stragglers a moment, and free the generation only once it has no
+		// client left (freeing it under one reset that connection: seen in
+		// the reload test).
+		if !d.waitReap(func() bool { return g.http.ClientConns() == 0 }) {
+			return
 		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = g.http.Shutdown(ctx)
 	}
-	g.shutdownNow()
+	if g.stream != nil {
+		if !d.waitReap(func() bool { return g.stream.Active() == 0 }) {
+			return
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = g.stream.Shutdown(ctx)
+	}
 	d.gensMu.Lock()
 	for i, r := range d.retired {
 		if r == g {
@@ -719,6 +751,21 @@ func (d *Daemon) reapWhenIdle(g *generation) {
 	}
 	d.gensMu.Unlock()
 	d.log.Debug("retired generation freed", zap.Uint64("generation", g.id))
+}
+
+// waitReap checks idle every reapGrace until it holds; false when the
+// daemon stops first (Stop then shuts the generation down).
+func (d *Daemon) waitReap(idle func() bool) bool {
+	for {
+		select {
+		case <-time.After(reapGrace):
+		case <-d.stopTrack:
+			return false
+		}
+		if idle() {
+			return true
+		}
+	}
 }
 
 // SelfCheck reports whether the node's own proxy can serve: every listener's
