@@ -367,6 +367,7 @@ func (d *Daemon) trackLoop() {
 	defer d.probes.wait()
 	var lastListeners string
 	var lastProbe time.Time
+	var tracked map[string]string // upstream track sources of the last round
 	for {
 		select {
 		case <-d.stopTrack:
@@ -391,19 +392,39 @@ func (d *Daemon) trackLoop() {
 			}
 			lastListeners = msg
 		}
-		gen := d.current.Load()
-		for _, v := range gen.cfg.VRRP {
-			for _, name := range v.TrackUpstream {
-				u := gen.upstreams[name]
-				down := u == nil || !u.Available()
-				weight := 0
-				if down {
-					weight = v.TrackUpstreamWeight
-				}
-				d.vrrp.SetTrack("upstream:"+name, []string{v.Name}, down && v.TrackUpstreamWeight == 0, weight)
+		tracked = trackUpstreams(d.current.Load(), tracked, d.vrrp.SetTrack)
+	}
+}
+
+// trackUpstreams feeds each VRRP instance's track_upstream to set (the
+// manager's SetTrack, where a call replaces the last one of its source)
+// and returns the sources it set, for the next round. Each instance has a
+// source of its own per upstream: two instances tracking one upstream (the
+// IPv4 and IPv6 instances of a service) replaced each other's track, so
+// one never saw the upstream down. A source of the last round that the
+// configuration no longer has (a track_upstream removed by a reload) is
+// cleared, or its fault would stay until a restart.
+func trackUpstreams(gen *generation, last map[string]string, set func(source string, instances []string, fault bool, weight int)) map[string]string {
+	now := make(map[string]string, len(last))
+	for _, v := range gen.cfg.VRRP {
+		for _, name := range v.TrackUpstream {
+			u := gen.upstreams[name]
+			down := u == nil || !u.Available()
+			weight := 0
+			if down {
+				weight = v.TrackUpstreamWeight
 			}
+			source := "upstream:" + name + "@" + v.Name
+			set(source, []string{v.Name}, down && v.TrackUpstreamWeight == 0, weight)
+			now[source] = v.Name
 		}
 	}
+	for source, instance := range last {
+		if _, ok := now[source]; !ok {
+			set(source, []string{instance}, false, 0)
+		}
+	}
+	return now
 }
 
 // Stop runs the contract's stop sequence: soft drain; resign as VRRP
