@@ -281,11 +281,15 @@ func (f *fsm) advert(now time.Time, src netip.Addr, prio uint8, interval time.Du
 			}
 			return acts
 		}
-		// A lower-priority master: answer at once (at most twice per
-		// interval) so it hears us and steps down quickly.
+		// A lower-priority master (a healed partition, a start-up race):
+		// answer at once (at most twice per interval) so it hears us and
+		// steps down quickly, and announce the VIPs again: the other one
+		// announced them last, so the clients' ARP and neighbour caches
+		// point to it, and it is about to drop them (keepalived does the
+		// same).
 		if now.Sub(f.lastAnswer) >= f.cfg.Interval/2 {
 			f.lastAnswer = now
-			return []action{{Kind: actSendAdvert, Priority: local}}
+			return []action{{Kind: actSendAdvert, Priority: local}, {Kind: actGARP}}
 		}
 	}
 	return nil

@@ -200,16 +200,20 @@ func TestMasterAdverts(t *testing.T) {
 		prio     uint8
 		wantStep bool
 		wantSent []uint8
+		// Another master (not one resigning) announced the VIPs last: the
+		// winner announces them again.
+		wantGARP bool
 	}{
-		{"higher priority: step down", lowPeer, 101, true, nil},
-		{"equal priority, higher address: step down", hiPeer, 100, true, nil},
-		{"equal priority, lower address: stay and answer", lowPeer, 100, false, []uint8{100}},
-		{"lower priority: stay and answer", hiPeer, 99, false, []uint8{100}},
-		{"priority 0: answer at once", hiPeer, 0, false, []uint8{100}},
+		{"higher priority: step down", lowPeer, 101, true, nil, false},
+		{"equal priority, higher address: step down", hiPeer, 100, true, nil, false},
+		{"equal priority, lower address: stay, answer, announce", lowPeer, 100, false, []uint8{100}, true},
+		{"lower priority: stay, answer, announce", hiPeer, 99, false, []uint8{100}, true},
+		{"priority 0: answer at once", hiPeer, 0, false, []uint8{100}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := newMachine(t, nil)
 			m.becomeMaster()
+			m.advance(time.Minute) // the takeover's own announcements are long done
 			acts := m.advert(tc.src, tc.prio)
 			if tc.wantStep {
 				m.wantState(StateBackup)
@@ -222,8 +226,8 @@ func TestMasterAdverts(t *testing.T) {
 				return
 			}
 			m.wantState(StateMaster)
-			if !slices.Equal(sent(acts), tc.wantSent) || has(acts, actRemoveVIPs) {
-				t.Fatalf("actions %v, want adverts %v", acts, tc.wantSent)
+			if !slices.Equal(sent(acts), tc.wantSent) || has(acts, actRemoveVIPs) || has(acts, actGARP) != tc.wantGARP {
+				t.Fatalf("actions %v, want adverts %v, GARP %v", acts, tc.wantSent, tc.wantGARP)
 			}
 		})
 	}
