@@ -85,7 +85,7 @@ func (c *fastConn) proxy(loc *location, v *vhost) bool {
 		if next.retry(kind, attempt, maxTries, x.sent, c.req.method, start) {
 			np, nbs, perr := pool.pick(clientIP, hashKey, tried, attempt)
 			if perr == nil {
-				if kind == failStatus {
+				if kind == failStatus && statusFails(x.resp.status) {
 					p.ReportFailure()
 				}
 				if ce := s.log.Check(zap.DebugLevel, "next upstream"); ce != nil {

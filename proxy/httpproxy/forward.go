@@ -125,6 +125,15 @@ func (n *nextUpstream) judge(p peer, kind failKind, answered bool, status int, e
 	return kind
 }
 
+// statusFails reports whether a listed status that sends the request to
+// the next server counts against the server's max_fails: 403 and 404 do
+// not (nginx frees the server as "next", not "failed", for them), so a
+// 404 of a sharded store or a "try the other node" setup does not take
+// a healthy server out for fail_timeout.
+func statusFails(status int) bool {
+	return status != http.StatusForbidden && status != http.StatusNotFound
+}
+
 // nonIdempotent are the methods nginx does not retry once sent.
 func nonIdempotent(method string) bool {
 	return method == http.MethodPost || method == http.MethodPatch || method == "LOCK"
@@ -317,7 +326,7 @@ func (pr *proxyRequest) serve() {
 		if next.retry(kind, attempt, maxTries, res.sent, r.Method, start) {
 			np, nbs, perr := pool.pick(clientIP, hashKey, tried, attempt)
 			if perr == nil {
-				if kind == failStatus {
+				if kind == failStatus && statusFails(statusOf(res.resp)) {
 					p.ReportFailure()
 				}
 				pr.s.log.Debug("next upstream", zap.String("upstream", pool.name), zap.String("failed", p.Address()),

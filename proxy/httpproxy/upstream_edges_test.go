@@ -354,3 +354,36 @@ proxy_send_timeout = "1s"
 		})
 	}
 }
+
+// A 404 (or 403) that sends the request to the next server does not count
+// against max_fails, as in nginx: the server that has no such object stays
+// up for the objects it has.
+func TestNextUpstreamOn404IsNoFailure(t *testing.T) {
+	a, b := startBackend(t, "a"), startBackend(t, "b")
+	a.handle = func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", a.addr()), fmt.Sprintf("address = %q", b.addr()))+`
+[[http]]
+listen = ["LISTEN"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+proxy_next_upstream = ["error", "timeout", "http_404", "http_500"]
+`)
+	c := newClient()
+	for i := 0; i < 4; i++ {
+		if resp, _ := get(t, c, gw.url("/x")); resp.StatusCode != 200 {
+			t.Fatalf("request %d: %d, want b's 200", i, resp.StatusCode)
+		}
+	}
+	if a.hits.Load() < 2 {
+		t.Fatalf("a was asked %d times in 4 requests: taken out after a 404", a.hits.Load())
+	}
+	a.handle = func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }
+	get(t, c, gw.url("/x"))
+	get(t, c, gw.url("/x"))
+	for _, st := range gw.table.Statuses() {
+		if st.Address == a.addr() && st.FailuresTotal != 1 {
+			t.Errorf("a: %d failures counted, want 1 (the 500 only, not the 404s)", st.FailuresTotal)
+		}
+	}
+}
