@@ -50,6 +50,12 @@ func (c *fastConn) proxy(loc *location, v *vhost) bool {
 	pool := loc.pool
 	next := &loc.next
 	start := c.rec.start
+	if next.timeoutAfter > 0 && c.body.size > 0 {
+		// proxy_next_upstream_timeout runs from when the request is ready
+		// to go, as in nginx and the net/http path: not from its first
+		// byte, which would count the client's upload.
+		start = time.Now()
+	}
 	maxTries := next.maxTries(pool)
 	hashKey := ""
 	if pool.hashKey != nil {

@@ -387,3 +387,39 @@ proxy_next_upstream = ["error", "timeout", "http_404", "http_500"]
 		}
 	}
 }
+
+// proxy_next_upstream_timeout counts from when the request is ready to go
+// to a server, not from its first byte: a slow upload does not use it up
+// (nginx, and the net/http path, start it after the body).
+func TestNextUpstreamTimeoutLeavesOutTheUpload(t *testing.T) {
+	dead := listenLoopback(t)
+	deadAddr := dead.Addr().String()
+	_ = dead.Close() // connections to it are refused
+	live := startBackend(t, "live")
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", deadAddr), fmt.Sprintf("address = %q", live.addr()))+`
+[[http]]
+listen = ["LISTEN"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+proxy_next_upstream_timeout = "1s"
+`)
+	for i := 0; i < 2; i++ { // the second request's first try is the dead server, whatever the round robin
+		c, err := net.Dial("tcp", gw.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(c, "PUT /up HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab")
+		time.Sleep(1200 * time.Millisecond) // the client takes its time
+		_, _ = io.WriteString(c, "cd")
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		_ = c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d: %d, want the live server's 200 after the dead one", i, resp.StatusCode)
+		}
+	}
+}
