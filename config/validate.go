@@ -627,6 +627,9 @@ func (v *validator) stream(path string, s *Stream) {
 		v.fail(path+".proxy_pass", "required: an upstream name or host:port")
 	case v.cfg.Upstream[s.ProxyPass] != nil:
 		s.Upstream = s.ProxyPass
+		if u := v.cfg.Upstream[s.ProxyPass]; u.Balance == "hash" {
+			v.checkStreamHashKey(path+".proxy_pass", s.ProxyPass, u.Hash)
+		}
 	default:
 		if err := checkHostPort(s.ProxyPass); err != nil {
 			v.fail(path+".proxy_pass", "%q names no [upstream.%s] and is not host:port", s.ProxyPass, s.ProxyPass)

@@ -215,6 +215,8 @@ func TestValidateLocation(t *testing.T) {
 func TestValidateStream(t *testing.T) {
 	runRuleCases(t, []ruleCase{
 		{"listen missing", upApp + "[[stream]] # <-\nproxy_pass = \"app\"\n", "stream[0].listen", "at least one address"},
+		{"hash on an HTTP variable", "[upstream.app]\nbalance = \"hash\"\nhash = \"${remote_addr}$host\"\n[[upstream.app.server]]\naddress = \"127.0.0.1:1884\"\n" +
+			"[[stream]]\nlisten = [\"127.0.0.1:1883\"]\nproxy_pass = \"app\" # <-\n", "stream[0].proxy_pass", "hashes on $host, which a stream does not have"},
 		{"listen syntax", upApp + "[[stream]]\nlisten = [\"1883\"] # <-\nproxy_pass = \"app\"\n", "stream[0].listen[0]", "want host:port"},
 		{"listen taken by http", httpApp + "[[stream]]\nlisten = [\"127.0.0.1:8888\"] # <-\nproxy_pass = \"app\"\n", "stream[0].listen[0]", "already a listen address of http[0]"},
 		{"listen taken by stream", upApp + "[[stream]]\nlisten = [\"127.0.0.1:1883\"]\nproxy_pass = \"app\"\n[[stream]]\nlisten = [\"127.0.0.1:1883\"] # <-\nproxy_pass = \"app\"\n", "stream[1].listen[0]", "already a listen address of stream[0]"},

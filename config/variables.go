@@ -70,6 +70,59 @@ func isVarChar(r rune) bool {
 	return r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
 }
 
+// StreamVariables are the variables a [[stream]] has for a hash key: no
+// request, so none of the HTTP ones (nginx's stream module alike).
+var StreamVariables = []string{"remote_addr", "remote_port", "server_addr", "server_port"}
+
+// checkStreamHashKey reports a hash key of an upstream a [[stream]] uses
+// that names a variable streams do not have: it would be the same for
+// every connection, and every stream would go to one server.
+func (v *validator) checkStreamHashKey(path, upstream, key string) {
+	names, err := templateVariables(key)
+	if err != nil {
+		return // reported on the upstream
+	}
+	for _, n := range names {
+		if !oneOf(n, StreamVariables...) {
+			v.fail(path, "upstream %s hashes on $%s, which a stream does not have (streams know $%s)", upstream, n, strings.Join(StreamVariables, ", $"))
+		}
+	}
+}
+
+// ExpandTemplate replaces each variable of a valid template ($name or
+// ${name}) with value(name).
+func ExpandTemplate(s string, value func(name string) string) string {
+	if !strings.Contains(s, "$") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '$' {
+			b.WriteByte(s[i])
+			continue
+		}
+		rest := s[i+1:]
+		if strings.HasPrefix(rest, "{") {
+			if end := strings.IndexByte(rest, '}'); end > 0 {
+				b.WriteString(value(rest[1:end]))
+				i += end + 1
+				continue
+			}
+		}
+		n := strings.IndexFunc(rest, func(r rune) bool { return !isVarChar(r) })
+		if n < 0 {
+			n = len(rest)
+		}
+		if n == 0 {
+			b.WriteByte('$')
+			continue
+		}
+		b.WriteString(value(rest[:n]))
+		i += n
+	}
+	return b.String()
+}
+
 // checkTemplate reports unknown or malformed variables in a template.
 func (v *validator) checkTemplate(path, what, s string) {
 	names, err := templateVariables(s)

@@ -18,7 +18,6 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -308,14 +307,17 @@ func (s *Server) remove(ss *session) {
 // nginx offers at that point ($remote_addr, $remote_port, $server_addr,
 // $server_port); other text is kept as is.
 func expandHashKey(tmpl string, client, local netip.AddrPort) string {
-	if !strings.Contains(tmpl, "$") {
-		return tmpl
-	}
-	r := strings.NewReplacer(
-		"$remote_addr", client.Addr().Unmap().String(),
-		"$remote_port", fmt.Sprint(client.Port()),
-		"$server_addr", local.Addr().Unmap().String(),
-		"$server_port", fmt.Sprint(local.Port()),
-	)
-	return r.Replace(tmpl)
+	return config.ExpandTemplate(tmpl, func(name string) string {
+		switch name {
+		case "remote_addr":
+			return client.Addr().Unmap().String()
+		case "remote_port":
+			return strconv.Itoa(int(client.Port()))
+		case "server_addr":
+			return local.Addr().Unmap().String()
+		case "server_port":
+			return strconv.Itoa(int(local.Port()))
+		}
+		return "" // refused by the config check for upstreams of streams
+	})
 }

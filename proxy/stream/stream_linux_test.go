@@ -677,6 +677,10 @@ func TestExpandHashKey(t *testing.T) {
 		"$remote_addr:$remote_port": "192.0.2.1:5000",
 		"$server_addr-$server_port": "2001:db8::1-1883",
 		"fixed":                     "fixed",
+		// nginx's braced form: before, it stayed as written, the same key
+		// for every client, and every stream went to one server.
+		"${remote_addr}":              "192.0.2.1",
+		"${remote_addr}x$remote_port": "192.0.2.1x5000",
 	} {
 		if got := expandHashKey(tmpl, client, local); got != want {
 			t.Errorf("expandHashKey(%q) = %q, want %q", tmpl, got, want)
