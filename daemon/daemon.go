@@ -456,7 +456,7 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 			g.http.Drain()
 		}
 	}
-	_, endForwarding := d.resign(ctx)
+	_, endForwarding, _ := d.resign(ctx)
 	for _, g := range gens {
 		g.closeLongLived()
 	}
@@ -504,7 +504,9 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 // their clients connect there at once instead of a second later. The
 // returned resume undoes the hold (handover); endForwarding stops the
 // handing on (it ends by itself shortly after the new master is known).
-func (d *Daemon) resign(ctx context.Context) (resume, endForwarding func()) {
+// takenOver is false when no new master was heard within
+// Master_Down_Interval: the VIPs are still here (see Manager.Resign).
+func (d *Daemon) resign(ctx context.Context) (resume, endForwarding func(), takenOver bool) {
 	var advert time.Duration
 	var vips []netip.Addr
 	for _, st := range d.vrrp.Status() {
@@ -524,7 +526,7 @@ func (d *Daemon) resign(ctx context.Context) (resume, endForwarding func()) {
 	}
 	if advert == 0 { // not a MASTER: nothing to hand over
 		d.vrrp.Resign(ctx)
-		return func() {}, func() {}
+		return func() {}, func() {}, true
 	}
 	wait := func(d time.Duration) {
 		t := time.NewTimer(d)
@@ -559,9 +561,11 @@ func (d *Daemon) resign(ctx context.Context) (resume, endForwarding func()) {
 	}
 	d.waitArriving(ctx, vips, moment)
 	d.waitClientsGone(ctx, drainWaitMax)
-	d.vrrp.Resign(ctx)
-	wait(moment)
-	return resume, endForwarding
+	takenOver = d.vrrp.Resign(ctx)
+	if takenOver {
+		wait(moment)
+	}
+	return resume, endForwarding, takenOver
 }
 
 // waitArriving waits, at most max, until no connection to vips is on its
@@ -649,8 +653,19 @@ func (d *Daemon) Handover() error {
 	cfg := d.current.Load().cfg
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Global.ShutdownTimeout.Duration)
 	defer cancel()
-	resume, endForwarding := d.resign(ctx)
+	resume, endForwarding, takenOver := d.resign(ctx)
 	defer endForwarding()
+	if !takenOver {
+		// No backup answered (down, in FAULT, none configured): keep the
+		// VIPs and the long-lived connections rather than leave the
+		// address to nobody for another Master_Down_Interval.
+		resume()
+		d.vrrp.Rejoin()
+		if err := d.applyLocked(cfg); err != nil {
+			d.log.Error("handover: cannot start a fresh generation; responses carry Connection: close until the next reload", zap.Error(err))
+		}
+		return errNoSuccessor
+	}
 	// Closed while the VIPs are still here, so the FIN reaches the
 	// clients (see Stop).
 	for _, g := range gens {
@@ -678,6 +693,9 @@ func (d *Daemon) Handover() error {
 	d.log.Info("handover done: this node is BACKUP")
 	return nil
 }
+
+// errNoSuccessor ends a handover that no backup took.
+var errNoSuccessor = errors.New("no backup took over within Master_Down_Interval: this node stays MASTER")
 
 // errNotMaster refuses a handover on a node that holds no VIP.
 var errNotMaster = errors.New("no VRRP instance is MASTER here: nothing to hand over")

@@ -92,6 +92,9 @@ type fsm struct {
 	tracks         map[string]trackState
 	backupSince    time.Time
 	resigning      bool
+	// unanswered: the last resign heard no new master within
+	// Master_Down_Interval (nobody took the VIPs, which are still here).
+	unanswered bool
 	// handedOver suppresses preemption after a handover until this
 	// instance is MASTER again, so the VIPs do not bounce straight back.
 	handedOver bool
@@ -306,6 +309,7 @@ func (f *fsm) timer(now time.Time) []action {
 	case StateMaster:
 		if due(f.resignAt, now) {
 			f.resigning = false
+			f.unanswered = true
 			f.disarm()
 			acts = f.transition(StateInit, "resigned: no new master heard within Master_Down_Interval", nil)
 			return append(acts, action{Kind: actResigned})
@@ -377,6 +381,7 @@ func (f *fsm) resign(now time.Time) []action {
 			return nil
 		}
 		f.resigning = true
+		f.unanswered = false
 		f.garpAt, f.refreshAt = time.Time{}, time.Time{}
 		f.advertAt = now.Add(f.cfg.Interval)
 		f.resignAt = now.Add(f.masterDownInterval())
@@ -403,9 +408,16 @@ func (f *fsm) resign(now time.Time) []action {
 
 // rejoin brings a resigned instance back after a handover: BACKUP again,
 // without preempting the new master until it fails. A MASTER whose resign
-// found no successor keeps its role and takes its VIPs back.
+// found no successor (still resigning, or resigned unanswered) keeps its
+// role and takes its VIPs back, unless a track has failed meanwhile.
 func (f *fsm) rejoin(now time.Time) []action {
 	switch {
+	case f.state == StateInit && f.unanswered:
+		f.unanswered = false
+		if src, bad := f.faulted(); bad {
+			return f.toFault("rejoined after a handover nobody took: " + src + " is down")
+		}
+		return f.toMaster(now, "handover: no new master took over, keeping the VIPs")
 	case f.state == StateInit:
 		f.handedOver = true
 		if src, bad := f.faulted(); bad {
@@ -415,6 +427,10 @@ func (f *fsm) rejoin(now time.Time) []action {
 	case f.state == StateMaster && f.resigning:
 		f.resigning = false
 		f.resignAt = time.Time{}
+		if src, bad := f.faulted(); bad {
+			// setTrack ignores changes while resigning: look now.
+			return f.toFault("rejoined after handover: " + src + " is down")
+		}
 		f.advertAt = now.Add(f.cfg.Interval)
 		return []action{{Kind: actSendAdvert, Priority: f.effectivePriority()}, {Kind: actAddVIPs}, {Kind: actGARP}}
 	}

@@ -484,6 +484,48 @@ func TestRejoinAfterHandover(t *testing.T) {
 	}
 }
 
+// A handover nobody takes (the backup is down or in FAULT): once
+// Master_Down_Interval has passed without a new master, rejoin makes the
+// instance MASTER again with its VIPs, instead of a BACKUP that waits
+// another Master_Down_Interval with the address on no node.
+func TestRejoinAfterUnansweredResignKeepsMaster(t *testing.T) {
+	m := newMachine(t, nil)
+	m.becomeMaster()
+	m.f.resign(m.now)
+	acts := m.advance(m.f.masterDownInterval() + time.Millisecond)
+	if !has(acts, actResigned) {
+		t.Fatalf("no end of the resign after Master_Down_Interval: %v", acts)
+	}
+	m.wantState(StateInit)
+	acts = m.f.rejoin(m.now)
+	m.wantState(StateMaster)
+	if !has(acts, actAddVIPs) || !has(acts, actGARP) || !slices.Equal(sent(acts), []uint8{100}) {
+		t.Fatalf("rejoin after a handover nobody took: %v", acts)
+	}
+	if m.f.handedOver {
+		t.Fatal("preemption held back although nobody took over")
+	}
+}
+
+// A track that fails while the instance resigns (setTrack ignores it then)
+// is seen when it rejoins: FAULT, not MASTER with a broken proxy.
+func TestRejoinSeesTrackFailedWhileResigning(t *testing.T) {
+	for _, unanswered := range []bool{false, true} {
+		m := newMachine(t, nil)
+		m.becomeMaster()
+		m.f.resign(m.now)
+		m.f.setTrack(m.now, "ext:listeners", true, 0)
+		if unanswered {
+			m.advance(m.f.masterDownInterval() + time.Millisecond)
+		}
+		acts := m.f.rejoin(m.now)
+		m.wantState(StateFault)
+		if has(acts, actAddVIPs) {
+			t.Fatalf("unanswered %v: rejoin with a failed track adds the VIPs: %v", unanswered, acts)
+		}
+	}
+}
+
 func TestRejoinWithoutSuccessorKeepsMaster(t *testing.T) {
 	m := newMachine(t, nil)
 	m.becomeMaster()

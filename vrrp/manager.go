@@ -242,8 +242,10 @@ func (m *Manager) SetTrack(source string, instances []string, fault bool, weight
 // Resign makes every MASTER advertise priority 0 while keeping its VIPs,
 // and returns when each has heard the new master, or after its
 // Master_Down_Interval, or when ctx is done. BACKUP and FAULT instances
-// stop taking part (they would otherwise take the VIPs back).
-func (m *Manager) Resign(ctx context.Context) {
+// stop taking part (they would otherwise take the VIPs back). It reports
+// false when a MASTER heard nobody take over within Master_Down_Interval:
+// its VIPs are still here, and Rejoin makes it MASTER again.
+func (m *Manager) Resign(ctx context.Context) (takenOver bool) {
 	m.mu.Lock()
 	var waits []chan struct{}
 	for _, k := range m.order {
@@ -261,9 +263,21 @@ func (m *Manager) Resign(ctx context.Context) {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return
+			return true // still resigning: Rejoin takes the VIPs back
 		}
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	takenOver = true
+	for _, k := range m.order {
+		in := m.instances[k]
+		in.call(func() {
+			if in.fsm.unanswered {
+				takenOver = false
+			}
+		})
+	}
+	return takenOver
 }
 
 // Release removes every instance's VIPs (after Resign).

@@ -705,7 +705,9 @@ func TestManagerHandoverRejoinsAsBackup(t *testing.T) {
 	a, b, _ := electA(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	a.m.Resign(ctx)
+	if !a.m.Resign(ctx) {
+		t.Fatal("Resign reports nobody took over; b did")
+	}
 	a.m.Release()
 	a.m.Rejoin()
 	if a.state() != "BACKUP" || len(a.os.held()) != 0 {
@@ -717,6 +719,24 @@ func TestManagerHandoverRejoinsAsBackup(t *testing.T) {
 	}
 	b.m.Stop()
 	eventually(t, time.Second, "a MASTER after b stopped", func() bool { return a.state() == "MASTER" })
+}
+
+// A handover on a MASTER with no backup to take over (peer down): Resign
+// says so after Master_Down_Interval, and Rejoin keeps the node MASTER
+// with its VIP (the daemon then releases nothing).
+func TestManagerHandoverNobodyTakesKeepsMaster(t *testing.T) {
+	n := &fakeNet{}
+	a := startTestNode(t, n, "192.0.2.1", testConfig(200))
+	eventually(t, time.Second, "a MASTER", func() bool { return a.state() == "MASTER" })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if a.m.Resign(ctx) {
+		t.Fatal("Resign reports a new master; there is none")
+	}
+	a.m.Rejoin()
+	if a.state() != "MASTER" || !slices.Equal(a.os.held(), []netip.Prefix{testVIP}) {
+		t.Fatalf("after a handover nobody took: a is %s holding %v", a.state(), a.os.held())
+	}
 }
 
 // configVRID is testConfig for another virtual router: its own VRID, name

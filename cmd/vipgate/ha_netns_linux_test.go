@@ -539,6 +539,28 @@ func TestNetnsVRRPReloadOnMaster(t *testing.T) {
 	l.waitSoleHolder(b, time.Second)
 }
 
+// TestNetnsHandoverNobodyTakesKeepsVIP: SIGUSR2 on a MASTER whose backup
+// is down finds nobody to take over within Master_Down_Interval: the node
+// stays MASTER and never lets the VIP go (before, it removed the VIP and
+// came back as BACKUP, the address on no node for another
+// Master_Down_Interval).
+func TestNetnsHandoverNobodyTakesKeepsVIP(t *testing.T) {
+	l := newHALab(t, 2)
+	a := l.nodes[0]
+	a.startBackend("http", "127.0.0.1:8081", "127.0.0.1:8082")
+	a.start(nodeConfig{prio: 100})
+	l.waitSoleHolder(a, 5*time.Second)
+
+	before := time.Now()
+	a.signal(syscall.SIGUSR2)
+	waitFor(t, 5*time.Second, func() bool { return strings.Contains(a.proc.Output(), "no backup took over") })
+	time.Sleep(5 * advertInt)
+	if a.watch.lost(before) {
+		t.Fatalf("the VIP left the only node during a handover nobody took:%s", l.histories())
+	}
+	l.waitSoleHolder(a, time.Second)
+}
+
 // TestNetnsHealthMovesVIP: with track_upstream on an actively checked
 // upstream, stopping every backend of the master moves the VIP to the
 // other node, and it comes back (preempt) when they return; both for
