@@ -258,6 +258,36 @@ func TestSignalReloadAndPidFile(t *testing.T) {
 	}
 }
 
+// A reload applies log_level (as nginx's error_log level follows a
+// reload) and says which settings wait for the next start instead of
+// ignoring them silently.
+func TestReloadAppliesLogLevel(t *testing.T) {
+	dir := t.TempDir()
+	backend := echoBackend(t, 0)
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cfg := func(globals string) string {
+		return strings.Replace(fmt.Sprintf(goodConfig, dir, backend.Listener.Addr(), port, "5s", "one"), "[global]\n", "[global]\n"+globals, 1)
+	}
+	cfgPath := writeFile(t, dir, "v.toml", cfg(`log_level = "info"`+"\n"))
+	n := startNode(t, cfgPath, addr)
+	writeFile(t, dir, "v.toml", cfg(`log_level = "debug"`+"\n"))
+	if _, errOut, code := runBinary(t, "-s", "reload", "-c", cfgPath); code != 0 {
+		t.Fatalf("-s reload: exit %d, %s", code, errOut)
+	}
+	// The reload retires a generation; freeing it is logged at debug.
+	waitFor(t, 5*time.Second, func() bool { return strings.Contains(n.stderr.String(), "retired generation freed") })
+
+	writeFile(t, dir, "v.toml", cfg(`log_level = "debug"`+"\n"+`log_format = "json"`+"\n"))
+	if _, errOut, code := runBinary(t, "-s", "reload", "-c", cfgPath); code != 0 {
+		t.Fatalf("-s reload: exit %d, %s", code, errOut)
+	}
+	waitFor(t, 5*time.Second, func() bool {
+		out := n.stderr.String()
+		return strings.Contains(out, "take effect at the next start") && strings.Contains(out, "log_format")
+	})
+}
+
 func TestStalePidFileIsTakenOver(t *testing.T) {
 	dir := t.TempDir()
 	backend := echoBackend(t, 0)

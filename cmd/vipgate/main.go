@@ -16,6 +16,7 @@ import (
 	"github.com/BurntSushi/toml"
 	sdnotify "github.com/coreos/go-systemd/v22/daemon"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/vipgate/vipgate/config"
 	"github.com/vipgate/vipgate/daemon"
@@ -246,7 +247,7 @@ func serve(path string, stderr io.Writer) int {
 		switch s {
 		case syscall.SIGHUP:
 			notify(log, sdnotify.SdNotifyReloading)
-			reload(d, access, path, log)
+			reload(d, access, logger, &g, path, log)
 			notify(log, sdnotify.SdNotifyReady)
 		case syscall.SIGUSR1:
 			if err := logger.Reopen(); err != nil {
@@ -279,7 +280,9 @@ func serve(path string, stderr io.Writer) int {
 	return 0
 }
 
-func reload(d *daemon.Daemon, access *accesslog.Writer, path string, log *zap.Logger) {
+// reload applies the file at path (SIGHUP). started holds the global
+// settings the process started with, for those a reload cannot change.
+func reload(d *daemon.Daemon, access *accesslog.Writer, logger *logging.Logger, started *config.Global, path string, log *zap.Logger) {
 	cfg, err := config.Load(path)
 	if err != nil {
 		var p *config.Problems
@@ -304,7 +307,33 @@ func reload(d *daemon.Daemon, access *accesslog.Writer, path string, log *zap.Lo
 	if err := access.Apply(accessLogSettings(&cfg.Global)); err != nil {
 		log.Error("reload: access log unchanged", zap.String("access_log", access.Target()), zap.Error(err))
 	}
+	// log_level follows, as nginx's error_log level does on reload.
+	if lvl, err := zapcore.ParseLevel(cfg.Global.LogLevel); err == nil && lvl != logger.Level.Level() {
+		logger.Level.SetLevel(lvl)
+		log.Info("reload: log level changed", zap.String("log_level", cfg.Global.LogLevel))
+	}
+	if restart := needRestart(started, &cfg.Global); len(restart) > 0 {
+		log.Warn("reload: these settings take effect at the next start; the running ones stay", zap.Strings("settings", restart))
+	}
 	log.Info("reloaded", zap.Uint64("generation", d.Generation()))
+}
+
+// needRestart lists the global settings of next that differ from those the
+// process started with and that a reload does not apply: the error log's
+// file and format are opened once, the pid file is claimed once (and
+// -s stop/reload find the process through it).
+func needRestart(started, next *config.Global) []string {
+	var keys []string
+	if next.ErrorLog != started.ErrorLog {
+		keys = append(keys, "error_log")
+	}
+	if next.LogFormat != started.LogFormat {
+		keys = append(keys, "log_format")
+	}
+	if next.PidFile != started.PidFile {
+		keys = append(keys, "pid_file")
+	}
+	return keys
 }
 
 func accessLogSettings(g *config.Global) accesslog.Settings {
