@@ -78,7 +78,22 @@ func (t *Table) notify(changes []ServerStatus) {
 // Build validates spec and returns its pool for one config generation. The
 // servers share their state (failures, health, connections, counters) with
 // every other generation that configures the same upstream name and address.
+// It is Prepare and Commit at once.
 func (t *Table) Build(spec UpstreamSpec) (*Upstream, error) {
+	u, err := t.Prepare(spec)
+	if err != nil {
+		return nil, err
+	}
+	t.Commit(u)
+	return u, nil
+}
+
+// Prepare is Build without touching what the table reports: a reload
+// builds every part of its generation first and may still fail, and the
+// running servers' status (configured down, weight, the admin API and the
+// state-change log) must not show a configuration that never ran. Commit
+// records it once the generation runs.
+func (t *Table) Prepare(spec UpstreamSpec) (*Upstream, error) {
 	if err := validate(spec); err != nil {
 		return nil, err
 	}
@@ -100,19 +115,19 @@ func (t *Table) Build(spec UpstreamSpec) (*Upstream, error) {
 	// are never counted, so it is never taken out of rotation passively.
 	single := nPrimary == 1 && nBackup == 0
 
-	var changes []ServerStatus
-	now := t.nowNano()
+	fresh := map[stateKey]*serverState{} // in the table at Commit
 	t.mu.Lock()
 	for i, ss := range spec.Servers {
 		key := stateKey{spec.Name, ss.Address}
 		st := t.states[key]
 		if st == nil {
-			st = newServerState(spec.Name, ss.Address)
-			t.states[key] = st
+			// An address listed twice shares one state, as with the table's.
+			if st = fresh[key]; st == nil {
+				st = newServerState(spec.Name, ss.Address)
+				fresh[key] = st
+			}
 		}
-		if c, changed := st.configure(ss, single, now); changed {
-			changes = append(changes, c)
-		}
+		u.pending = append(u.pending, pendingServer{key: key, state: st, spec: ss, single: single})
 		name := ss.Name
 		if name == "" {
 			name = ss.Address
@@ -149,8 +164,27 @@ func (t *Table) Build(spec UpstreamSpec) (*Upstream, error) {
 	if len(backup) > 0 {
 		u.backup = newTier(backup, newSelector)
 	}
-	t.notify(changes)
 	return u, nil
+}
+
+// Commit records the configuration Prepare read in the shared server
+// states (new servers join the table) and reports the changes of state it
+// makes (a server now configured down). A second Commit does nothing.
+func (t *Table) Commit(u *Upstream) {
+	var changes []ServerStatus
+	now := t.nowNano()
+	t.mu.Lock()
+	for _, p := range u.pending {
+		if t.states[p.key] == nil {
+			t.states[p.key] = p.state
+		}
+		if c, changed := p.state.configure(p.spec, p.single, now); changed {
+			changes = append(changes, c)
+		}
+	}
+	u.pending = nil
+	t.mu.Unlock()
+	t.notify(changes)
 }
 
 func validate(spec UpstreamSpec) error {

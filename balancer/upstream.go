@@ -15,6 +15,18 @@ type Upstream struct {
 
 	mu  sync.Mutex  // serialises picks: the policies keep unsynchronised state
 	ctx pickContext // reused under mu, so nothing of the request escapes
+
+	// pending is the configuration Prepare read, for Commit to record in
+	// the shared server states; nil once committed.
+	pending []pendingServer
+}
+
+// pendingServer is one server's configuration waiting for Commit.
+type pendingServer struct {
+	key    stateKey
+	state  *serverState
+	spec   ServerSpec
+	single bool
 }
 
 // Name returns the upstream's name.

@@ -189,6 +189,9 @@ func (d *Daemon) applyLocked(cfg *config.Config) error {
 		return fmt.Errorf("generation %d: vrrp: %w", id, err)
 	}
 	d.checks.Apply(healthChecks(cfg, gen.upstreams))
+	for _, u := range gen.upstreams {
+		d.table.Commit(u)
+	}
 	d.table.Forget(upstreamSpecs(gen))
 	d.gensMu.Lock()
 	if old := d.current.Swap(gen); old != nil {
@@ -219,7 +222,7 @@ func (d *Daemon) build(id uint64, cfg *config.Config) (_ *generation, err error)
 		if err != nil {
 			return nil, err
 		}
-		u, err := d.table.Build(spec)
+		u, err := d.table.Prepare(spec) // committed once the generation runs
 		if err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", name, err)
 		}

@@ -205,3 +205,64 @@ func TestFailedStreamBuildLeavesNoHTTPServer(t *testing.T) {
 		t.Fatalf("10 failed reloads: goroutines %d -> %d", g0, g1)
 	}
 }
+
+const twoServersConfig = `
+[global]
+pid_file = "%[1]s/vipgate.pid"
+admin_listen = ""
+access_log = "off"
+
+[upstream.app]
+[[upstream.app.server]]
+address = "%[2]s"
+%[5]s
+[[upstream.app.server]]
+address = "%[3]s"
+
+[[http]]
+listen = [%[4]s]
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+`
+
+// A reload that fails (here a listen address already taken) leaves what
+// the status reports as it was: a server the rejected file marks down is
+// still up, as it still takes traffic, and no state change is logged.
+func TestFailedReloadLeavesServerStatus(t *testing.T) {
+	dir := t.TempDir()
+	s1, s2, httpAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	d, err := Start(loadCfg(t, dir, fmt.Sprintf(twoServersConfig, dir, s1, s2, fmt.Sprintf("%q", httpAddr), "")), Options{Log: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(time.Second)
+	bad := loadCfg(t, dir, fmt.Sprintf(twoServersConfig, dir, s1, s2, fmt.Sprintf("%q, %q", httpAddr, busy.Addr()), "down = true"))
+	if err := d.Reload(bad); err == nil {
+		t.Fatal("a reload with a listen address already taken succeeded")
+	}
+	for _, u := range d.Status().Upstreams {
+		for _, s := range u.Servers {
+			if s.Address == s1 && s.State != "up" {
+				t.Errorf("after a failed reload, server %s is reported %q (%s); the running configuration has it up", s1, s.State, s.Reason)
+			}
+		}
+	}
+	// The same file without the taken address applies, and then it shows.
+	good := loadCfg(t, dir, fmt.Sprintf(twoServersConfig, dir, s1, s2, fmt.Sprintf("%q", httpAddr), "down = true"))
+	if err := d.Reload(good); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range d.Status().Upstreams {
+		for _, s := range u.Servers {
+			if s.Address == s1 && s.State != "down" {
+				t.Errorf("after the reload marking it down, server %s is reported %q", s1, s.State)
+			}
+		}
+	}
+}
