@@ -48,6 +48,9 @@ type Daemon struct {
 
 	stopTrack chan struct{}
 	trackDone chan struct{}
+	// hurry is closed by Hurry: a stop under way stops waiting.
+	hurry     chan struct{}
+	hurryOnce sync.Once
 	probes    *prober
 	// httpResponses count responses to clients across generations.
 	httpResponses *httpproxy.ResponseCounts
@@ -103,6 +106,7 @@ func Start(cfg *config.Config, o Options) (*Daemon, error) {
 		checks:        health.NewManager(o.Log),
 		vrrp:          vrrp.NewManager(o.Log),
 		stopTrack:     make(chan struct{}),
+		hurry:         make(chan struct{}),
 		probes:        newProber(),
 		httpResponses: &httpproxy.ResponseCounts{},
 		trackDone:     make(chan struct{}),
@@ -450,6 +454,13 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 	d.log.Info("stopping", zap.Duration("shutdown_timeout", timeout))
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	go func() {
+		select {
+		case <-d.hurry:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	close(d.stopTrack)
 	<-d.trackDone
 	d.reapers.Wait()
@@ -592,6 +603,15 @@ func (d *Daemon) waitArriving(ctx context.Context, vips []netip.Addr, max time.D
 }
 
 // Quit stops at once (SIGQUIT): no drain, VIPs removed, connections closed.
+// Hurry cuts a graceful stop under way short (an operator's second SIGTERM
+// or a SIGQUIT during it): what it still waits for (in-flight requests,
+// streams, the resign) is given up as at shutdown_timeout, and it
+// finishes at once, VIPs released last as always. It may be called at any
+// time, before or during Stop.
+func (d *Daemon) Hurry() {
+	d.hurryOnce.Do(func() { close(d.hurry) })
+}
+
 func (d *Daemon) Quit() {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()

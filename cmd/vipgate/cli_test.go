@@ -507,6 +507,34 @@ func TestStopGivesUpAtShutdownTimeout(t *testing.T) {
 	}
 }
 
+// A second SIGTERM during a graceful stop (or a SIGQUIT) cuts it short:
+// the operator is not left with kill -9, which would leave the VIPs
+// behind, while a stuck request holds the stop for shutdown_timeout.
+func TestSecondSIGTERMCutsTheStopShort(t *testing.T) {
+	for _, second := range []syscall.Signal{syscall.SIGTERM, syscall.SIGQUIT} {
+		t.Run(second.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			backend := echoBackend(t, 5*time.Second) // longer than the bound below
+			port := freePort(t)
+			addr := fmt.Sprintf("127.0.0.1:%d", port)
+			cfgPath := writeFile(t, dir, "v.toml", fmt.Sprintf(goodConfig, dir, backend.Listener.Addr(), port, "30s", "stuck"))
+			n := startNode(t, cfgPath, addr)
+			go func() { c := &rawClient{addr: addr}; c.do() }()
+			time.Sleep(300 * time.Millisecond)
+			n.signal(syscall.SIGTERM)
+			time.Sleep(500 * time.Millisecond)
+			start := time.Now()
+			n.signal(second)
+			if code := n.wait(10 * time.Second); code != 0 {
+				t.Fatalf("exit code %d", code)
+			}
+			if took := time.Since(start); took > 3*time.Second {
+				t.Fatalf("stop went on %s after the second signal (shutdown_timeout 30s)", took)
+			}
+		})
+	}
+}
+
 func TestSIGUSR1ReopensLogFiles(t *testing.T) {
 	dir := t.TempDir()
 	backend := echoBackend(t, 0)

@@ -269,12 +269,31 @@ func serve(path string, stderr io.Writer) int {
 		case syscall.SIGTERM, syscall.SIGINT:
 			notify(log, sdnotify.SdNotifyStopping)
 			log.Info("stopping gracefully", zap.String("signal", s.String()))
-			if err := d.Stop(d.Config().Global.ShutdownTimeout.Duration); err != nil {
-				log.Warn("stopped", zap.Error(err))
-			} else {
-				log.Info("stopped")
+			stopped := make(chan error, 1)
+			go func() { stopped <- d.Stop(d.Config().Global.ShutdownTimeout.Duration) }()
+			// The drain may take shutdown_timeout: a second SIGTERM or
+			// SIGINT, or a SIGQUIT, cuts it short (not kill -9, which
+			// would leave the VIPs behind).
+			for {
+				select {
+				case s := <-sigs:
+					switch s {
+					case syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT:
+						log.Warn("stopping now: the graceful stop is cut short", zap.String("signal", s.String()))
+						d.Hurry()
+					default:
+						log.Info("stopping: signal ignored", zap.String("signal", s.String()))
+					}
+					continue
+				case err := <-stopped:
+					if err != nil {
+						log.Warn("stopped", zap.Error(err))
+					} else {
+						log.Info("stopped")
+					}
+				}
+				return 0
 			}
-			return 0
 		}
 	}
 	return 0
