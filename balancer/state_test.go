@@ -409,3 +409,47 @@ func TestAddressListedTwiceSharesOneState(t *testing.T) {
 		t.Errorf("after a failure of the address: %s, want both of its entries skipped", got)
 	}
 }
+
+// A server removed by a reload while connections of the older generation
+// still use it (long-lived streams, WebSockets), then configured again,
+// picks its state up with those connections: max_conns and least_conn
+// count them, instead of starting from zero.
+func TestReaddedServerKeepsItsOpenConnections(t *testing.T) {
+	tab, _ := newTestTable()
+	spec := UpstreamSpec{Name: "app", Balance: "least_conn", Servers: servers(1, 1)}
+	spec.Servers[0].MaxConns = 1
+	gen1 := mustBuild(t, tab, spec)
+	held := pickOne(t, gen1, PickRequest{}) // a: a long-lived stream
+	if letter(held) != "a" {
+		t.Fatalf("first pick %s, want a", letter(held))
+	}
+	without := UpstreamSpec{Name: "app", Balance: "least_conn", Servers: servers(1, 1)[1:]}
+	mustBuild(t, tab, without)
+	tab.Forget([]UpstreamSpec{without}) // a removed
+	gen3 := mustBuild(t, tab, spec)     // a back
+	tab.Forget([]UpstreamSpec{spec})
+	if n := gen3.Servers()[0].Status().ActiveConns; n != 1 {
+		t.Fatalf("a configured again reports %d active connections, want 1 (still open from the first generation)", n)
+	}
+	s := pickOne(t, gen3, PickRequest{})
+	if letter(s) == "a" {
+		t.Errorf("picked a although its one open connection is its max_conns")
+	}
+	s.Release()
+	// Removed again while held; once its last connection has ended, the
+	// state goes for good.
+	tab.Forget([]UpstreamSpec{without})
+	gone := func() int {
+		tab.mu.Lock()
+		defer tab.mu.Unlock()
+		return len(tab.gone)
+	}
+	if n := gone(); n != 1 {
+		t.Fatalf("%d states kept for removed servers, want a's (a connection is open)", n)
+	}
+	held.Release()
+	tab.Forget([]UpstreamSpec{without})
+	if n := gone(); n != 0 {
+		t.Errorf("%d states kept for removed servers without connections", n)
+	}
+}

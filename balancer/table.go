@@ -34,9 +34,13 @@ type ChangeFunc func(upstream, address string, st ServerStatus)
 // Table holds the state of every upstream server, keyed by upstream name and
 // address. It outlives config reloads.
 type Table struct {
-	now      func() time.Time
-	mu       sync.Mutex
-	states   map[stateKey]*serverState
+	now    func() time.Time
+	mu     sync.Mutex
+	states map[stateKey]*serverState
+	// gone are states Forget dropped while connections of an older
+	// generation still used them: a server configured again picks its
+	// state up, connections included (max_conns, least_conn).
+	gone     map[stateKey]*serverState
 	onChange atomic.Pointer[ChangeFunc]
 }
 
@@ -47,7 +51,7 @@ func NewTable(now func() time.Time) *Table {
 	if now == nil {
 		now = time.Now
 	}
-	return &Table{now: now, states: make(map[stateKey]*serverState)}
+	return &Table{now: now, states: make(map[stateKey]*serverState), gone: make(map[stateKey]*serverState)}
 }
 
 // OnChange registers fn to be called, outside every lock of the package,
@@ -121,6 +125,9 @@ func (t *Table) Prepare(spec UpstreamSpec) (*Upstream, error) {
 		key := stateKey{spec.Name, ss.Address}
 		st := t.states[key]
 		if st == nil {
+			st = t.gone[key]
+		}
+		if st == nil {
 			// An address listed twice shares one state, as with the table's.
 			if st = fresh[key]; st == nil {
 				st = newServerState(spec.Name, ss.Address)
@@ -177,6 +184,7 @@ func (t *Table) Commit(u *Upstream) {
 	for _, p := range u.pending {
 		if t.states[p.key] == nil {
 			t.states[p.key] = p.state
+			delete(t.gone, p.key)
 		}
 		if c, changed := p.state.configure(p.spec, p.single, now); changed {
 			changes = append(changes, c)
@@ -228,9 +236,17 @@ func (t *Table) Forget(keep []UpstreamSpec) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for k := range t.states {
+	for k, st := range t.states {
 		if !want[k] {
 			delete(t.states, k)
+			if st.conns.Load() > 0 {
+				t.gone[k] = st
+			}
+		}
+	}
+	for k, st := range t.gone {
+		if st.conns.Load() == 0 {
+			delete(t.gone, k)
 		}
 	}
 }
