@@ -418,6 +418,14 @@ func (c *fastConn) handoff() bool {
 	}
 	if p := c.pending(); len(p) > 0 {
 		cc.grab()
+		if len(p) > cap(*cc.buf) {
+			// The bytes must live in cc.buf, which the connection moves
+			// them within (releaseIfEmpty): appended past a pool buffer
+			// they would be cut to its size.
+			nb := make([]byte, 0, 2*len(p))
+			cc.buf = &nb
+			cc.in = nb
+		}
 		cc.in = append(cc.in, p...)
 		cc.scan()
 		cc.partial = cc.framer.state == stateHead && len(cc.in) > 0

@@ -168,6 +168,34 @@ func (w *watchdog) arm(d time.Duration, cause error) {
 
 func (w *watchdog) stop() { w.t.Stop() }
 
+// upstreamURL is the URL from which the transport writes the request line
+// with target as it is. Opaque keeps any target byte for byte, but one
+// starting with "//" (nginx sends "//users/1" for /api/users/1 with
+// location /api and proxy_pass http://app/) would be written as the
+// absolute URL "http://users/1", naming another host; such a target goes
+// in RawPath instead. ok is false when it cannot be written as it is.
+func upstreamURL(addr, target string) (u *url.URL, ok bool) {
+	u = &url.URL{Scheme: "http", Host: addr}
+	if !strings.HasPrefix(target, "//") {
+		u.Opaque = target
+		return u, true
+	}
+	path, query, hasQuery := strings.Cut(target, "?")
+	unescaped, err := url.PathUnescape(path)
+	if err != nil {
+		return u, false
+	}
+	u.Path, u.RawPath, u.RawQuery = unescaped, path, query
+	u.ForceQuery = hasQuery && query == ""
+	return u, u.RequestURI() == target
+}
+
+// upstreamTarget is upstreamURL for a target route has accepted.
+func upstreamTarget(addr, target string) *url.URL {
+	u, _ := upstreamURL(addr, target)
+	return u
+}
+
 // armingReader is a request body that re-arms proxy_send_timeout each
 // time the transport takes more of it, that is after each write: the
 // timeout bounds the time between two writes to the server, as nginx's
@@ -229,7 +257,7 @@ func (pr *proxyRequest) attempt(p peer) attemptResult {
 	ctx = httptrace.WithClientTrace(ctx, trace)
 	out := &http.Request{
 		Method:     pr.r.Method,
-		URL:        &url.URL{Scheme: "http", Host: p.Address(), Opaque: pr.target},
+		URL:        upstreamTarget(p.Address(), pr.target),
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
@@ -395,6 +423,12 @@ func (pr *proxyRequest) relay(p peer, res *attemptResult) {
 		}
 		h["Trailer"] = []string{strings.Join(names, ", ")}
 	}
+	if _, ok := resp.Header["Content-Type"]; !ok {
+		// net/http would sniff the body and name a type the server did
+		// not (text/html for a user's upload): sent as it came, as the
+		// fast path does.
+		h["Content-Type"] = nil
+	}
 	pr.w.WriteHeader(resp.StatusCode)
 	flush := !*pr.loc.cfg.ProxyBuffering || resp.ContentLength == -1 && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
 	rc := http.NewResponseController(pr.w)
@@ -411,6 +445,9 @@ func (pr *proxyRequest) relay(p peer, res *attemptResult) {
 	for {
 		res.dog.arm(readTimeout, errReadTimeout)
 		n, err := resp.Body.Read(buf)
+		// proxy_read_timeout is the server's: not running while a slow
+		// client takes the bytes (send_timeout bounds that).
+		res.dog.stop()
 		received += int64(n)
 		if n > 0 {
 			if sendTimeout > 0 {

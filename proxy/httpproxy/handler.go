@@ -35,6 +35,13 @@ func (s *Server) route(g *listenGroup, cc *clientConn, w http.ResponseWriter, r 
 		w.Header().Set("Connection", "close")
 	}
 	rawTarget := r.RequestURI
+	if !validTarget(rawTarget) {
+		// HTTP/2's :path may carry what a request line cannot (a space
+		// would split the upstream's request line): refused as the
+		// HTTP/1.1 parsers refuse it.
+		s.errorResponse(w, v, http.StatusBadRequest)
+		return
+	}
 	if !strings.HasPrefix(rawTarget, "/") {
 		if r.URL.IsAbs() || r.URL.Host != "" {
 			rawTarget = r.URL.RequestURI()
@@ -103,7 +110,12 @@ func (s *Server) route(g *listenGroup, cc *clientConn, w http.ResponseWriter, r 
 			status = http.StatusRequestTimeout
 		}
 		s.log.Debug("request body refused", zap.String("uri", r.RequestURI), zap.Int("status", status), zap.Error(err))
-		w.Header().Set("Connection", "close")
+		if r.ProtoMajor == 1 {
+			// Unread body bytes would be taken for the next request; an
+			// HTTP/2 stream ends alone (Connection: close there would
+			// end the whole connection, every other stream with it).
+			w.Header().Set("Connection", "close")
+		}
 		s.errorResponse(w, v, status)
 		return
 	}
@@ -111,12 +123,28 @@ func (s *Server) route(g *listenGroup, cc *clientConn, w http.ResponseWriter, r 
 
 	pr := &proxyRequest{s: s, loc: loc, r: r, w: w, vars: vars, rec: rec, body: body}
 	pr.target = upstreamURI(loc, rawTarget, uri, quoted)
+	if _, ok := upstreamURL("", pr.target); !ok {
+		s.log.Warn("request target cannot be sent as it is", zap.String("uri", r.RequestURI), zap.String("target", pr.target))
+		s.errorResponse(w, v, http.StatusBadRequest)
+		return
+	}
 	if r.ProtoMajor == 1 && headerHasToken(r.Header["Connection"], "upgrade") {
 		pr.upgrade = r.Header.Get("Upgrade")
 		pr.upgradeEpoch = s.upgradeEpoch()
 	}
 	pr.header, pr.host = upstreamHeader(r.Header, loc.headers, vars, pr.upgrade)
 	pr.serve()
+}
+
+// validTarget reports whether a request target has no byte a request line
+// cannot carry (controls, space, DEL).
+func validTarget(t string) bool {
+	for i := 0; i < len(t); i++ {
+		if t[i] <= ' ' || t[i] == 0x7f {
+			return false
+		}
+	}
+	return t != ""
 }
 
 func headerHasToken(values []string, token string) bool {
