@@ -324,6 +324,31 @@ func strOr(s *string, def string) {
 	}
 }
 
+// usedByHTTP reports whether an [[http]] location proxies to upstream name,
+// or no [[stream]] does either (then it is meant for HTTP).
+func (c *Config) usedByHTTP(name string) bool {
+	for _, h := range c.HTTP {
+		if h == nil {
+			continue
+		}
+		for _, l := range h.Location {
+			if l == nil {
+				continue
+			}
+			rest := strings.TrimPrefix(strings.TrimPrefix(l.ProxyPass, "http://"), "https://")
+			if host, _, _ := strings.Cut(rest, "/"); host == name {
+				return true
+			}
+		}
+	}
+	for _, s := range c.Stream {
+		if s != nil && s.ProxyPass == name {
+			return false
+		}
+	}
+	return true
+}
+
 func (c *Config) applyDefaults() {
 	g := &c.Global
 	if g.NodeName == "" {
@@ -360,6 +385,11 @@ func (c *Config) applyDefaults() {
 			s.FailTimeout.orDefault(u.FailTimeout.Duration)
 		}
 		if hc := u.HealthCheck; hc != nil {
+			// An upstream only [[stream]] uses (MQTT brokers) speaks no
+			// HTTP: a GET would fail on every broker and fault the node.
+			if hc.Type == "" && !c.usedByHTTP(name) {
+				hc.Type = "tcp"
+			}
 			strOr(&hc.Type, "http")
 			if hc.Type == "http" {
 				strOr(&hc.Path, "/")

@@ -628,3 +628,46 @@ error_page = { "502 503" = "/x" }
 		}
 	}
 }
+
+// A health check on an upstream only [[stream]] uses defaults to tcp: an
+// HTTP GET to MQTT brokers would fail on every one of them (and fault the
+// node through track_upstream). Used by HTTP, or by nothing, it stays http.
+func TestHealthCheckTypeFollowsItsUse(t *testing.T) {
+	cfg := mustParse(t, `
+[upstream.mqtt]
+[[upstream.mqtt.server]]
+address = "127.0.0.1:1883"
+[upstream.mqtt.health_check]
+
+[upstream.web]
+[[upstream.web.server]]
+address = "127.0.0.1:8080"
+[upstream.web.health_check]
+
+[upstream.both]
+[[upstream.both.server]]
+address = "127.0.0.1:8081"
+[upstream.both.health_check]
+
+[[http]]
+listen = ["127.0.0.1:8888"]
+[[http.location]]
+path = "/"
+proxy_pass = "http://web"
+[[http.location]]
+path = "/b/"
+proxy_pass = "http://both/x/"
+
+[[stream]]
+listen = ["127.0.0.1:1883"]
+proxy_pass = "mqtt"
+[[stream]]
+listen = ["127.0.0.1:1884"]
+proxy_pass = "both"
+`)
+	for name, want := range map[string]string{"mqtt": "tcp", "web": "http", "both": "http"} {
+		if got := cfg.Upstream[name].HealthCheck.Type; got != want {
+			t.Errorf("upstream %s: health_check type %q, want %q", name, got, want)
+		}
+	}
+}
