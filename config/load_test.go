@@ -322,6 +322,9 @@ func TestWarnings(t *testing.T) {
 		{"v3 checksum option on v2", vrrpHead + "v3_checksum_as_v2 = true\n", "vrrp[0].v3_checksum_as_v2: only applies to version = 3"},
 		{"unused upstream", upApp, "upstream.app: not used by any proxy_pass"},
 		{"every server down", upApp + "down = true\n" + httpApp[len(upApp):], "upstream.app.server: every server is down"},
+		// The contract's own [upstream.myapp] example sets hash beside
+		// round_robin: ignored with a warning, not refused.
+		{"hash without balance hash", strings.Replace(httpApp, "[upstream.app]\n", "[upstream.app]\nhash = \"$remote_addr\"\n", 1), "upstream.app.hash: only used with balance = \"hash\""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -237,7 +237,9 @@ func (v *validator) upstream(name string, u *Upstream) {
 		v.fail(path+".hash", "required with balance = \"hash\" (e.g. \"$remote_addr\")")
 	}
 	if u.Hash != "" && u.Balance != "hash" {
-		v.fail(path+".hash", "only used with balance = \"hash\"")
+		// The contract's own example sets it beside round_robin: ignored,
+		// not refused.
+		v.warn(path+".hash", "only used with balance = \"hash\": ignored with balance = %q", u.Balance)
 	} else if u.Hash != "" {
 		v.checkTemplate(path+".hash", "key", u.Hash)
 	}
@@ -364,6 +366,11 @@ func (v *validator) claimListen(path, addr, owner, kind string) string {
 			v.fail(path, "%s is already a listen address of %s", addr, c.owner)
 			return ""
 		case listenOverlap(c.addr, ap):
+			if ap.Addr().Is6() && ap.Addr().IsUnspecified() || c.addr.Addr().Is6() && c.addr.Addr().IsUnspecified() {
+				// nginx's "listen 80; listen [::]:80;".
+				v.fail(path, "%s overlaps %s of %s: [::]:%d alone already accepts IPv4 and IPv6 (a dual-stack socket); keep only that one", addr, c.canon, c.owner, ap.Port())
+				return ""
+			}
 			v.fail(path, "%s overlaps %s of %s: a wildcard address takes the port for every address; use the same listen address in both", addr, c.canon, c.owner)
 			return ""
 		}
@@ -399,8 +406,16 @@ func (v *validator) httpServer(index int, h *HTTPServer) {
 		v.fail(path, "tls_certificate and tls_certificate_key must be set together")
 	}
 	for i, name := range h.ServerName {
-		if strings.TrimSpace(name) == "" || strings.ContainsAny(name, " /\t\r\n") {
-			v.fail(fmt.Sprintf("%s.server_name[%d]", path, i), "invalid server name %q", name)
+		sp := fmt.Sprintf("%s.server_name[%d]", path, i)
+		switch {
+		case strings.TrimSpace(name) == "" || strings.ContainsAny(name, " /\t\r\n"):
+			v.fail(sp, "invalid server name %q", name)
+		case strings.HasPrefix(name, "~"):
+			// Taken as a plain name it would never match: refused, not
+			// ignored.
+			v.fail(sp, "regular expression server names are not supported (%q): list the names, or use *.example.com / www.example.*", name)
+		case strings.Contains(name, "*") && (strings.Count(name, "*") > 1 || !strings.HasPrefix(name, "*.") && !strings.HasSuffix(name, ".*")):
+			v.fail(sp, "%q: a wildcard name has one * at its start (*.example.com) or its end (www.example.*)", name)
 		}
 	}
 	for i, addr := range h.Listen {

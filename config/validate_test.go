@@ -122,7 +122,6 @@ func TestValidateUpstream(t *testing.T) {
 		{"name", "[upstream.\"my app\"] # <-\n[[upstream.\"my app\".server]]\naddress = \"127.0.0.1:80\"\n", "upstream.my app", "must be letters, digits"},
 		{"balance", "[upstream.app]\nbalance = \"fastest\" # <-\n" + server, "upstream.app.balance", `not "fastest"`},
 		{"hash required", "[upstream.app] # <-\nbalance = \"hash\"\n" + server, "upstream.app.hash", "required with balance = \"hash\""},
-		{"hash without balance hash", "[upstream.app]\nhash = \"$remote_addr\" # <-\n" + server, "upstream.app.hash", "only used with balance = \"hash\""},
 		{"hash unknown variable", "[upstream.app]\nbalance = \"hash\"\nhash = \"$request_url\" # <-\n" + server, "upstream.app.hash", "key: unknown variable $request_url"},
 		{"keepalive negative", "[upstream.app]\nkeepalive = -1 # <-\n" + server, "upstream.app.keepalive", "must be >= 0"},
 		{"max_fails negative", "[upstream.app]\nmax_fails = -1 # <-\n" + server, "upstream.app.max_fails", "must be >= 0"},
@@ -168,6 +167,12 @@ func TestValidateHTTP(t *testing.T) {
 		{"server_name twice on one address", upApp + srv(`"127.0.0.1:80"`, "server_name = [\"a\"]\n") + "[[http]]\nlisten = [\"127.0.0.1:80\"]\nserver_name = [\"a\"] # <-\n" + loc,
 			"http[1].server_name[0]", `"a" is already a server_name of http[0]`},
 		{"server_name invalid", upApp + "[[http]]\nlisten = [\"127.0.0.1:80\"]\nserver_name = [\"a b\"] # <-\n" + loc, "http[0].server_name[0]", "invalid server name"},
+		// Taken as plain names they never matched, every request going to
+		// the default server.
+		{"server_name regex", upApp + "[[http]]\nlisten = [\"127.0.0.1:80\"]\nserver_name = ['~^(www|api)\\.example\\.com$'] # <-\n" + loc, "http[0].server_name[0]", "regular expression server names are not supported"},
+		{"server_name two wildcards", upApp + "[[http]]\nlisten = [\"127.0.0.1:80\"]\nserver_name = [\"*.example.*\"] # <-\n" + loc, "http[0].server_name[0]", "a wildcard name has one *"},
+		{"server_name inner wildcard", upApp + "[[http]]\nlisten = [\"127.0.0.1:80\"]\nserver_name = [\"w*.example.com\"] # <-\n" + loc, "http[0].server_name[0]", "a wildcard name has one *"},
+		{"listen 0.0.0.0 and [::] (nginx's pair)", upApp + "[[http]]\nlisten = [\"0.0.0.0:80\", \"[::]:80\"] # <-\n" + loc, "http[0].listen[1]", "[::]:80 alone already accepts IPv4 and IPv6"},
 		{"client_header_max_size", upApp + srv(`"127.0.0.1:80"`, "client_header_max_size = 100 # <-\n"), "http[0].client_header_max_size", "at least 1k"},
 		{"client_header_timeout", upApp + srv(`"127.0.0.1:80"`, "client_header_timeout = \"0s\" # <-\n"), "http[0].client_header_timeout", "greater than 0"},
 		{"client_body_timeout", upApp + srv(`"127.0.0.1:80"`, "client_body_timeout = \"0s\" # <-\n"), "http[0].client_body_timeout", "greater than 0"},
