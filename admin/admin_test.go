@@ -27,6 +27,8 @@ func sample(unhealthy bool) Status {
 			{Address: "127.0.0.1:9001", State: "up", Weight: 1, Requests: 4, Responses: map[string]uint64{"2xx": 4},
 				ResponseTime: Histogram{Buckets: []float64{0.1, 1}, Counts: []uint64{3, 4}, Count: 4, Sum: 0.5}},
 			{Address: "127.0.0.1:9002", State: "failed", Reason: "3 failures within 10s", Weight: 1},
+			{Address: "127.0.0.1:9003", State: "backup", Weight: 1},
+			{Address: "127.0.0.1:9004", State: "full", Weight: 1},
 		}}},
 	}
 	if unhealthy {
@@ -111,6 +113,13 @@ func TestAdminEndpoints(t *testing.T) {
 	}
 	if v := findGauge("vipgate_upstream_server_up", map[string]string{"server": "127.0.0.1:9002"}); v != 0 {
 		t.Errorf("failed server up gauge = %v", v)
+	}
+	// A healthy backup server and a full one can be picked: an alert on
+	// server_up == 0 must not fire for them.
+	for _, s := range []string{"127.0.0.1:9001", "127.0.0.1:9003", "127.0.0.1:9004"} {
+		if v := findGauge("vipgate_upstream_server_up", map[string]string{"server": s}); v != 1 {
+			t.Errorf("server %s up gauge = %v, want 1", s, v)
+		}
 	}
 	if w, l := findGauge("vipgate_access_log_lines_total", map[string]string{"result": "written"}),
 		findGauge("vipgate_access_log_lines_total", map[string]string{"result": "lost"}); w != 41 || l != 3 {
