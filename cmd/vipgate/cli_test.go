@@ -278,13 +278,18 @@ func TestReloadAppliesLogLevel(t *testing.T) {
 	// The reload retires a generation; freeing it is logged at debug.
 	waitFor(t, 5*time.Second, func() bool { return strings.Contains(n.stderr.String(), "retired generation freed") })
 
-	writeFile(t, dir, "v.toml", cfg(`log_level = "debug"`+"\n"+`log_format = "json"`+"\n"))
-	if _, errOut, code := runBinary(t, "-s", "reload", "-c", cfgPath); code != 0 {
-		t.Fatalf("-s reload: exit %d, %s", code, errOut)
+	// A file with a warning (hash is only used with balance = "hash"):
+	// -s reload prints it, as -t does, and the running instance logs it.
+	next := strings.Replace(cfg(`log_level = "debug"`+"\n"+`log_format = "json"`+"\n"), "[upstream.app]\n", "[upstream.app]\nhash = \"$remote_addr\"\n", 1)
+	writeFile(t, dir, "v.toml", next)
+	_, errOut, code := runBinary(t, "-s", "reload", "-c", cfgPath)
+	if code != 0 || !strings.Contains(errOut, "warning: ") || !strings.Contains(errOut, "upstream.app.hash") {
+		t.Fatalf("-s reload of a file with a warning: exit %d, stderr %q (want the warning)", code, errOut)
 	}
 	waitFor(t, 5*time.Second, func() bool {
 		out := n.stderr.String()
-		return strings.Contains(out, "take effect at the next start") && strings.Contains(out, "log_format")
+		return strings.Contains(out, "take effect at the next start") && strings.Contains(out, "log_format") &&
+			strings.Contains(out, "upstream.app.hash")
 	})
 }
 

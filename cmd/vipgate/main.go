@@ -145,10 +145,14 @@ func signalRunning(path, name string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if name == "reload" {
-		if _, err := config.Load(path); err != nil {
+		cfg, err := config.Load(path)
+		if err != nil {
 			printProblems(stderr, path, err)
 			fmt.Fprintf(stderr, "vipgate: reload refused: the running instance keeps its configuration\n")
 			return 1
+		}
+		for _, w := range cfg.Warnings {
+			fmt.Fprintf(stderr, "vipgate: warning: %s\n", w)
 		}
 	}
 	pidPath, err := pidFileOf(path)
@@ -316,6 +320,9 @@ func reload(d *daemon.Daemon, access *accesslog.Writer, logger *logging.Logger, 
 		log.Error("reload refused: invalid configuration, the running one stays in force",
 			zap.String("file", path), zap.Uint64("generation", d.Generation()), zap.Strings("problems", list))
 		return
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration warning", zap.String("problem", w))
 	}
 	if err := d.Reload(cfg); err != nil {
 		log.Error("reload failed: the running configuration stays in force", zap.Uint64("generation", d.Generation()), zap.Error(err))
