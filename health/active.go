@@ -149,6 +149,10 @@ func (m *Manager) Apply(checks map[string]UpstreamChecks) {
 			wanted[checkKey{name, s.Address()}] = want{uc.Spec, s}
 		}
 	}
+	// A server whose check changed (interval, path...) keeps the state its
+	// old check decided: counts start again, but one failure right after
+	// the reload must not undo fall (nor one pass undo rise).
+	decided := make(map[checkKey]int32)
 	for key, c := range m.checks {
 		w, ok := wanted[key]
 		if ok && w.spec.equal(c.spec) {
@@ -158,12 +162,15 @@ func (m *Manager) Apply(checks map[string]UpstreamChecks) {
 		}
 		c.stop()
 		delete(m.checks, key)
+		if ok {
+			decided[key] = c.decided.Load()
+		}
 		if _, upstreamChecked := checks[key.upstream]; !upstreamChecked {
 			c.server.Load().SetActiveHealth(true, "active health check removed")
 		}
 	}
 	for key, w := range wanted {
-		c := m.start(key, w.spec, w.server)
+		c := m.start(key, w.spec, w.server, decided[key])
 		m.checks[key] = c
 	}
 }
@@ -187,16 +194,26 @@ type checker struct {
 	server atomic.Pointer[balancer.Server]
 	cancel context.CancelFunc
 	done   chan struct{}
+	// decided is what the check has decided: undecided, checkUp or
+	// checkDown (for the check that replaces it at a reload).
+	decided atomic.Int32
 }
+
+const (
+	undecided int32 = iota
+	checkUp
+	checkDown
+)
 
 func (c *checker) stop() {
 	c.cancel()
 	<-c.done
 }
 
-func (m *Manager) start(key checkKey, spec CheckSpec, server *balancer.Server) *checker {
+func (m *Manager) start(key checkKey, spec CheckSpec, server *balancer.Server, decided int32) *checker {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &checker{spec: spec, cancel: cancel, done: make(chan struct{})}
+	c.decided.Store(decided)
 	c.server.Store(server)
 	probe := m.probeFor(spec, key.address)
 	log := m.log.With(zap.String("upstream", key.upstream), zap.String("server", key.address), zap.String("check", spec.Type))
@@ -207,6 +224,9 @@ func (m *Manager) start(key checkKey, spec CheckSpec, server *balancer.Server) *
 func (c *checker) run(ctx context.Context, probe func(context.Context) error, log *zap.Logger) {
 	defer close(c.done)
 	h := hysteresis{rise: c.spec.Rise, fall: c.spec.Fall}
+	if d := c.decided.Load(); d != undecided {
+		h.decided, h.up = true, d == checkUp
+	}
 	// Spread the first checks of many servers a little, then check at the
 	// interval with +-10% jitter so checks of both nodes do not align.
 	timer := time.NewTimer(jitter(0, c.spec.Interval/10))
@@ -230,6 +250,11 @@ func (c *checker) run(ctx context.Context, probe func(context.Context) error, lo
 		}
 		if changed, up := h.observe(err == nil); changed {
 			c.server.Load().SetActiveHealth(up, h.reason(err))
+			if up {
+				c.decided.Store(checkUp)
+			} else {
+				c.decided.Store(checkDown)
+			}
 		}
 		d := c.spec.Interval / 10
 		timer.Reset(jitter(c.spec.Interval-d, 2*d))

@@ -252,3 +252,40 @@ func TestInvalidSpecIsSkipped(t *testing.T) {
 		t.Errorf("a spec without interval started %d checks", len(m.checks))
 	}
 }
+
+// A check that a reload changes (here its interval) starts its counts
+// again but keeps what the old one decided: one failure right after the
+// reload is not enough to mark a healthy server down (fall = 3), which
+// with a tracked one-server upstream would have moved the VIP.
+func TestChangedCheckKeepsItsDecision(t *testing.T) {
+	b := newBackend(t, 200)
+	tab := balancer.NewTable(nil)
+	ev := events(tab)
+	u := build(t, tab, b.address(), "127.0.0.1:1")
+	m := NewManager(zaptest.NewLogger(t))
+	defer m.Stop()
+	m.Apply(map[string]UpstreamChecks{"app": {Spec: httpSpec(50 * time.Millisecond), Servers: u.Servers()[:1]}})
+	waitHits(t, b, 1)
+	time.Sleep(20 * time.Millisecond) // the first result is recorded
+
+	b.status.Store(503) // a transient failure: one check sees it
+	m.Apply(map[string]UpstreamChecks{"app": {Spec: httpSpec(30 * time.Millisecond), Servers: u.Servers()[:1]}})
+	hits := b.hits.Load()
+	waitHits(t, b, hits+1)
+	b.status.Store(200)
+	time.Sleep(200 * time.Millisecond)
+	for {
+		select {
+		case e := <-ev:
+			if strings.HasPrefix(e, b.address()+" unhealthy") {
+				t.Fatalf("one failed check after the reload marked the server down: %s", e)
+			}
+			continue
+		default:
+		}
+		break
+	}
+	if st := u.Servers()[0].Status(); st.State != "up" {
+		t.Errorf("server %s after one failure past a reload, want up", st.State)
+	}
+}
