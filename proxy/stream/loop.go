@@ -217,10 +217,13 @@ type loop struct {
 	stopped  bool
 	pipes    []*pipe   // spare splice pipes
 	pipeUsed time.Time // last time a pipe was taken or given back
-	nextID   uint32
-	byFD     map[int32]*session    // every socket of the loop's streams
-	accepts  map[int32]*attachment // listening sockets, by descriptor
-	retry    bool                  // an attachment waits for its retryAt
+	// pipeWarned is when a failed pipe2 was last logged (at most once a
+	// minute: under descriptor exhaustion every burst fails).
+	pipeWarned time.Time
+	nextID     uint32
+	byFD       map[int32]*session    // every socket of the loop's streams
+	accepts    map[int32]*attachment // listening sockets, by descriptor
+	retry      bool                  // an attachment waits for its retryAt
 
 	mu     sync.Mutex // guards the three below: other goroutines post
 	posts  []posted

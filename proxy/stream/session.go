@@ -566,10 +566,15 @@ func (d *dir) move() bool {
 			if d.pipe == nil {
 				p, err := lp.getPipe()
 				if err != nil {
-					ss.setEnd(endInternal)
-					ss.srvLog().Error("stream: no splice pipe", zap.Error(err))
-					ss.teardown()
-					return false
+					// No descriptor for a pipe (a connection flood took
+					// them): copy through the buffer instead, as nginx
+					// always does, rather than end a healthy stream.
+					d.bulk = false
+					if now := time.Now(); now.Sub(lp.pipeWarned) >= time.Minute {
+						lp.pipeWarned = now
+						ss.srvLog().Warn("stream: no splice pipe, copying instead", zap.Error(err))
+					}
+					continue
 				}
 				d.pipe = p
 			}

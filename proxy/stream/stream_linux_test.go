@@ -1045,3 +1045,29 @@ func TestConnectionHandedToStoppedServerIsClosed(t *testing.T) {
 		t.Fatalf("client of a connection handed to a stopped proxy: %q, %v; want it closed", got, err)
 	}
 }
+
+// An established stream that bursts (a read fills the copy buffer, which
+// asks for a splice pipe) while the process has no descriptor free goes on
+// through the copy buffer: a connection flood that takes every descriptor
+// does not reset healthy streams (it did, with "no splice pipe").
+func TestBurstWithoutAFreeDescriptorKeepsTheStream(t *testing.T) {
+	be := startBackend(t, "127.0.0.1", echo)
+	p := newProxy(t, "127.0.0.1", func(l string) string { return streamConf(l, be.addr, "", "") })
+	c := p.dial()
+	_, _ = c.Write([]byte("w"))
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(spareIdle + 500*time.Millisecond) // the spare pipes are closed
+	restore := leaveDescriptorNumbers(t, 0)
+	msg := bytes.Repeat([]byte("x"), 256<<10)
+	go func() { _, _ = c.Write(msg) }()
+	got := make([]byte, len(msg))
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	n, err := io.ReadFull(c, got)
+	restore()
+	if err != nil || !bytes.Equal(got, msg) {
+		t.Errorf("established stream on a burst while no descriptor was free: read %d of %d bytes, %v; access log %q",
+			n, len(msg), err, p.waitLines(1))
+	}
+}
