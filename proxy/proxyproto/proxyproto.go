@@ -40,7 +40,7 @@ const (
 	// announcing more than MaxV2Length bytes of addresses and TLVs.
 	ReasonTooLong Reason = "too_long"
 	// ReasonBadFamily: an address family or transport the protocol does not
-	// define, or a PROXY command on the UNSPEC family.
+	// define (UNSPEC is served with the connection's own addresses).
 	ReasonBadFamily Reason = "bad_family"
 	// ReasonBadLength: a v2 length too short for its family's addresses.
 	ReasonBadLength Reason = "bad_length"
@@ -154,11 +154,27 @@ func readHeader(r *bufio.Reader) (*pp.Header, error) {
 			break
 		}
 	}
+	if b, _ := r.Peek(r.Buffered()); unspecV2(b) {
+		n := v2FixedLen + int(binary.BigEndian.Uint16(b[14:16]))
+		_, _ = r.Discard(n)
+		return &pp.Header{Version: 2, Command: pp.LOCAL}, nil
+	}
 	h, err := pp.Read(r)
 	if err != nil {
 		return nil, codecFailure(err)
 	}
 	return h, nil
+}
+
+// unspecV2 tells whether b starts with a whole v2 header of the UNSPEC
+// family with the PROXY command (family byte's high nibble 0): the
+// protocol lets a receiver serve it with the connection's own addresses,
+// as nginx and HAProxy do (an L4 balancer sends it for protocols it does
+// not know). Families and transports the protocol does not define are
+// still refused (bad_family).
+func unspecV2(b []byte) bool {
+	return len(b) >= v2FixedLen && b[0] == '\r' && b[12] == 0x21 && b[13]>>4 == 0 &&
+		len(b) >= v2FixedLen+int(binary.BigEndian.Uint16(b[14:16]))
 }
 
 // headerComplete tells whether b starts with a whole header, or is a
@@ -361,6 +377,9 @@ func Parse(b []byte, eof bool) (n int, src, dst net.Addr, err error) {
 		n = bytes.IndexByte(b, '\n') + 1
 	} else {
 		n = v2FixedLen + int(binary.BigEndian.Uint16(b[14:16]))
+		if unspecV2(b) {
+			return n, nil, nil, nil // served with the connection's addresses
+		}
 	}
 	h, err := pp.Read(bufio.NewReaderSize(bytes.NewReader(b[:n]), max(n, 16)))
 	if err != nil {

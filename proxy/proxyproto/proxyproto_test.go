@@ -68,6 +68,10 @@ func TestReadHeaderAccepts(t *testing.T) {
 		{name: "v2 ipv6", parts: []string{string(v2Header(0x21, 0x21, 36, v2IPv6Body()))}, src: "[2001:db8::1]:12345", dst: "[2001:db8::2]:1883"},
 		{name: "v2 ipv4 with TLV and data", parts: []string{string(v2Header(0x21, 0x11, 12+7, append(append([]byte{}, v2IPv4Body...), 0x01, 0x00, 0x04, 'm', 'q', 't', 't'))) + "CONNECT"}, src: "192.0.2.1:12345", dst: "192.0.2.2:1883", pending: "CONNECT"},
 		{name: "v2 local", parts: []string{string(v2Header(0x20, 0x00, 0, nil))}},
+		// PROXY on the UNSPEC family: the protocol lets a receiver serve it
+		// with the connection's addresses, as nginx and HAProxy do.
+		{name: "v2 proxy with unspec family", parts: []string{string(v2Header(0x21, 0x00, 0, nil)) + "x"}, pending: "x"},
+		{name: "v2 proxy with unspec family and a block", parts: []string{string(v2Header(0x21, 0x01, 4, []byte{1, 2, 3, 4})) + "x"}, pending: "x"},
 		{name: "v2 local ignores its address block", parts: []string{string(v2Header(0x20, 0x11, 12, v2IPv4Body)) + "x"}, pending: "x"},
 		{name: "v2 split after signature", parts: []string{string(v2Header(0x21, 0x11, 12, v2IPv4Body)[:13]), string(v2Header(0x21, 0x11, 12, v2IPv4Body)[13:])}, src: "192.0.2.1:12345", dst: "192.0.2.2:1883"},
 	}
@@ -149,7 +153,6 @@ func TestReadHeaderRefuses(t *testing.T) {
 		{name: "v1 unknown protocol", send: "PROXY UDP4 192.0.2.1 192.0.2.2 1 2\r\n", want: ReasonMalformed},
 		{name: "v2 announces too much", send: string(v2Header(0x21, 0x11, 5000, nil)), want: ReasonTooLong},
 		{name: "v2 undefined family", send: string(v2Header(0x21, 0x13, 12, v2IPv4Body)), want: ReasonBadFamily},
-		{name: "v2 proxy with unspec family", send: string(v2Header(0x21, 0x00, 0, nil)), want: ReasonBadFamily},
 		{name: "v2 ipv4 length too short", send: string(v2Header(0x21, 0x11, 4, v2IPv4Body[:4])), want: ReasonBadLength},
 		{name: "v2 ipv6 length of ipv4", send: string(v2Header(0x21, 0x21, 12, v2IPv4Body)), want: ReasonBadLength},
 		{name: "v2 version 1", send: string(v2Header(0x11, 0x11, 12, v2IPv4Body)), want: ReasonMalformed},

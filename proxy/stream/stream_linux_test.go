@@ -1071,3 +1071,20 @@ func TestBurstWithoutAFreeDescriptorKeepsTheStream(t *testing.T) {
 			n, len(msg), err, p.waitLines(1))
 	}
 }
+
+// A v2 PROXY header on the UNSPEC family (an L4 balancer's for a protocol
+// it does not know) is served with the connection's own addresses, as
+// nginx and HAProxy serve it; it was refused as bad_family.
+func TestProxyHeaderUnspecFamilyIsServed(t *testing.T) {
+	be := startBackend(t, "127.0.0.1", echo)
+	p := newProxy(t, "127.0.0.1", func(l string) string {
+		return streamConf(l, be.addr, "accept_proxy_protocol = true", "")
+	})
+	c := p.dial()
+	_, _ = c.Write([]byte("\r\n\r\n\x00\r\nQUIT\n\x21\x00\x00\x00hello"))
+	_ = c.CloseWrite()
+	got, err := readAllWithin(t, c, 3*time.Second)
+	if string(got) != "hello" {
+		t.Errorf("PROXY header on the UNSPEC family: got %q, %v; access log %q", got, err, p.waitLines(1))
+	}
+}
