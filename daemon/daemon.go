@@ -472,7 +472,7 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 	}
 	_, endForwarding, _ := d.resign(ctx)
 	for _, g := range gens {
-		g.closeLongLived()
+		g.closeLongLived(true)
 	}
 	d.listeners.Close()
 	endForwarding()
@@ -618,12 +618,14 @@ func (d *Daemon) Quit() {
 	close(d.stopTrack)
 	<-d.trackDone
 	d.reapers.Wait()
-	d.vrrp.Stop()
+	// Everything is closed while the VIPs are still here, so the FINs
+	// reach the clients (see Stop); it takes no time.
 	d.listeners.Close()
 	for _, g := range d.generations() {
-		g.closeLongLived()
+		g.closeLongLived(true)
 		g.shutdownNow()
 	}
+	d.vrrp.Stop()
 	d.closeStreamEngine()
 	d.checks.Stop()
 	d.swapAdmin(nil, "")
@@ -637,12 +639,18 @@ func (d *Daemon) closeStreamEngine() {
 	}
 }
 
-func (g *generation) closeLongLived() {
+// closeLongLived closes the WebSockets and streams; stopping says why in
+// the streams' access lines (the node stops, or hands its VIPs over).
+func (g *generation) closeLongLived(stopping bool) {
 	if g.http != nil {
 		g.http.CloseLongLived()
 	}
 	if g.stream != nil {
-		g.stream.CloseLongLived()
+		if stopping {
+			g.stream.CloseForStop()
+		} else {
+			g.stream.CloseLongLived()
+		}
 	}
 }
 
@@ -692,7 +700,7 @@ func (d *Daemon) Handover() error {
 	// Closed while the VIPs are still here, so the FIN reaches the
 	// clients (see Stop).
 	for _, g := range gens {
-		g.closeLongLived()
+		g.closeLongLived(false)
 	}
 	if err := d.applyLocked(cfg); err != nil {
 		d.log.Error("handover: cannot start a fresh generation; responses carry Connection: close until the next reload", zap.Error(err))

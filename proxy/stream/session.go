@@ -33,6 +33,7 @@ const (
 	endNoServer       endReason = "no_server"       // nothing could be picked (all down, failed, full)
 	endProxyHeader    endReason = "proxy_header_"   // + proxyproto.Reason
 	endHandover       endReason = "handover"        // CloseLongLived
+	endStop           endReason = "stop"            // CloseForStop: the node stops
 	endShutdown       endReason = "shutdown"        // Shutdown's deadline passed
 	endInternal       endReason = "internal_error"  // e.g. the outbound header could not be built
 )

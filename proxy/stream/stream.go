@@ -241,6 +241,12 @@ func (s *Server) CloseLongLived() {
 	s.abortAll(endHandover)
 }
 
+// CloseForStop closes every stream of this generation now because the
+// node stops (their access lines say "stop", not "handover").
+func (s *Server) CloseForStop() {
+	s.abortAll(endStop)
+}
+
 // Shutdown stops serving new connections, waits for the streams to end
 // until ctx is done, then closes the rest and waits for them to finish.
 // It returns ctx.Err() when streams had to be closed.

@@ -1088,3 +1088,22 @@ func TestProxyHeaderUnspecFamilyIsServed(t *testing.T) {
 		t.Errorf("PROXY header on the UNSPEC family: got %q, %v; access log %q", got, err, p.waitLines(1))
 	}
 }
+
+// A stop closes the streams at once too, and their access lines say so:
+// "stop", not "handover" (which no stop is).
+func TestCloseForStopSaysStop(t *testing.T) {
+	be := startBackend(t, "127.0.0.1", echo)
+	p := newProxy(t, "127.0.0.1", func(l string) string { return streamConf(l, be.addr, "", "") })
+	c := p.dial()
+	_, _ = c.Write([]byte("a"))
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	p.cur.Load().CloseForStop()
+	if _, err := readAllWithin(t, c, time.Second); err != nil {
+		t.Errorf("stream not closed: %v", err)
+	}
+	if l := p.waitLines(1)[0]; !strings.HasSuffix(l, " stop") {
+		t.Errorf("access line %q, want it to end with stop", l)
+	}
+}
