@@ -14,6 +14,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -165,7 +166,27 @@ func (d *Daemon) applyLocked(cfg *config.Config) error {
 		return fmt.Errorf("generation %d: %w", id, err)
 	}
 	newAdmin, err := d.startAdmin(*cfg.Global.AdminListen)
+	freedAdmin := "" // the running API's address, when it was closed to make room
+	restoreAdmin := func() {
+		if freedAdmin == "" {
+			return
+		}
+		if back, berr := d.startAdmin(freedAdmin); berr == nil {
+			d.swapAdmin(back, freedAdmin)
+		} else {
+			d.log.Error("admin API lost: its address cannot be bound again", zap.String("admin_listen", freedAdmin), zap.Error(berr))
+		}
+	}
+	if err != nil && errors.Is(err, syscall.EADDRINUSE) && d.admin != nil && samePort(d.adminAddr, *cfg.Global.AdminListen) {
+		// The same port on another address (0.0.0.0:9900 narrowed to
+		// 127.0.0.1:9900) overlaps the running API: free it first, and
+		// put it back if the reload fails.
+		freedAdmin = d.adminAddr
+		d.swapAdmin(nil, "")
+		newAdmin, err = d.startAdmin(*cfg.Global.AdminListen)
+	}
 	if err != nil {
+		restoreAdmin()
 		gen.shutdownNow()
 		return fmt.Errorf("generation %d: %w", id, err)
 	}
@@ -173,6 +194,7 @@ func (d *Daemon) applyLocked(cfg *config.Config) error {
 		if newAdmin != nil {
 			newAdmin.Close()
 		}
+		restoreAdmin()
 	}
 	if err := d.listeners.Apply(gen.handlers); err != nil {
 		closeNewAdmin()
@@ -723,6 +745,13 @@ func (d *Daemon) Handover() error {
 	d.vrrp.Rejoin()
 	d.log.Info("handover done: this node is BACKUP")
 	return nil
+}
+
+// samePort tells whether two host:port addresses have the same port.
+func samePort(a, b string) bool {
+	_, pa, errA := net.SplitHostPort(a)
+	_, pb, errB := net.SplitHostPort(b)
+	return errA == nil && errB == nil && pa == pb
 }
 
 // errNoSuccessor ends a handover that no backup took.

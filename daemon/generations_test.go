@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -264,5 +265,52 @@ func TestFailedReloadLeavesServerStatus(t *testing.T) {
 				t.Errorf("after the reload marking it down, server %s is reported %q", s1, s.State)
 			}
 		}
+	}
+}
+
+// Moving admin_listen to another address of the same port (0.0.0.0:9900
+// narrowed to 127.0.0.1:9900; here two spellings of 127.0.0.1) overlaps
+// the running API's socket: the reload frees it first instead of failing
+// as a whole. A reload that fails later puts the old API back.
+func TestAdminListenSamePortOtherAddress(t *testing.T) {
+	dir := t.TempDir()
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer backend.Close()
+	httpAddr, adminAddr := freeAddr(t), freeAddr(t)
+	_, port, _ := net.SplitHostPort(adminAddr)
+	mk := func(admin, listen string) *config.Config {
+		text := fmt.Sprintf(reviewCfg, dir, backend.Listener.Addr(), httpAddr, "", "1")
+		text = strings.Replace(text, `admin_listen = ""`, fmt.Sprintf("admin_listen = %q", admin), 1)
+		text = strings.Replace(text, fmt.Sprintf("listen = [%q]", httpAddr), "listen = ["+listen+"]", 1)
+		return loadCfg(t, dir, text)
+	}
+	healthz := func() error {
+		resp, err := http.Get("http://127.0.0.1:" + port + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	d, err := Start(mk("127.0.0.1:"+port, fmt.Sprintf("%q", httpAddr)), Options{Log: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(time.Second)
+	if err := d.Reload(mk("[::ffff:127.0.0.1]:"+port, fmt.Sprintf("%q", httpAddr))); err != nil {
+		t.Fatalf("reload that only moves admin_listen to another address of its port: %v", err)
+	}
+	if err := healthz(); err != nil {
+		t.Fatalf("admin API after the reload: %v", err)
+	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	if err := d.Reload(mk("127.0.0.1:"+port, fmt.Sprintf("%q, %q", httpAddr, busy.Addr()))); err == nil {
+		t.Fatal("a reload with a listen address already taken succeeded")
+	}
+	if err := healthz(); err != nil {
+		t.Fatalf("admin API after a failed reload: %v", err)
 	}
 }
