@@ -293,6 +293,37 @@ func TestReloadAppliesLogLevel(t *testing.T) {
 	})
 }
 
+// -s stop reaches the running instance even through a file an edit left
+// broken, not even TOML: its pid_file line is found by scanning.
+func TestStopThroughABrokenFile(t *testing.T) {
+	dir := t.TempDir()
+	backend := echoBackend(t, 0)
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cfgPath := writeFile(t, dir, "v.toml", fmt.Sprintf(goodConfig, dir, backend.Listener.Addr(), port, "5s", "one"))
+	n := startNode(t, cfgPath, addr)
+	broken := writeFile(t, dir, "broken.toml", "[global]\npid_file = \""+dir+"/vipgate.pid\" # the running one\n[[http]\nlisten = [\n")
+	if _, errOut, code := runBinary(t, "-s", "stop", "-c", broken); code != 0 {
+		t.Fatalf("-s stop with a broken file: exit %d, stderr %q", code, errOut)
+	}
+	if code := n.wait(10 * time.Second); code != 0 {
+		t.Fatalf("exit code after -s stop: %d", code)
+	}
+}
+
+func TestScanPidFile(t *testing.T) {
+	for text, want := range map[string]string{
+		"[global]\npid_file = \"/run/a.pid\"\n[[http]\n":               "/run/a.pid",
+		"[global]\n  pid_file=\"/run/b.pid\" # comment\n":              "/run/b.pid",
+		"[upstream.x]\npid_file = \"/not/this\"\n[global]\nnode = 1\n": "/run/vipgate.pid",
+		"garbage [[[": "/run/vipgate.pid",
+	} {
+		if got := scanPidFile(text); got != want {
+			t.Errorf("scanPidFile(%q) = %q, want %q", text, got, want)
+		}
+	}
+}
+
 func TestStalePidFileIsTakenOver(t *testing.T) {
 	dir := t.TempDir()
 	backend := echoBackend(t, 0)

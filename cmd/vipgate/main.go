@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -122,12 +124,39 @@ func pidFileOf(path string) (string, error) {
 		} `toml:"global"`
 	}
 	if _, err := toml.DecodeFile(path, &partial); err != nil {
-		return "", fmt.Errorf("read %s: %w", path, err)
+		// Not even TOML (an edit half done): look for the line itself.
+		text, rerr := os.ReadFile(path)
+		if rerr != nil {
+			return "", fmt.Errorf("read %s: %w", path, rerr)
+		}
+		return scanPidFile(string(text)), nil
 	}
 	if partial.Global.PidFile == "" {
 		return "/run/vipgate.pid", nil
 	}
 	return partial.Global.PidFile, nil
+}
+
+// scanPidFile finds pid_file = "..." in the [global] table of a file that
+// does not parse, line by line; the default when it is not there.
+func scanPidFile(text string) string {
+	table := ""
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") {
+			table = strings.Trim(line, "[] \t")
+			continue
+		}
+		key, value, ok := strings.Cut(line, "=")
+		if !ok || table != "global" || strings.TrimSpace(key) != "pid_file" {
+			continue
+		}
+		value = strings.TrimSpace(value)
+		if v, err := strconv.Unquote(strings.SplitN(value, " #", 2)[0]); err == nil && v != "" {
+			return v
+		}
+	}
+	return "/run/vipgate.pid"
 }
 
 var signalsByName = map[string]syscall.Signal{
