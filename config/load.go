@@ -326,6 +326,9 @@ func strOr(s *string, def string) {
 
 // usedByHTTP reports whether an [[http]] location proxies to upstream name,
 // or no [[stream]] does either (then it is meant for HTTP).
+// DefaultAdminListen is global.admin_listen when the file does not set it.
+const DefaultAdminListen = "127.0.0.1:9900"
+
 func (c *Config) usedByHTTP(name string) bool {
 	for _, h := range c.HTTP {
 		if h == nil {
@@ -361,7 +364,7 @@ func (c *Config) applyDefaults() {
 	g.AccessLogFlush.orDefault(time.Second)
 	strOr(&g.PidFile, "/run/vipgate.pid")
 	if g.AdminListen == nil {
-		v := "127.0.0.1:9900"
+		v := DefaultAdminListen
 		g.AdminListen = &v
 	}
 	g.ShutdownTimeout.orDefault(30 * time.Second)

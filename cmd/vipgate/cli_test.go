@@ -643,6 +643,16 @@ func TestAdminAPIAndStatusCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "127.0.0.1:1") || !strings.Contains(out, "UPSTREAM") {
 		t.Fatalf("vipgate status: exit %d\n%s%s", code, out, errOut)
 	}
+	// A file that no longer validates (an edit under way: an unknown key)
+	// still finds the running instance's API.
+	text, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	editing := writeFile(t, dir, "editing.toml", strings.Replace(string(text), "[global]\n", "[global]\nnot_a_key = 1\n", 1))
+	if out, errOut, code := runBinary(t, "status", "-c", editing); code != 0 || !strings.Contains(out, "UPSTREAM") {
+		t.Errorf("vipgate status with a file that does not validate: exit %d\n%s%s", code, out, errOut)
+	}
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", adminPort))
 	if err != nil {
 		t.Fatal(err)
