@@ -326,8 +326,12 @@ func strOr(s *string, def string) {
 
 // usedByHTTP reports whether an [[http]] location proxies to upstream name,
 // or no [[stream]] does either (then it is meant for HTTP).
-// DefaultAdminListen is global.admin_listen when the file does not set it.
-const DefaultAdminListen = "127.0.0.1:9900"
+// DefaultAdminListen and DefaultPidFile are global.admin_listen and
+// global.pid_file when the file does not set them.
+const (
+	DefaultAdminListen = "127.0.0.1:9900"
+	DefaultPidFile     = "/run/vipgate.pid"
+)
 
 func (c *Config) usedByHTTP(name string) bool {
 	for _, h := range c.HTTP {
@@ -362,7 +366,7 @@ func (c *Config) applyDefaults() {
 	strOr(&g.ErrorLog, "stderr")
 	strOr(&g.AccessLog, "stdout")
 	g.AccessLogFlush.orDefault(time.Second)
-	strOr(&g.PidFile, "/run/vipgate.pid")
+	strOr(&g.PidFile, DefaultPidFile)
 	if g.AdminListen == nil {
 		v := DefaultAdminListen
 		g.AdminListen = &v

@@ -112,29 +112,50 @@ func checkConfig(path string, host bool, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// pidFileOf finds global.pid_file even in a file that does not validate
-// (stop and quit must still reach the running instance).
-func pidFileOf(path string) (string, error) {
-	if cfg, err := config.Load(path); err == nil {
-		return cfg.Global.PidFile, nil
+// reach is how the CLI finds the running instance: its pid file and its
+// admin API.
+type reach struct{ pidFile, adminListen string }
+
+// reachOf reads reach from a file that may not validate: an edit under way
+// must not cut the operator off the running instance (stop, quit, status).
+// Defaults fill what the file does not set. A file that is not even TOML
+// gives its pid_file by a line scan and, with it, the parse error.
+func reachOf(path string) (reach, error) {
+	cfg, err := config.Load(path)
+	if err == nil {
+		return reach{cfg.Global.PidFile, *cfg.Global.AdminListen}, nil
 	}
 	var partial struct {
 		Global struct {
-			PidFile string `toml:"pid_file"`
+			PidFile     string  `toml:"pid_file"`
+			AdminListen *string `toml:"admin_listen"`
 		} `toml:"global"`
 	}
-	if _, err := toml.DecodeFile(path, &partial); err != nil {
-		// Not even TOML (an edit half done): look for the line itself.
+	if _, derr := toml.DecodeFile(path, &partial); derr != nil {
 		text, rerr := os.ReadFile(path)
 		if rerr != nil {
-			return "", fmt.Errorf("read %s: %w", path, rerr)
+			return reach{}, fmt.Errorf("read %s: %w", path, rerr)
 		}
-		return scanPidFile(string(text)), nil
+		return reach{pidFile: scanPidFile(string(text))}, err
 	}
-	if partial.Global.PidFile == "" {
-		return "/run/vipgate.pid", nil
+	r := reach{pidFile: partial.Global.PidFile, adminListen: config.DefaultAdminListen}
+	if r.pidFile == "" {
+		r.pidFile = config.DefaultPidFile
 	}
-	return partial.Global.PidFile, nil
+	if partial.Global.AdminListen != nil {
+		r.adminListen = *partial.Global.AdminListen
+	}
+	return r, nil
+}
+
+// pidFileOf finds global.pid_file even in a file that does not validate
+// (stop and quit must still reach the running instance).
+func pidFileOf(path string) (string, error) {
+	r, err := reachOf(path)
+	if r.pidFile == "" {
+		return "", err
+	}
+	return r.pidFile, nil
 }
 
 // scanPidFile finds pid_file = "..." in the [global] table of a file that
@@ -156,7 +177,7 @@ func scanPidFile(text string) string {
 			return v
 		}
 	}
-	return "/run/vipgate.pid"
+	return config.DefaultPidFile
 }
 
 var signalsByName = map[string]syscall.Signal{

@@ -2,45 +2,19 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"github.com/BurntSushi/toml"
 
 	"github.com/vipgate/vipgate/admin"
 	"github.com/vipgate/vipgate/config"
 )
 
 // status prints the running instance's state from its admin API.
-// adminListenOf finds global.admin_listen even in a file that does not
-// validate (an edit under way must not hide the running instance's
-// status), as pidFileOf does for pid_file.
-func adminListenOf(path string) (string, error) {
-	cfg, err := config.Load(path)
-	if err == nil {
-		return *cfg.Global.AdminListen, nil
-	}
-	var partial struct {
-		Global struct {
-			AdminListen *string `toml:"admin_listen"`
-		} `toml:"global"`
-	}
-	if _, derr := toml.DecodeFile(path, &partial); derr != nil || errors.Is(err, os.ErrNotExist) {
-		return "", err
-	}
-	if partial.Global.AdminListen == nil {
-		return config.DefaultAdminListen, nil
-	}
-	return *partial.Global.AdminListen, nil
-}
-
 func status(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("vipgate status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -48,11 +22,12 @@ func status(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	addr, err := adminListenOf(*path)
+	r, err := reachOf(*path)
 	if err != nil {
 		printProblems(stderr, *path, err)
 		return 1
 	}
+	addr := r.adminListen
 	if addr == "" {
 		fmt.Fprintf(stderr, "vipgate: the admin API is off (global.admin_listen = \"\" in %s): no status to show\n", *path)
 		return 1
