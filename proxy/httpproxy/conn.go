@@ -49,7 +49,10 @@ type clientConn struct {
 	onClose      func()
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+// bufSize is the size of a pooled read buffer of the net/http path.
+const bufSize = 4096
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, bufSize); return &b }}
 
 func newClientConn(c net.Conn, lg *listenGroup, maxHead int) *clientConn {
 	cc := &clientConn{Conn: c, listen: lg}

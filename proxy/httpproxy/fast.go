@@ -417,14 +417,14 @@ func (c *fastConn) handoff() bool {
 		cc.remote = c.remote
 	}
 	if p := c.pending(); len(p) > 0 {
-		cc.grab()
-		if len(p) > cap(*cc.buf) {
+		if len(p) > bufSize {
 			// The bytes must live in cc.buf, which the connection moves
 			// them within (releaseIfEmpty): appended past a pool buffer
 			// they would be cut to its size.
 			nb := make([]byte, 0, 2*len(p))
-			cc.buf = &nb
-			cc.in = nb
+			cc.buf, cc.in = &nb, nb
+		} else {
+			cc.grab()
 		}
 		cc.in = append(cc.in, p...)
 		cc.scan()
