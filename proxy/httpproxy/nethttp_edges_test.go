@@ -22,6 +22,25 @@ import (
 // These cover the net/http path (TLS, HTTP/2, connections handed off by
 // the fast path): each failed before its fix, from a review of that path.
 
+// startTLSGateway proxies everything on a TLS listener (certificate for
+// front.example) to one upstream server; httpExtra and locationExtra are
+// lines added to the [[http]] block and to its location.
+func startTLSGateway(t *testing.T, upstream, httpExtra, locationExtra string) *testGateway {
+	t.Helper()
+	cert, key := writeCert(t, t.TempDir(), "one", "front.example")
+	return startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", upstream))+fmt.Sprintf(`
+[[http]]
+listen = ["LISTEN"]
+%s
+tls_certificate = %q
+tls_certificate_key = %q
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+%s
+`, httpExtra, cert, key, locationExtra))
+}
+
 func tlsRawGet(t *testing.T, addr, target string) seen {
 	t.Helper()
 	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
@@ -46,20 +65,9 @@ func tlsRawGet(t *testing.T, addr, target string) seen {
 // proxy_pass http://app/.
 func TestDoubleSlashTargetStaysATarget(t *testing.T) {
 	b := startBackend(t, "b")
-	dir := t.TempDir()
-	c1, k1 := writeCert(t, dir, "one", "front.example")
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+fmt.Sprintf(`
-[[http]]
-listen = ["LISTEN"]
-tls_certificate = %q
-tls_certificate_key = %q
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-[[http.location]]
+	gw := startTLSGateway(t, b.addr(), "", `[[http.location]]
 path = "/api"
-proxy_pass = "http://app/"
-`, c1, k1))
+proxy_pass = "http://app/"`)
 	s := tlsRawGet(t, gw.addr, "//internal.example/secret")
 	if s.URI != "//internal.example/secret" || s.Host != "front.example" {
 		t.Errorf("client target //internal.example/secret: backend saw URI %q Host %q", s.URI, s.Host)
@@ -84,18 +92,7 @@ func TestReadTimeoutNotRunningWhileClientIsSlow(t *testing.T) {
 			}
 		}
 	}
-	dir := t.TempDir()
-	c1, k1 := writeCert(t, dir, "one", "front.example")
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+fmt.Sprintf(`
-[[http]]
-listen = ["LISTEN"]
-tls_certificate = %q
-tls_certificate_key = %q
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-proxy_read_timeout = "1s"
-`, c1, k1))
+	gw := startTLSGateway(t, b.addr(), "", `proxy_read_timeout = "1s"`)
 	c, err := tls.Dial("tcp", gw.addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
 	if err != nil {
 		t.Fatal(err)
@@ -116,18 +113,7 @@ proxy_read_timeout = "1s"
 
 func TestProxyProtocolAddressOverTLSAndHTTP2(t *testing.T) {
 	b := startBackend(t, "b")
-	dir := t.TempDir()
-	c1, k1 := writeCert(t, dir, "one", "front.example")
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+fmt.Sprintf(`
-[[http]]
-listen = ["LISTEN"]
-accept_proxy_protocol = true
-tls_certificate = %q
-tls_certificate_key = %q
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`, c1, k1))
+	gw := startTLSGateway(t, b.addr(), `accept_proxy_protocol = true`, "")
 	for _, h2 := range []bool{false, true} {
 		tr := &http.Transport{
 			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
@@ -225,17 +211,7 @@ func TestNoContentTypeIsInvented(t *testing.T) {
 			}(c)
 		}
 	}()
-	dir := t.TempDir()
-	c1, k1 := writeCert(t, dir, "one", "front.example")
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", ln.Addr().String()))+fmt.Sprintf(`
-[[http]]
-listen = ["LISTEN"]
-tls_certificate = %q
-tls_certificate_key = %q
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`, c1, k1))
+	gw := startTLSGateway(t, ln.Addr().String(), "", "")
 	c, err := tls.Dial("tcp", gw.addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
 	if err != nil {
 		t.Fatal(err)
@@ -331,17 +307,7 @@ func TestHTTP2PathWithSpaceIsRefused(t *testing.T) {
 			}(c)
 		}
 	}()
-	dir := t.TempDir()
-	c1, k1 := writeCert(t, dir, "one", "front.example")
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", ln.Addr().String()))+fmt.Sprintf(`
-[[http]]
-listen = ["LISTEN"]
-tls_certificate = %q
-tls_certificate_key = %q
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`, c1, k1))
+	gw := startTLSGateway(t, ln.Addr().String(), "", "")
 	c, err := tls.Dial("tcp", gw.addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
 	if err != nil {
 		t.Fatal(err)
@@ -394,17 +360,7 @@ proxy_pass = "http://app"
 // made Go's h2 server send GOAWAY for the whole connection.
 func TestHTTP2BodyTooLargeEndsOnlyItsStream(t *testing.T) {
 	b := startBackend(t, "b")
-	dir := t.TempDir()
-	c1, k1 := writeCert(t, dir, "one", "front.example")
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+fmt.Sprintf(`
-[[http]]
-listen = ["LISTEN"]
-tls_certificate = %q
-tls_certificate_key = %q
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`, c1, k1))
+	gw := startTLSGateway(t, b.addr(), "", "")
 	c, err := tls.Dial("tcp", gw.addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
 	if err != nil {
 		t.Fatal(err)
