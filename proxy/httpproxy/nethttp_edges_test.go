@@ -27,18 +27,28 @@ import (
 // lines added to the [[http]] block and to its location.
 func startTLSGateway(t *testing.T, upstream, httpExtra, locationExtra string) *testGateway {
 	t.Helper()
-	cert, key := writeCert(t, t.TempDir(), "one", "front.example")
+	return startAppGateway(t, upstream, true, httpExtra, locationExtra)
+}
+
+// startAppGateway proxies everything on one listener (TLS with a
+// certificate for front.example when withTLS) to one upstream server;
+// httpExtra and locationExtra are lines added to the [[http]] block and
+// to its location.
+func startAppGateway(t *testing.T, upstream string, withTLS bool, httpExtra, locationExtra string) *testGateway {
+	t.Helper()
+	if withTLS {
+		cert, key := writeCert(t, t.TempDir(), "one", "front.example")
+		httpExtra += fmt.Sprintf("\ntls_certificate = %q\ntls_certificate_key = %q", cert, key)
+	}
 	return startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", upstream))+fmt.Sprintf(`
 [[http]]
 listen = ["LISTEN"]
 %s
-tls_certificate = %q
-tls_certificate_key = %q
 [[http.location]]
 path = "/"
 proxy_pass = "http://app"
 %s
-`, httpExtra, cert, key, locationExtra))
+`, httpExtra, locationExtra))
 }
 
 func tlsRawGet(t *testing.T, addr, target string) seen {
@@ -144,13 +154,16 @@ func TestProxyProtocolAddressOverTLSAndHTTP2(t *testing.T) {
 	}
 }
 
-func TestHandoffPipelinedMixInOrder(t *testing.T) {
+// startHandoffGateway proxies to a backend and serves /a.txt ("static-a")
+// from a root: a request for it is handed off to the net/http path.
+func startHandoffGateway(t *testing.T) *testGateway {
+	t.Helper()
 	b := startBackend(t, "b")
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("static-a"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+fmt.Sprintf(`
+	return startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+fmt.Sprintf(`
 [[http]]
 listen = ["LISTEN"]
 [[http.location]]
@@ -160,27 +173,37 @@ proxy_pass = "http://app"
 path = "/a.txt"
 root = %q
 `, dir))
+}
+
+// answers reads the responses in out as "STATUS BODY", a backend's body
+// (what it saw, as JSON) described by describe.
+func answers(t *testing.T, out string, describe func(seen) string) []string {
+	t.Helper()
+	br := bufio.NewReader(strings.NewReader(out))
+	var got []string
+	for {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return got
+		}
+		body, _ := io.ReadAll(resp.Body)
+		s := string(body)
+		if strings.HasPrefix(s, "{") {
+			s = describe(decodeSeen(t, s))
+		}
+		got = append(got, fmt.Sprintf("%d %s", resp.StatusCode, s))
+	}
+}
+
+func TestHandoffPipelinedMixInOrder(t *testing.T) {
+	gw := startHandoffGateway(t)
 	raw := "GET /one HTTP/1.1\r\nHost: a\r\n\r\n" +
 		"GET /a.txt HTTP/1.1\r\nHost: a\r\n\r\n" +
 		"POST /two HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello" +
 		"POST /three HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" +
 		"GET /a.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
 	out := rawExchange(t, gw.addr, raw)
-	br := bufio.NewReader(strings.NewReader(out))
-	var got []string
-	for {
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			break
-		}
-		body, _ := io.ReadAll(resp.Body)
-		s := string(body)
-		if strings.HasPrefix(s, "{") {
-			sn := decodeSeen(t, s)
-			s = sn.URI + ":" + sn.Body
-		}
-		got = append(got, fmt.Sprintf("%d %s", resp.StatusCode, s))
-	}
+	got := answers(t, out, func(sn seen) string { return sn.URI + ":" + sn.Body })
 	want := []string{"200 /one:", "200 static-a", "200 /two:hello", "200 /three:abc", "200 static-a"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got %q want %q", got, want)
@@ -231,21 +254,7 @@ func TestNoContentTypeIsInvented(t *testing.T) {
 // A handoff whose pending bytes end with more than 4 KiB of an incomplete
 // next head keeps all of it (it was cut to the 4 KiB pool buffer).
 func TestHandoffKeepsALongPartialHead(t *testing.T) {
-	b := startBackend(t, "b")
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("static-a"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+fmt.Sprintf(`
-[[http]]
-listen = ["LISTEN"]
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-[[http.location]]
-path = "/a.txt"
-root = %q
-`, dir))
+	gw := startHandoffGateway(t)
 	h1 := "GET /a.txt HTTP/1.1\r\nHost: a\r\nCookie: " + strings.Repeat("c", 10000) + "\r\n\r\n"
 	big := strings.Repeat("0123456789", 800) // 8000 bytes
 	h2 := "GET /two HTTP/1.1\r\nHost: a\r\nX-Big: " + big + "\r\nConnection: close\r\n\r\n"
@@ -260,21 +269,9 @@ root = %q
 	time.Sleep(300 * time.Millisecond)
 	io.WriteString(c, h2[cut:])
 	out, _ := io.ReadAll(c)
-	br := bufio.NewReader(strings.NewReader(string(out)))
-	var got []string
-	for {
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			break
-		}
-		body, _ := io.ReadAll(resp.Body)
-		s := string(body)
-		if strings.HasPrefix(s, "{") {
-			sn := decodeSeen(t, s)
-			s = fmt.Sprintf("%s X-Big len %d intact %v", sn.URI, len(sn.Header.Get("X-Big")), sn.Header.Get("X-Big") == big)
-		}
-		got = append(got, fmt.Sprintf("%d %s", resp.StatusCode, s))
-	}
+	got := answers(t, string(out), func(sn seen) string {
+		return fmt.Sprintf("%s X-Big len %d intact %v", sn.URI, len(sn.Header.Get("X-Big")), sn.Header.Get("X-Big") == big)
+	})
 	want := []string{"200 static-a", "200 /two X-Big len 8000 intact true"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got %q\nwant %q", got, want)

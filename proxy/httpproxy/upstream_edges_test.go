@@ -105,15 +105,7 @@ func TestReadTimeoutStartsWhenRequestIsSent(t *testing.T) {
 		_, _ = io.Copy(io.Discard, req.Body)
 		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone")
 	})
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", addr))+`
-[[http]]
-listen = ["LISTEN"]
-client_max_body_size = "0"
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-proxy_read_timeout = "1s"
-`)
+	gw := startAppGateway(t, addr, false, `client_max_body_size = "0"`, `proxy_read_timeout = "1s"`)
 	req, _ := http.NewRequest("PUT", gw.url("/up"), bytes.NewReader(bytes.Repeat([]byte("x"), 32<<20)))
 	start := time.Now()
 	resp, err := newClient().Do(req)
@@ -140,15 +132,7 @@ func TestClientLeavingIsNoticedAfterHeaderTimeout(t *testing.T) {
 		_, _ = br.ReadByte() // until the proxy closes
 		upstreamClosed <- time.Now()
 	})
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", addr))+`
-[[http]]
-listen = ["LISTEN"]
-client_header_timeout = "1s"
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-proxy_read_timeout = "20s"
-`)
+	gw := startAppGateway(t, addr, false, `client_header_timeout = "1s"`, `proxy_read_timeout = "20s"`)
 	c, err := net.Dial("tcp", gw.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -211,8 +195,6 @@ func TestUpgradeAnsweredAfterCloseLongLivedIsClosed(t *testing.T) {
 // good. Large Content-Length bodies go by splice, chunked ones through
 // the copy buffer, TLS through net/http: each path has its own writes.
 func TestSendTimeoutClosesAClientThatStopsReading(t *testing.T) {
-	dir := t.TempDir()
-	cert, key := writeCert(t, dir, "gw", "gw.example")
 	for _, tc := range []struct {
 		name, head string
 		tls        bool
@@ -238,18 +220,7 @@ func TestSendTimeoutClosesAClientThatStopsReading(t *testing.T) {
 				}
 				serverGaveUp <- err
 			})
-			listen := `listen = ["LISTEN"]`
-			if tc.tls {
-				listen += fmt.Sprintf("\ntls_certificate = %q\ntls_certificate_key = %q", cert, key)
-			}
-			gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", addr))+`
-[[http]]
-`+listen+`
-send_timeout = "1s"
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+			gw := startAppGateway(t, addr, tc.tls, `send_timeout = "1s"`, "")
 			var c net.Conn
 			var err error
 			if tc.tls {
@@ -291,8 +262,6 @@ proxy_pass = "http://app"
 // in nginx: an upload that takes longer in all to a server that reads
 // steadily is not cut (fast path and net/http path).
 func TestSendTimeoutIsBetweenWritesToTheServer(t *testing.T) {
-	dir := t.TempDir()
-	cert, key := writeCert(t, dir, "gw", "gw.example")
 	const size = 24 << 20
 	for _, viaTLS := range []bool{false, true} {
 		name := "fast path"
@@ -318,19 +287,7 @@ func TestSendTimeoutIsBetweenWritesToTheServer(t *testing.T) {
 				}
 				_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%d", len(fmt.Sprint(got)), got)
 			})
-			listen := `listen = ["LISTEN"]`
-			if viaTLS {
-				listen += fmt.Sprintf("\ntls_certificate = %q\ntls_certificate_key = %q", cert, key)
-			}
-			gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", addr))+`
-[[http]]
-`+listen+`
-client_max_body_size = "0"
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-proxy_send_timeout = "1s"
-`)
+			gw := startAppGateway(t, addr, viaTLS, `client_max_body_size = "0"`, `proxy_send_timeout = "1s"`)
 			client := newClient()
 			url := gw.url("/up")
 			if viaTLS {
