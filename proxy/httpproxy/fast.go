@@ -459,10 +459,8 @@ func (c *fastConn) serveRequest() (handoff, ok bool) {
 	if i := indexByteBytes(c.req.hdr.raw, '\n'); i >= 0 {
 		c.req.hdr.raw = c.req.hdr.raw[i+1:]
 	}
-	rawPath := c.req.target
-	if i := indexByteString(rawPath, '?'); i >= 0 {
-		rawPath, c.req.query = rawPath[:i], rawPath[i+1:]
-	}
+	rawPath, query := splitTarget(c.req.target)
+	c.req.query = query
 	c.rec = logRecord{start: time.Now(), remote: c.remoteStr, upAddrs: c.rec.upAddrs[:0], upTimes: c.rec.upTimes[:0]}
 	defer c.logAccess()
 
@@ -471,6 +469,11 @@ func (c *fastConn) serveRequest() (handoff, ok bool) {
 	c.sendTimeout = g.dflt.cfg.SendTimeout.Duration
 	if v != nil {
 		c.sendTimeout = v.cfg.SendTimeout.Duration
+	}
+	if c.req.method == http.MethodTrace {
+		// As nginx: TRACE would echo the client's cookies and
+		// credentials back from the server (cross-site tracing).
+		return false, c.answerError(v, http.StatusMethodNotAllowed, "")
 	}
 	uri, quoted, err := normalizePath(rawPath)
 	if err != nil {
@@ -747,10 +750,14 @@ func (c *fastConn) answerError(v *vhost, status int, location string) bool {
 	}
 	b = c.appendConnection(b)
 	b = append(b, "\r\n"...)
-	b = append(b, body...)
+	// An answer to HEAD has no body (RFC 9110 9.3.2): its bytes would be
+	// read as the start of the next response on the connection.
+	if c.req.method != http.MethodHead {
+		b = append(b, body...)
+		c.rec.bytes += int64(len(body))
+	}
 	*bp = b
 	c.rec.status = status
-	c.rec.bytes += int64(len(body))
 	return c.write(b) == nil
 }
 

@@ -50,11 +50,11 @@ func (s *Server) route(g *listenGroup, cc *clientConn, w http.ResponseWriter, r 
 			return
 		}
 	}
-	if r.Method == http.MethodConnect {
+	if r.Method == http.MethodConnect || r.Method == http.MethodTrace {
 		s.errorResponse(w, v, http.StatusMethodNotAllowed)
 		return
 	}
-	rawPath, _, _ := strings.Cut(rawTarget, "?")
+	rawPath, _ := splitTarget(rawTarget)
 	uri, quoted, err := normalizePath(rawPath)
 	if err != nil {
 		s.errorResponse(w, v, http.StatusBadRequest)

@@ -56,26 +56,33 @@ func (v *vhost) addLocation(l *location) {
 }
 
 // findLocation applies nginx's selection to a normalised URI: an exact
-// location first; then a prefix location ending in "/" whose pattern is the
-// URI plus "/" answers with a redirect (auto redirect, before regexes as in
+// location first; then, when no prefix location is the URI itself, a
+// location ending in "/" whose pattern is the URI plus "/" (prefix or
+// exact) answers with a redirect (auto redirect, before regexes as in
 // nginx); then regexes in file order, the first match winning over any
 // prefix; then the longest prefix. redirect is true for the auto redirect.
 func (v *vhost) findLocation(uri string) (l *location, redirect bool) {
 	if l := v.exact[uri]; l != nil {
 		return l, false
 	}
-	var best *location
+	var best, slashed *location
 	for _, p := range v.prefixes {
 		if p.autoRedirect && len(p.pattern) == len(uri)+1 && strings.HasPrefix(p.pattern, uri) {
-			// nginx's static location tree meets the redirect node before
-			// any shorter prefix, and returns at once.
-			if best == nil || len(best.pattern) < len(p.pattern) {
-				return p, true
-			}
+			slashed = p
 		}
 		if best == nil && strings.HasPrefix(uri, p.pattern) {
 			best = p
 		}
+	}
+	if slashed == nil {
+		if e := v.exact[uri+"/"]; e != nil && e.autoRedirect {
+			slashed = e
+		}
+	}
+	// nginx's static location tree returns a prefix equal to the URI at
+	// once; otherwise it meets the redirect node and returns there.
+	if slashed != nil && (best == nil || len(best.pattern) != len(uri)) {
+		return slashed, true
 	}
 	for _, r := range v.regexes {
 		if r.cfg.Regex.MatchString(uri) {
@@ -278,8 +285,10 @@ func unhex(c byte) byte {
 	return c - 'A' + 10
 }
 
-// escapeURI escapes what nginx's NGX_ESCAPE_URI table escapes: controls,
-// space, '#', '%', '?', DEL and bytes >= 0x80.
+// escapeURI escapes what nginx's NGX_ESCAPE_URI table (1.21.1 on)
+// escapes: controls, space, '"', '#', '%', '<', '>', '?', '\\', '^', '`',
+// '{', '|', '}', DEL and bytes >= 0x80. Strict servers (Tomcat) refuse a
+// request line carrying the unescaped ones.
 func escapeURI(s string) string {
 	n := 0
 	for i := 0; i < len(s); i++ {
@@ -304,7 +313,25 @@ func escapeURI(s string) string {
 }
 
 func uriEscape(c byte) bool {
-	return c <= 0x20 || c == '#' || c == '%' || c == '?' || c >= 0x7f
+	switch c {
+	case '"', '#', '%', '<', '>', '?', '\\', '^', '`', '{', '|', '}':
+		return true
+	}
+	return c <= 0x20 || c >= 0x7f
+}
+
+// splitTarget splits an origin-form request target into its path and
+// query. A raw '#' ends the path as in nginx: a fragment (which clients
+// should not send) is not part of what routing sees.
+func splitTarget(target string) (path, query string) {
+	i := strings.IndexAny(target, "?#")
+	switch {
+	case i < 0:
+		return target, ""
+	case target[i] == '#':
+		return target[:i], ""
+	}
+	return target[:i], target[i+1:]
 }
 
 // upstreamURI is the request target sent to the upstream, by nginx's
@@ -325,7 +352,7 @@ func upstreamURI(l *location, rawTarget, uri string, quoted bool) string {
 		rest = escapeURI(rest)
 	}
 	out := t.URI + rest
-	if i := strings.IndexByte(rawTarget, '?'); i >= 0 {
+	if i := strings.IndexAny(rawTarget, "?#"); i >= 0 && rawTarget[i] == '?' {
 		out += rawTarget[i:]
 	}
 	return out

@@ -215,6 +215,9 @@ func New(servers []*config.HTTPServer, deps Deps) (*Server, error) {
 			IdleTimeout:       dc.KeepaliveTimeout.Duration,
 			MaxHeaderBytes:    g.maxHead,
 			ErrorLog:          stdLog,
+			// OPTIONS * is routed (and logged) like any request, not
+			// answered 200 by net/http unseen.
+			DisableGeneralOptionsHandler: true,
 			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 				return context.WithValue(ctx, connKey{}, c)
 			},
@@ -252,6 +255,8 @@ func (g *listenGroup) startH2() *h2Front {
 		IdleTimeout:    dc.KeepaliveTimeout.Duration,
 		MaxHeaderBytes: g.maxHead,
 		ErrorLog:       g.http.ErrorLog,
+		// As the HTTP/1 server: OPTIONS * routed and logged.
+		DisableGeneralOptionsHandler: true,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if cc, ok := g.h2Conns.LoadAndDelete(c); ok {
 				return context.WithValue(ctx, connKey{}, cc)
@@ -277,7 +282,7 @@ func (s *Server) compileLocation(lc *config.Location, deps Deps) (*location, err
 	if lc.Target == nil {
 		return l, nil
 	}
-	l.autoRedirect = lc.Match == config.MatchPrefix && strings.HasSuffix(lc.Pattern, "/") && len(lc.Pattern) > 1
+	l.autoRedirect = (lc.Match == config.MatchPrefix || lc.Match == config.MatchExact) && strings.HasSuffix(lc.Pattern, "/") && len(lc.Pattern) > 1
 	rules, ignored, err := compileHeaders(lc.ProxySetHeader)
 	if err != nil {
 		return nil, err
