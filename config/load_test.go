@@ -320,7 +320,7 @@ func TestWarnings(t *testing.T) {
 		{"nopreempt with state MASTER", vrrpHead + "state = \"MASTER\"\npreempt = false\n", "vrrp[0].preempt: preempt = false needs state = \"BACKUP\""},
 		{"preempt_delay without preempt", vrrpHead + "preempt = false\npreempt_delay = \"10s\"\n", "vrrp[0].preempt_delay: has no effect"},
 		{"v3 checksum option on v2", vrrpHead + "v3_checksum_as_v2 = true\n", "vrrp[0].v3_checksum_as_v2: only applies to version = 3"},
-		{"unused upstream", upApp, "upstream.app: not used by any proxy_pass"},
+		{"unused upstream", upApp + vrrpHead, "upstream.app: not used by any proxy_pass"},
 		{"every server down", upApp + "down = true\n" + httpApp[len(upApp):], "upstream.app.server: every server is down"},
 		// The contract's own [upstream.myapp] example sets hash beside
 		// round_robin: ignored with a warning, not refused.
@@ -393,8 +393,8 @@ proxy_pass = "http://[::1]:8080/x"
 listen = ["127.0.0.1:1883"]
 proxy_pass = "backend.example:1883"
 `},
-		{"hostnames in upstream servers", "[upstream.app]\n[[upstream.app.server]]\naddress = \"tomcat-1.internal:8080\"\n"},
-		{"backup-only and hash policy", "[upstream.app]\nbalance = \"hash\"\nhash = \"$remote_addr$http_x_user\"\n[[upstream.app.server]]\naddress = \"127.0.0.1:1\"\nbackup = true\n"},
+		{"hostnames in upstream servers", "[upstream.app]\n[[upstream.app.server]]\naddress = \"tomcat-1.internal:8080\"\n" + vrrpHead},
+		{"backup-only and hash policy", "[upstream.app]\nbalance = \"hash\"\nhash = \"$remote_addr$http_x_user\"\n[[upstream.app.server]]\naddress = \"127.0.0.1:1\"\nbackup = true\n" + vrrpHead},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { mustParse(t, tc.file) })
@@ -671,6 +671,22 @@ proxy_pass = "both"
 	for name, want := range map[string]string{"mqtt": "tcp", "web": "http", "both": "http"} {
 		if got := cfg.Upstream[name].HealthCheck.Type; got != want {
 			t.Errorf("upstream %s: health_check type %q, want %q", name, got, want)
+		}
+	}
+}
+
+// TOML has no closing brackets: a file emptied, or cut short before its
+// first [[http]], [[stream]] or [[vrrp]], parses. Accepted by a reload it
+// closed every listener; it is refused, as nginx refuses an empty file.
+func TestNothingToServeIsRefused(t *testing.T) {
+	for name, file := range map[string]string{
+		"empty":                  "",
+		"cut before [[http]]":    "[global]\nnode_name = \"a\"\n" + upApp,
+		"only an admin listener": "[global]\nadmin_listen = \"127.0.0.1:9090\"\n",
+	} {
+		_, err := Parse([]byte(file), "test.toml")
+		if err == nil || !strings.Contains(err.Error(), "nothing to serve") {
+			t.Errorf("%s: err = %v, want \"nothing to serve\"", name, err)
 		}
 	}
 }

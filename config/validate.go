@@ -85,6 +85,12 @@ func (v *validator) validate() {
 		v.vrrp(fmt.Sprintf("vrrp[%d]", i), r, identities, names)
 	}
 	v.unusedUpstreams()
+	if v.errs == nil && len(v.typeProblems) == 0 && len(v.cfg.HTTP) == 0 && len(v.cfg.Stream) == 0 && len(v.cfg.VRRP) == 0 {
+		// TOML has no closing brackets: a file emptied or cut short at a
+		// table boundary parses. Applied by a reload, it would close every
+		// listener; nginx refuses an empty file too.
+		v.fail("", "nothing to serve: no [[http]], [[stream]] or [[vrrp]] section (is the file empty or cut short?)")
+	}
 }
 
 // unusedUpstreams warns about upstreams nothing refers to: usually a typo

@@ -272,17 +272,17 @@ func serve(path string, stderr io.Writer) int {
 		}
 	})
 	defer func() { _ = access.Close() }()
+	// Subscribe before the pid file exists: `vipgate -s reload` signals
+	// the pid it finds there, and SIGHUP's default action ends the
+	// process. A signal sent during start-up is handled once started.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
 	if err := pidfile.Claim(g.PidFile); err != nil {
 		log.Error("cannot start", zap.Error(err))
 		return 1
 	}
 	defer pidfile.Remove(g.PidFile)
-
-	// Subscribe before starting so a signal sent right after start-up is
-	// not lost (or, worse, kills the process with the default action).
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
-	defer signal.Stop(sigs)
 
 	if err := caps.Check(cfg); err != nil {
 		log.Error("cannot start", zap.Error(err))
