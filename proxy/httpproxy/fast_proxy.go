@@ -229,7 +229,10 @@ func (c *fastConn) exchange(x *exchange, addr string, now time.Time, sendTimeout
 		uc.rd.set(now, slice, nc.SetReadDeadline)
 		now = time.Now()
 		if x.n == len(*x.buf) {
-			if x.n >= maxResponseHead+start {
+			// Interim (1xx) heads count too, as in Go's transport: a
+			// server sending them without end would grow the buffer
+			// without bound.
+			if x.n >= maxResponseHead {
 				return false, errBadResponse
 			}
 			nb := make([]byte, 2*len(*x.buf))
