@@ -133,7 +133,13 @@ func (c *fastConn) attempt(p peer, loc *location, now time.Time) {
 	l := loc.cfg
 	addr := p.Address()
 	for try := 0; ; try++ {
-		uc := loc.pool.conns.get(addr, now)
+		var uc *upConn
+		if try == 0 {
+			// The retry below dials: a server that closed one pooled
+			// connection (a restart, a short keep-alive timeout) has
+			// usually closed the others too.
+			uc = loc.pool.conns.get(addr, now)
+		}
 		if uc == nil {
 			var err error
 			uc, err = dialUpstream(addr, l.ProxyConnectTimeout.Duration)
