@@ -735,6 +735,9 @@ func (c *fastConn) answerStatus(status int) bool {
 // location is a redirect target.
 func (c *fastConn) answerError(v *vhost, status int, location string) bool {
 	body := errorPage(v, status)
+	if c.s.errorEndsConnection(status) {
+		c.closeIt = true
+	}
 	bp := outBufPool.Get().(*[]byte)
 	defer outBufPool.Put(bp)
 	b := append((*bp)[:0], "HTTP/1.1 "...)

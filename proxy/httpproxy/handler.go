@@ -164,6 +164,10 @@ func (s *Server) errorResponse(w http.ResponseWriter, v *vhost, status int) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html")
 	h.Del("Content-Length")
+	if s.errorEndsConnection(status) {
+		// HTTP/1: close after this answer; HTTP/2: GOAWAY once idle.
+		h.Set("Connection", "close")
+	}
 	if v != nil {
 		if page, ok := v.errorPages[status]; ok {
 			h.Set("Content-Length", strconv.Itoa(len(page)))

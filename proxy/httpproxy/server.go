@@ -95,6 +95,9 @@ type Server struct {
 
 	draining atomic.Bool
 	stopping atomic.Bool // Shutdown began (shutting, without the lock)
+	// superseded is retired, without the lock: an error answer of this
+	// generation ends its client connection (see errorEndsConnection).
+	superseded atomic.Bool
 
 	mu      sync.Mutex
 	conns   int
@@ -608,10 +611,21 @@ func (s *Server) removeTunnel(t *tunnel) {
 // Retire tells the generation that no new connection will come (a newer
 // generation took over): Idle is closed once its last connection is gone.
 func (s *Server) Retire() {
+	s.superseded.Store(true)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.retired = true
 	s.checkIdleLocked()
+}
+
+// errorEndsConnection tells whether an error answer (5xx) ends the client's
+// keep-alive connection: it does once a reload replaced this generation.
+// The connection keeps the settings it started with, but a 502 from a
+// server the reload removed (a blue/green switch, then blue stopped) would
+// otherwise answer a busy keep-alive client for as long as it stays; on a
+// new connection its next request uses the new settings.
+func (s *Server) errorEndsConnection(status int) bool {
+	return status >= 500 && s.superseded.Load()
 }
 
 // Idle is closed when the generation is retired and has no connection left

@@ -436,3 +436,74 @@ func TestRetryAfterAClosedPooledConnectionDials(t *testing.T) {
 			failed.Load(), failed.Load()+ok.Load())
 	}
 }
+
+// A blue/green switch by reload, then blue stopped: a busy keep-alive
+// client that opened its connection before the reload keeps the old
+// settings, so its requests went to blue and were answered 502 for as
+// long as it kept the connection. An error answer from a replaced
+// generation now ends the connection; the next one uses the new settings.
+func TestErrorFromAReplacedGenerationEndsTheConnection(t *testing.T) {
+	for _, withTLS := range []bool{false, true} {
+		blue, green := startBackend(t, "blue"), startBackend(t, "green")
+		cfg := func(b *backend) string {
+			extra := ""
+			if withTLS {
+				cert, key := writeCert(t, t.TempDir(), "one", "front.example")
+				extra = fmt.Sprintf("tls_certificate = %q\ntls_certificate_key = %q\n", cert, key)
+			}
+			return upstreamTOML("app", fmt.Sprintf("address = %q", b.addr())) + "[[http]]\nlisten = [\"LISTEN\"]\n" + extra +
+				"[[http.location]]\npath = \"/\"\nproxy_pass = \"http://app\"\n"
+		}
+		gw := startGateway(t, cfg(blue))
+		var c net.Conn
+		var err error
+		if withTLS {
+			c, err = tls.Dial("tcp", gw.addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+		} else {
+			c, err = net.Dial("tcp", gw.addr)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(c)
+		ask := func() (*http.Response, string) {
+			if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: front.example\r\n\r\n"); err != nil {
+				t.Fatalf("TLS %v: write: %v", withTLS, err)
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("TLS %v: read: %v", withTLS, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			return resp, string(body)
+		}
+		if resp, _ := ask(); resp.Header.Get("X-Backend") != "blue" {
+			t.Fatalf("TLS %v: first answer from %q", withTLS, resp.Header.Get("X-Backend"))
+		}
+		gw.reload(cfg(green))
+		blue.kill()
+		resp, _ := ask()
+		if resp.StatusCode != http.StatusBadGateway || !resp.Close {
+			t.Errorf("TLS %v: after the reload with blue gone: %d, close %v; want 502 ending the connection", withTLS, resp.StatusCode, resp.Close)
+		}
+		if _, err := br.ReadByte(); err == nil {
+			t.Errorf("TLS %v: connection still open after the 502 from the replaced generation", withTLS)
+		}
+		if got := tlsOrPlainGet(t, gw.addr, withTLS); got != "green" {
+			t.Errorf("TLS %v: a new connection got %q, want green", withTLS, got)
+		}
+	}
+}
+
+// tlsOrPlainGet asks "/" on a new connection and returns X-Backend.
+func tlsOrPlainGet(t *testing.T, addr string, withTLS bool) string {
+	t.Helper()
+	out := rawExchangeMaybeTLS(t, addr, withTLS, "GET / HTTP/1.1\r\nHost: front.example\r\nConnection: close\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(out)), nil)
+	if err != nil {
+		t.Fatalf("answer %q: %v", out, err)
+	}
+	return resp.Header.Get("X-Backend")
+}
