@@ -42,6 +42,9 @@ type clientConn struct {
 	// refused head is not reported to net/http (by EOF) while one runs,
 	// since net/http would cancel its context on a read error.
 	handlers atomic.Int32
+	// answered counts requests of this connection whose handler returned:
+	// the framer's hold after an upgrade request ends once it is answered.
+	answered atomic.Int64
 	// readDeadline is the last read deadline set (unix nanos; 0 = none).
 	readDeadline atomic.Int64
 	hijacked     atomic.Bool
@@ -57,6 +60,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, bufSize); return 
 func newClientConn(c net.Conn, lg *listenGroup, maxHead int) *clientConn {
 	cc := &clientConn{Conn: c, listen: lg}
 	cc.framer.maxHead = maxHead
+	cc.framer.holdUpgrades = true
 	// IPv4-mapped addresses (a dual-stack listener) are unmapped, so that
 	// $remote_addr and ip_hash see 192.0.2.1 as nginx does.
 	cc.remote = addrPortOf(c.RemoteAddr())
@@ -74,6 +78,15 @@ func (c *clientConn) Read(b []byte) (int, error) {
 		}
 		if c.refuse != nil {
 			return c.readAfterRefusal(b)
+		}
+		if c.framer.state == stateHeld && c.answered.Load() >= c.framer.heads {
+			// The upgrade request was answered without a switch (else
+			// setPassthrough ended framing): what the client sent
+			// behind it is framed as usual.
+			c.framer.state = stateHead
+			c.scan()
+			c.partial = c.framer.state == stateHead && len(c.in) > 0
+			continue
 		}
 		if len(c.in) == 0 {
 			// Common case: nothing pending, read straight into b.
@@ -101,7 +114,13 @@ func (c *clientConn) Read(b []byte) (int, error) {
 			}
 			continue
 		}
-		// A head is incomplete: read more behind it.
+		// A head is incomplete (or held): read more behind it.
+		if c.framer.state == stateHeld && len(c.in) >= c.framer.maxHead {
+			// RFC 6455 clients wait for the 101; nginx would leave
+			// these bytes in the socket, here they are bounded.
+			c.refused(badRequest("more than client_header_max_size sent before the protocol switch"))
+			continue
+		}
 		c.room()
 		n, err := c.Conn.Read(c.in[len(c.in):cap(c.in)])
 		c.in = c.in[:len(c.in)+n]
@@ -245,14 +264,20 @@ func (c *clientConn) readError(err error) error {
 }
 
 // setPassthrough stops framing: the connection was upgraded (WebSocket).
-// Bytes already read but not yet returned are returned first.
-func (c *clientConn) setPassthrough() {
+// Bytes already read but not yet returned are returned first. false: bytes
+// the client sent before the switch were refused (too many), so the
+// tunnel cannot start.
+func (c *clientConn) setPassthrough() bool {
+	if c.refuse != nil {
+		return false
+	}
 	c.framer.state = statePassthrough
 	c.hijacked.Store(true)
 	if len(c.in) > 0 {
 		c.out = append(c.out[:len(c.out):len(c.out)], c.in...)
 		c.in = nil
 	}
+	return true
 }
 
 // Close answers a refused request (its status, Connection: close), then

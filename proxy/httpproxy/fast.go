@@ -516,8 +516,10 @@ func (c *fastConn) serveRequest() (handoff, ok bool) {
 	c.upHead = upstreamHead{req: &c.req, target: upstreamURI(loc, c.req.target, uri, quoted), rules: loc.headers,
 		vars: vars, bodySize: c.body.size}
 	if h.Upgrade && h.Minor == 1 { // no protocol switch in HTTP/1.0
-		c.upHead.upgrade = c.req.hdr.get("Upgrade")
-		c.upgradeEpoch = c.s.upgradeEpoch()
+		if u := c.req.hdr.get("Upgrade"); switchableProtocol(u) {
+			c.upHead.upgrade = u
+			c.upgradeEpoch = c.s.upgradeEpoch()
+		}
 	}
 	return false, c.proxy(loc, v)
 }

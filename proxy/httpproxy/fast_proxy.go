@@ -756,7 +756,8 @@ func (c *fastConn) tunnel(p peer, loc *location, v *vhost) bool {
 		b = appendField(b, "Upgrade", u)
 	}
 	b = append(b, "\r\n"...)
-	b = append(b, (*x.buf)[x.bodyAt:x.n]...) // bytes the server sent right behind
+	greeting := int64(x.n - x.bodyAt) // bytes the server sent right behind
+	b = append(b, (*x.buf)[x.bodyAt:x.n]...)
 	c.rec.status = http.StatusSwitchingProtocols
 	up := x.uc.nc
 	x.uc = nil // the tunnel owns it
@@ -776,12 +777,15 @@ func (c *fastConn) tunnel(p peer, loc *location, v *vhost) bool {
 		return false
 	}
 	// Bytes the client sent right behind its request.
-	if rest := (*c.buf)[c.r+c.head.Len+c.consumedBody : c.w]; len(rest) > 0 {
+	rest := (*c.buf)[c.r+c.head.Len+c.consumedBody : c.w]
+	if len(rest) > 0 {
 		if _, err := up.Write(rest); err != nil {
 			return false
 		}
 	}
 	toClient, toUpstream := t.run(loc.cfg.ProxyReadTimeout.Duration)
+	toClient += greeting
+	toUpstream += int64(len(rest))
 	c.rec.bytes += toClient
 	p.AddBytes(toUpstream, toClient)
 	return false

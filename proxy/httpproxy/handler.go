@@ -21,6 +21,7 @@ func (g *listenGroup) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cc != nil {
 		cc.handlers.Add(1)
 		defer cc.handlers.Add(-1)
+		defer cc.answered.Add(1)
 	}
 	rec := &logRecord{start: time.Now()}
 	cw := &countingWriter{ResponseWriter: w, rec: rec}
@@ -128,7 +129,9 @@ func (s *Server) route(g *listenGroup, cc *clientConn, w http.ResponseWriter, r 
 		s.errorResponse(w, v, http.StatusBadRequest)
 		return
 	}
-	if r.ProtoMajor == 1 && headerHasToken(r.Header["Connection"], "upgrade") {
+	// No protocol switch in HTTP/1.0 (RFC 9110 7.8) nor HTTP/2.
+	if r.ProtoMajor == 1 && r.ProtoMinor >= 1 && headerHasToken(r.Header["Connection"], "upgrade") &&
+		switchableProtocol(r.Header.Get("Upgrade")) {
 		pr.upgrade = r.Header.Get("Upgrade")
 		pr.upgradeEpoch = s.upgradeEpoch()
 	}

@@ -347,6 +347,12 @@ type framer struct {
 	// copies the data itself); stopAtEnd makes it return at the end of
 	// the message instead of reading a next head (a response body).
 	stopAtData, stopAtEnd bool
+	// holdUpgrades stops framing after a request asking for a protocol
+	// switch (stateHeld) until its answer is known: bytes behind it are
+	// the new protocol's if the server switches, the next request if not.
+	holdUpgrades bool
+	upgrading    bool  // the message being framed asks for a switch
+	heads        int64 // request heads framed
 }
 
 type frameState uint8
@@ -359,6 +365,9 @@ const (
 	stateChunkDataEnd
 	stateTrailer
 	statePassthrough
+	// stateHeld: after a request asking for a protocol switch, until it
+	// is answered (clientConn releases it).
+	stateHeld
 )
 
 // feed looks at b, which starts where the previous call stopped consuming.
@@ -375,6 +384,8 @@ func (f *framer) feed(b []byte) (consumed, drop int, err error) {
 		switch f.state {
 		case statePassthrough:
 			return len(b), 0, nil
+		case stateHeld:
+			return pos, 0, nil
 		case stateHead:
 			if b[pos] == '\r' || b[pos] == '\n' {
 				if pos > 0 {
@@ -403,11 +414,15 @@ func (f *framer) feed(b []byte) (consumed, drop int, err error) {
 				return pos, 0, err
 			}
 			pos += h.Len
+			f.heads++
+			f.upgrading = f.holdUpgrades && h.Upgrade && h.Minor >= 1
 			switch {
 			case h.Chunked:
 				f.state = stateChunkSize
 			case h.ContentLength > 0:
 				f.state, f.remaining = stateBody, h.ContentLength
+			default:
+				f.messageEnd()
 			}
 		case stateBody, stateChunkData:
 			n := int64(len(b) - pos)
@@ -418,7 +433,7 @@ func (f *framer) feed(b []byte) (consumed, drop int, err error) {
 			f.remaining -= n
 			if f.remaining == 0 {
 				if f.state == stateBody {
-					f.state = stateHead
+					f.messageEnd()
 				} else {
 					f.state = stateChunkDataEnd
 				}
@@ -471,7 +486,7 @@ func (f *framer) feed(b []byte) (consumed, drop int, err error) {
 			}
 			if len(line) == 0 {
 				pos = next
-				f.state = stateHead
+				f.messageEnd()
 				continue
 			}
 			colon := bytes.IndexByte(line, ':')
@@ -482,6 +497,16 @@ func (f *framer) feed(b []byte) (consumed, drop int, err error) {
 		}
 	}
 	return pos, 0, nil
+}
+
+// messageEnd moves on after a complete message: to the next head, or to
+// stateHeld after a request asking for a protocol switch.
+func (f *framer) messageEnd() {
+	f.state = stateHead
+	if f.upgrading {
+		f.upgrading = false
+		f.state = stateHeld
+	}
 }
 
 // parseChunkSizeLine parses "HEX[;ext...]\r\n". Only CRLF ends it: net/http

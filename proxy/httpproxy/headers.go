@@ -17,10 +17,18 @@ type headerRule struct {
 }
 
 // hopByHop are the connection-level headers that never pass a proxy (RFC
-// 9110 7.6.1) plus Expect (the proxy reads the body itself, as nginx).
+// 9110 7.6.1; HTTP2-Settings, RFC 7540 3.2.1) plus Expect (the proxy reads
+// the body itself, as nginx).
 var hopByHop = []string{
 	"Connection", "Proxy-Connection", "Keep-Alive", "Te", "Trailer",
-	"Transfer-Encoding", "Upgrade", "Expect",
+	"Transfer-Encoding", "Upgrade", "Expect", "Http2-Settings",
+}
+
+// switchableProtocol reports whether a protocol switch to upgrade (the
+// Upgrade value) is passed on. Not h2c: tunnelled, it would let a client
+// speak HTTP/2 to the server past the proxy's routing (h2c smuggling).
+func switchableProtocol(upgrade string) bool {
+	return upgrade != "" && !headerHasToken([]string{upgrade}, "h2c")
 }
 
 func isHopByHop(name string) bool {

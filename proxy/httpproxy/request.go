@@ -283,6 +283,8 @@ func hopByHopName(name []byte) bool {
 		return equalFold(name, "Upgrade") || equalFold(name, "Trailer")
 	case 10:
 		return equalFold(name, "Connection") || equalFold(name, "Keep-Alive")
+	case 14:
+		return equalFold(name, "Http2-Settings")
 	case 16:
 		return equalFold(name, "Proxy-Connection")
 	case 17:

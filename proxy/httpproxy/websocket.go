@@ -43,7 +43,12 @@ func (pr *proxyRequest) tunnel(p peer, res *attemptResult) {
 		_ = up.Close()
 		return
 	}
-	cc.setPassthrough()
+	if !cc.setPassthrough() {
+		pr.s.log.Info("websocket: client sent too much before the protocol switch", zap.String("client", cc.remote.String()))
+		_ = conn.Close()
+		_ = up.Close()
+		return
+	}
 	pr.rec.status = http.StatusSwitchingProtocols
 
 	var head strings.Builder
