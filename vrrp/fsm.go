@@ -304,6 +304,18 @@ func (f *fsm) timer(now time.Time) []action {
 	switch f.state {
 	case StateBackup:
 		if due(f.downAt, now) {
+			if late := now.Sub(f.downAt); late > f.masterInterval {
+				// The timer fired much later than set: this node
+				// stalled (SIGSTOP, a paused VM, a snapshot), and the
+				// master's adverts sent meanwhile are still queued.
+				// Taking over first would add the VIPs and announce
+				// them for the few milliseconds before those adverts
+				// are read, resetting clients of a healthy master.
+				// One more interval reads them (keepalived does not
+				// take over in this case either).
+				f.downAt = now.Add(f.masterInterval)
+				return nil
+			}
 			return f.toMaster(now, "master down timer expired")
 		}
 	case StateMaster:

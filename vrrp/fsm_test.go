@@ -539,3 +539,31 @@ func TestRejoinWithoutSuccessorKeepsMaster(t *testing.T) {
 		t.Fatalf("adverts after rejoin %v, want priority 100 again", sent(acts))
 	}
 }
+
+// A BACKUP whose Master_Down timer fires far later than set stalled
+// (SIGSTOP, a paused VM): the master's adverts sent meanwhile are still
+// queued, so it waits one more interval for them instead of taking the
+// VIPs from a healthy master for the milliseconds until they are read.
+// With no advert in that interval, it takes over.
+func TestStalledBackupReadsQueuedAdvertsBeforeTakingOver(t *testing.T) {
+	m := newMachine(t, nil)
+	m.f.start(m.now)
+	m.wantState(StateBackup)
+	m.advert(hiPeer, 200)
+	down := m.f.downAt
+	// The timer fires 5 s late.
+	m.now = down.Add(5 * time.Second)
+	if acts := m.f.timer(m.now); has(acts, actAddVIPs) || m.f.state != StateBackup {
+		t.Fatalf("stalled backup: state %v, actions %v; want BACKUP, nothing", m.f.state, kinds(acts))
+	}
+	m.advert(hiPeer, 200) // the queued advert
+	m.advance(time.Second / 2)
+	m.wantState(StateBackup)
+
+	// Stalled again, and this time the master is really gone.
+	m.now = m.f.downAt.Add(5 * time.Second)
+	m.f.timer(m.now)
+	m.wantState(StateBackup)
+	m.advance(m.f.masterInterval)
+	m.wantState(StateMaster)
+}

@@ -1066,3 +1066,37 @@ func TestNetnsStreamClientsReconnectToNewMaster(t *testing.T) {
 		}
 	}
 }
+
+// A BACKUP paused (SIGSTOP, a paused VM) for longer than
+// Master_Down_Interval, then resumed, leaves the VIP on the healthy
+// master: it reads the adverts queued meanwhile before its timer can take
+// over. It took the VIP for a few milliseconds (address, gratuitous ARP,
+// notify_master) in most rounds, resetting the master's clients.
+func TestNetnsPausedBackupDoesNotTakeOver(t *testing.T) {
+	l := newHALab(t, 2)
+	a, b := l.nodes[0], l.nodes[1]
+	for _, n := range l.nodes {
+		n.startBackend("http", "127.0.0.1:8081", "127.0.0.1:8082")
+	}
+	a.start(nodeConfig{prio: 100})
+	b.start(nodeConfig{prio: 90})
+	l.waitSoleHolder(a, 5*time.Second)
+	const rounds = 3
+	before := strings.Count(b.proc.Output(), `"to": "MASTER"`)
+	stolen := 0
+	for i := 0; i < rounds; i++ {
+		b.signal(syscall.SIGSTOP)
+		time.Sleep(time.Second)
+		resumed := time.Now()
+		b.signal(syscall.SIGCONT)
+		time.Sleep(500 * time.Millisecond)
+		if b.watch.gained(resumed) {
+			stolen++
+		}
+		l.waitSoleHolder(a, 3*time.Second)
+	}
+	if masters := strings.Count(b.proc.Output(), `"to": "MASTER"`) - before; masters > 0 || stolen > 0 {
+		t.Errorf("a resumed BACKUP became MASTER in %d of %d rounds (VIP seen on it %d times) while the master was healthy%s",
+			masters, rounds, stolen, l.histories())
+	}
+}
