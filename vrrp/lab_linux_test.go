@@ -770,3 +770,51 @@ func TestLabPreemptDelay(t *testing.T) {
 		t.Errorf("returning master took over %v after entering BACKUP, want between %v and %v", took, delay, limit)
 	}
 }
+
+// With duplicate address detection on (a default Linux host; the lab
+// turns it off), a master whose link flaps gets its link-local address
+// back tentative for about a second. Adverts cannot be sent from it: a
+// node that went MASTER at once sent none, and the peer held the VIP too
+// for as long as DAD ran. It now stays in FAULT until the address is
+// usable, then preempts.
+func TestLabIPv6LinkFlapWithDAD(t *testing.T) {
+	lab := netlab.New(t, netlab.Options{Hosts: 2})
+	a, b := lab.Hosts[0], lab.Hosts[1]
+	for _, h := range lab.Hosts {
+		h.MustRun(t, "sysctl", "-q", "-w", "net.ipv6.conf.eth0.accept_dad=1", "net.ipv6.conf.eth0.dad_transmits=1")
+	}
+	cfg := func(prio uint8) vrrp.Config {
+		c := fastConfig(prio)
+		c.Family = 6
+		c.VIPs = []vrrp.VIP{{Prefix: netip.PrefixFrom(vip6, 64)}}
+		return c
+	}
+	startNode(t, a, cfg(200))
+	startNode(t, b, cfg(100))
+	waitSoleHolder(t, lab.Hosts, vip6, a, settle, 300*time.Millisecond)
+	if err := a.LinkDown(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, settle, "backup takes over", func() bool { return b.HasAddr(vip6) && !a.HasAddr(vip6) })
+	if err := a.LinkUp(); err != nil {
+		t.Fatal(err)
+	}
+	var both, longest time.Duration
+	last := time.Now()
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
+		hs := holders(lab.Hosts, vip6)
+		now := time.Now()
+		if len(hs) > 1 {
+			both += now.Sub(last)
+			longest = max(longest, both)
+		} else {
+			both = 0
+		}
+		last = now
+		time.Sleep(5 * time.Millisecond)
+	}
+	waitSoleHolder(t, lab.Hosts, vip6, a, settle, 300*time.Millisecond)
+	if longest > 300*time.Millisecond {
+		t.Fatalf("after the link came back both nodes held the IPv6 VIP for %v (adverts from a tentative address fail)", longest)
+	}
+}

@@ -338,6 +338,7 @@ func (o *linuxOS) PrimaryAddr(ifname string, family int, exclude []netip.Addr) (
 	if err != nil {
 		return netip.Addr{}, err
 	}
+	tentative := false
 	for _, a := range addrs {
 		ip, ok := netip.AddrFromSlice(a.IP)
 		if !ok {
@@ -345,6 +346,13 @@ func (o *linuxOS) PrimaryAddr(ifname string, family int, exclude []netip.Addr) (
 		}
 		ip = ip.Unmap()
 		if family == 6 && !ip.IsLinkLocalUnicast() {
+			continue
+		}
+		if family == 6 && a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) != 0 {
+			// Not usable as a source until duplicate address detection
+			// ends (after a link flap, at boot): adverts sent from it
+			// fail, and the peer, hearing none, becomes MASTER too.
+			tentative = true
 			continue
 		}
 		if family == 4 && (!ip.Is4() || a.Flags&unix.IFA_F_SECONDARY != 0) {
@@ -357,6 +365,9 @@ func (o *linuxOS) PrimaryAddr(ifname string, family int, exclude []netip.Addr) (
 		if !excluded {
 			return ip, nil
 		}
+	}
+	if tentative {
+		return netip.Addr{}, fmt.Errorf("the link-local address of %s is tentative (duplicate address detection): no advert can be sent yet", ifname)
 	}
 	return netip.Addr{}, fmt.Errorf("no IPv%d address on %s to send adverts from", family, ifname)
 }
