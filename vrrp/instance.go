@@ -84,6 +84,9 @@ type instance struct {
 	stopped  bool
 	// lastOpenErr keeps a failing socket from logging every poll.
 	lastOpenErr string
+	// dropWarned is when a peer's adverts dropped for a configuration
+	// mismatch were last logged, by reason and peer (run's goroutine).
+	dropWarned map[string]time.Time
 
 	mu     sync.Mutex
 	status InstanceStatus
@@ -314,7 +317,11 @@ func (in *instance) receive(item rxItem) {
 		in.mu.Lock()
 		in.status.Drops[reason]++
 		in.mu.Unlock()
-		in.log.Debug("advert dropped", zap.String("reason", string(reason)), zap.Error(err))
+		if peerMismatch(reason) {
+			in.warnMismatch(reason, item.r.Src, err)
+		} else {
+			in.log.Debug("advert dropped", zap.String("reason", string(reason)), zap.Error(err))
+		}
 		return
 	}
 	in.mu.Lock()
@@ -331,6 +338,39 @@ func (in *instance) receive(item rxItem) {
 	}
 	in.mu.Unlock()
 	in.exec(in.fsm.advert(in.m.now(), item.r.Src.Unmap(), p.Priority, p.Interval))
+}
+
+// peerMismatch tells the drop reasons that mean a peer of this virtual
+// router is configured differently: while they last, each node hears no
+// master and holds the VIP (a split brain).
+func peerMismatch(r DropReason) bool {
+	switch r {
+	case DropAuthMismatch, DropIntervalMismatch, DropBadVersion, DropNotPeer, DropBadTTL:
+		return true
+	}
+	return false
+}
+
+// mismatchWarnEvery bounds the warnings about one peer's dropped adverts
+// (they come every advert interval).
+const mismatchWarnEvery = time.Minute
+
+// warnMismatch logs a peer's advert dropped for a configuration mismatch
+// as a warning (keepalived logs each one), at most once a minute per peer
+// and reason.
+func (in *instance) warnMismatch(reason DropReason, src netip.Addr, err error) {
+	key := string(reason) + "/" + src.String()
+	now := in.m.now()
+	if last, ok := in.dropWarned[key]; ok && now.Sub(last) < mismatchWarnEvery {
+		in.log.Debug("advert dropped", zap.String("reason", string(reason)), zap.Error(err))
+		return
+	}
+	if in.dropWarned == nil {
+		in.dropWarned = map[string]time.Time{}
+	}
+	in.dropWarned[key] = now
+	in.log.Warn("advert from a peer dropped: configuration mismatch (both nodes may hold the VIP)",
+		zap.String("reason", string(reason)), zap.Stringer("peer", src), zap.Error(err))
 }
 
 // exec performs the state machine's actions in order.

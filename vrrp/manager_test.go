@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // fakeNet is a shared link: an advert written on a node's socket reaches
@@ -977,5 +979,41 @@ func TestManagerNoSourceAddressIsFault(t *testing.T) {
 	eventually(t, time.Second, "MASTER with an address and the link", func() bool { return m.Status()[0].State == "MASTER" })
 	if ifs := m.Interfaces(); !ifs[0].Open || ifs[0].Opens != 2 {
 		t.Fatalf("interfaces %+v, want reopened after the link came back", ifs)
+	}
+}
+
+// Adverts of this virtual router dropped because the peer is configured
+// differently (version, auth_pass, advert_int, a router between) leave
+// both nodes MASTER: that is worth a warning, not a debug line. Once per
+// minute per peer and reason: they come every advert interval.
+func TestPeerMismatchIsWarnedOncePerPeerAndReason(t *testing.T) {
+	n := &fakeNet{}
+	core, logs := observer.New(zap.WarnLevel)
+	m := newManager(zap.New(core), newFakeOS(n, "192.0.2.1"))
+	if err := m.Apply([]Config{testConfig(200)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Stop)
+	eventually(t, time.Second, "MASTER", func() bool { return m.Status()[0].State == "MASTER" })
+	src := netip.MustParseAddr("192.0.2.9")
+	v3 := Packet{Version: 3, VRID: 51, Priority: 100, Interval: testAdvert, Addrs: []netip.Addr{testVIP.Addr()}}
+	routed, _ := v3.Marshal(src, Group4, ChecksumPseudoHeader)
+	v2 := Packet{Version: 2, VRID: 51, Priority: 100, Interval: time.Second, Addrs: []netip.Addr{testVIP.Addr()}}
+	other, _ := v2.Marshal(src, Group4, ChecksumPseudoHeader)
+	for range 20 {
+		n.inject(routed, src, 64) // crossed a router
+		n.inject(other, src, 255) // VRRPv2 peer
+		time.Sleep(time.Millisecond)
+	}
+	eventually(t, time.Second, "drops counted", func() bool {
+		d := m.Status()[0].Drops
+		return d[DropBadTTL]+d[DropBadVersion]+d[DropQueueFull] == 40
+	})
+	warned := map[string]int{}
+	for _, e := range logs.FilterMessageSnippet("configuration mismatch").All() {
+		warned[e.ContextMap()["reason"].(string)]++
+	}
+	if warned[string(DropBadTTL)] != 1 || warned[string(DropBadVersion)] != 1 || len(warned) != 2 {
+		t.Fatalf("warnings by reason %v, want one for bad_ttl and one for bad_version", warned)
 	}
 }
