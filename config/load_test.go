@@ -317,7 +317,8 @@ func TestWarnings(t *testing.T) {
 			"vrrp[0].preempt: a negative track weight with preempt = false"},
 		{"negative upstream weight without preempt", upApp + "[upstream.app.health_check]\n" + vrrpHead + "preempt = false\ntrack_upstream = [\"app\"]\ntrack_upstream_weight = -30\n",
 			"vrrp[0].preempt: a negative track weight with preempt = false"},
-		{"nopreempt with state MASTER", vrrpHead + "state = \"MASTER\"\npreempt = false\n", "vrrp[0].preempt: preempt = false needs state = \"BACKUP\""},
+		{"nopreempt with state MASTER", vrrpHead + "state = \"MASTER\"\npreempt = false\n", "vrrp[0].preempt: preempt = false is ignored with state = \"MASTER\""},
+		{"preempt_delay with state MASTER", vrrpHead + "state = \"MASTER\"\npreempt_delay = \"10s\"\n", "vrrp[0].preempt_delay: ignored with state = \"MASTER\""},
 		{"preempt_delay without preempt", vrrpHead + "preempt = false\npreempt_delay = \"10s\"\n", "vrrp[0].preempt_delay: has no effect"},
 		{"v3 checksum option on v2", vrrpHead + "v3_checksum_as_v2 = true\n", "vrrp[0].v3_checksum_as_v2: only applies to version = 3"},
 		{"unused upstream", upApp + vrrpHead, "upstream.app: not used by any proxy_pass"},
@@ -688,5 +689,18 @@ func TestNothingToServeIsRefused(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "nothing to serve") {
 			t.Errorf("%s: err = %v, want \"nothing to serve\"", name, err)
 		}
+	}
+}
+
+// As keepalived, state = "MASTER" clears nopreempt and preempt_delay: a
+// file moved from keepalived keeps its failover behaviour.
+func TestStateMasterClearsNopreemptLikeKeepalived(t *testing.T) {
+	cfg := mustParse(t, vrrpHead+"state = \"MASTER\"\npreempt = false\npreempt_delay = \"10s\"\n")
+	if r := cfg.VRRP[0]; !*r.Preempt || r.PreemptDelay.Duration != 0 {
+		t.Fatalf("state MASTER: preempt %v, preempt_delay %v; want true and 0 as in keepalived", *r.Preempt, r.PreemptDelay.Duration)
+	}
+	cfg = mustParse(t, vrrpHead+"state = \"BACKUP\"\npreempt = false\n")
+	if *cfg.VRRP[0].Preempt {
+		t.Fatal("state BACKUP: preempt = false not kept")
 	}
 }

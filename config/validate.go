@@ -902,9 +902,19 @@ func (v *validator) vrrp(path string, r *VRRP, identities, names map[string]stri
 	if r.V3ChecksumAsV2 && r.Version != 3 {
 		v.warn(path+".v3_checksum_as_v2", "only applies to version = 3")
 	}
-	if !*r.Preempt && r.State == "MASTER" {
-		// keepalived ignores nopreempt with state MASTER for the same reason.
-		v.warn(path+".preempt", "preempt = false needs state = \"BACKUP\" on every node: a node starting as MASTER still takes over")
+	if r.State == "MASTER" {
+		// As keepalived ("nopreempt will not work with initial state
+		// MASTER - clearing"): a file moved from it keeps its failover
+		// behaviour, the MASTER taking the VIP back once it is up.
+		if !*r.Preempt {
+			v.warn(path+".preempt", "preempt = false is ignored with state = \"MASTER\" (as keepalived ignores nopreempt there): this node takes the VIP back; set state = \"BACKUP\" on every node to keep it from doing so")
+			preempt := true
+			r.Preempt = &preempt
+		}
+		if r.PreemptDelay.Duration > 0 {
+			v.warn(path+".preempt_delay", "ignored with state = \"MASTER\" (as in keepalived); set state = \"BACKUP\" for a delayed takeover")
+			r.PreemptDelay.Duration = 0
+		}
 	}
 	if r.PreemptDelay.Duration > 0 && !*r.Preempt {
 		v.warn(path+".preempt_delay", "has no effect with preempt = false")
