@@ -109,14 +109,9 @@ func (c *fastConn) proxy(loc *location, v *vhost) bool {
 		}
 		if x.err != nil {
 			p.Release()
-			status := http.StatusBadGateway
-			if kind == failTimeout {
-				status = http.StatusGatewayTimeout
-			}
-			s.log.Warn("upstream request failed", zap.String("upstream", pool.name), zap.String("server", p.Address()),
-				zap.String("uri", c.req.target), zap.Error(x.err))
+			logFailure(s.log, kind, pool.name, p.Address(), c.req.target, x.err)
 			x.discard()
-			return c.answerError(v, status, "")
+			return c.answerError(v, failureStatus(kind), "")
 		}
 		p.ReportSuccess()
 		ok := c.relay(p, loc, v)
@@ -148,6 +143,8 @@ func (c *fastConn) attempt(p peer, loc *location, now time.Time) {
 				var ne net.Error
 				if errors.As(err, &ne) && ne.Timeout() {
 					x.kind = failTimeout
+				} else if localDialFailure(err) {
+					x.kind = failLocal
 				}
 				return
 			}

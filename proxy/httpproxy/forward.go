@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -63,7 +64,44 @@ const (
 	failTimeout
 	failInvalidHeader
 	failStatus
+	// failLocal: this process could not connect (no descriptor, no local
+	// port): not the server's fault, and every server would fail alike.
+	failLocal
 )
+
+// localDialFailure reports whether a failed connect is this process's own
+// (out of descriptors, buffers or local ports) rather than the server's.
+func localDialFailure(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.EADDRNOTAVAIL} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// failureStatus is the answer when no attempt succeeded: 504 after a
+// timeout, 500 for the proxy's own failure (as nginx), 502 otherwise.
+func failureStatus(k failKind) int {
+	switch k {
+	case failTimeout:
+		return http.StatusGatewayTimeout
+	case failLocal:
+		return http.StatusInternalServerError
+	}
+	return http.StatusBadGateway
+}
+
+// logFailure logs the attempt that ended a request without an answer.
+func logFailure(log *zap.Logger, k failKind, upstream, server, uri string, err error) {
+	if k == failLocal {
+		log.Error("cannot connect to upstream server: this process is out of resources (not counted against the server)",
+			zap.String("upstream", upstream), zap.String("server", server), zap.String("uri", uri), zap.Error(err))
+		return
+	}
+	log.Warn("upstream request failed", zap.String("upstream", upstream), zap.String("server", server),
+		zap.String("uri", uri), zap.Error(err))
+}
 
 func (n *nextUpstream) allows(k failKind) bool {
 	if n.off {
@@ -116,7 +154,7 @@ func (n *nextUpstream) judge(p peer, kind failKind, answered bool, status int, e
 	if answered && n.status[status] && !n.off {
 		kind = failStatus
 	}
-	if kind != failNone && kind != failStatus {
+	if kind != failNone && kind != failStatus && kind != failLocal {
 		p.ReportFailure()
 	}
 	if answered {
@@ -287,6 +325,8 @@ func (pr *proxyRequest) attempt(p peer) attemptResult {
 			res.sent = false
 			if errors.As(err, &ne) && ne.Timeout() {
 				res.kind = failTimeout
+			} else if localDialFailure(err) {
+				res.kind = failLocal
 			}
 		case strings.Contains(err.Error(), "malformed"):
 			res.kind = failInvalidHeader
@@ -370,14 +410,9 @@ func (pr *proxyRequest) serve() {
 		}
 		if res.err != nil {
 			p.Release()
-			status := http.StatusBadGateway
-			if kind == failTimeout {
-				status = http.StatusGatewayTimeout
-			}
-			pr.s.log.Warn("upstream request failed", zap.String("upstream", pool.name), zap.String("server", p.Address()),
-				zap.String("uri", r.RequestURI), zap.Error(res.err))
+			logFailure(pr.s.log, kind, pool.name, p.Address(), r.RequestURI, res.err)
 			res.discard()
-			pr.s.errorResponse(pr.w, pr.vars.server, status)
+			pr.s.errorResponse(pr.w, pr.vars.server, failureStatus(kind))
 			return
 		}
 		p.ReportSuccess()

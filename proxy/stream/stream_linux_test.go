@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vipgate/vipgate/internal/netlab"
+	"github.com/vipgate/vipgate/internal/testutil"
 	"github.com/vipgate/vipgate/proxy/proxyproto"
 )
 
@@ -814,7 +815,7 @@ func TestAcceptRetriesAfterDescriptorsRunOut(t *testing.T) {
 	warm.Write([]byte("w"))
 	io.ReadFull(warm, make([]byte, 1))
 
-	restore := leaveDescriptorNumbers(t, 1) // for the client's socket only
+	restore := testutil.LeaveDescriptorNumbers(t, 1) // for the client's socket only
 	c, err := net.Dial("tcp", p.listen)
 	if err != nil {
 		restore()
@@ -949,7 +950,7 @@ func TestNoDescriptorForTheServerIsNotItsFault(t *testing.T) {
 
 	// Two numbers left: the client's socket and the proxy's accepted one;
 	// none for the socket to the server.
-	restore := leaveDescriptorNumbers(t, 2)
+	restore := testutil.LeaveDescriptorNumbers(t, 2)
 	c, err := net.Dial("tcp", p.listen)
 	if err != nil {
 		restore()
@@ -1059,7 +1060,7 @@ func TestBurstWithoutAFreeDescriptorKeepsTheStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(spareIdle + 500*time.Millisecond) // the spare pipes are closed
-	restore := leaveDescriptorNumbers(t, 0)
+	restore := testutil.LeaveDescriptorNumbers(t, 0)
 	msg := bytes.Repeat([]byte("x"), 256<<10)
 	go func() { _, _ = c.Write(msg) }()
 	got := make([]byte, len(msg))
