@@ -93,6 +93,8 @@ type UpstreamChecks struct {
 type Manager struct {
 	log       *zap.Logger
 	transport *http.Transport
+	// transportV1 and transportV2 send a PROXY header first.
+	transportV1, transportV2 *http.Transport
 
 	mu      sync.Mutex
 	checks  map[checkKey]*checker
@@ -107,18 +109,46 @@ func NewManager(log *zap.Logger) *Manager {
 		log = zap.NewNop()
 	}
 	return &Manager{
-		log: log,
-		// A fresh connection per check (as HAProxy), no proxy from the
-		// environment, bounded response head: the check sees what a new
-		// client would.
-		transport: &http.Transport{
-			Proxy:                  nil,
-			DialContext:            (&net.Dialer{}).DialContext,
-			DisableKeepAlives:      true,
-			DisableCompression:     true,
-			MaxResponseHeaderBytes: 64 << 10,
-		},
-		checks: make(map[checkKey]*checker),
+		log:       log,
+		transport: checkTransport(""),
+		// Servers behind a stream with proxy_protocol require the header
+		// on the check's connection too.
+		transportV1: checkTransport("v1"),
+		transportV2: checkTransport("v2"),
+		checks:      make(map[checkKey]*checker),
+	}
+}
+
+// checkTransport makes a fresh connection per check (as HAProxy), with no
+// proxy from the environment and a bounded response head, so the check
+// sees what a new client would. With proxyProtocol, the connection starts
+// with a PROXY header saying "no client address" (v1 UNKNOWN, v2 LOCAL).
+func checkTransport(proxyProtocol string) *http.Transport {
+	var d net.Dialer
+	dial := d.DialContext
+	if header := localProxyHeader(proxyProtocol); header != nil {
+		dial = func(ctx context.Context, network, address string) (net.Conn, error) {
+			conn, err := d.DialContext(ctx, network, address)
+			if err != nil {
+				return nil, err
+			}
+			if deadline, ok := ctx.Deadline(); ok {
+				_ = conn.SetWriteDeadline(deadline)
+			}
+			if _, err := conn.Write(header); err != nil {
+				conn.Close()
+				return nil, fmt.Errorf("send PROXY %s header: %w", proxyProtocol, err)
+			}
+			_ = conn.SetWriteDeadline(time.Time{})
+			return conn, nil
+		}
+	}
+	return &http.Transport{
+		Proxy:                  nil,
+		DialContext:            dial,
+		DisableKeepAlives:      true,
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: 64 << 10,
 	}
 }
 
@@ -185,7 +215,9 @@ func (m *Manager) Stop() {
 		delete(m.checks, key)
 	}
 	m.stopped = true
-	m.transport.CloseIdleConnections()
+	for _, t := range []*http.Transport{m.transport, m.transportV1, m.transportV2} {
+		t.CloseIdleConnections()
+	}
 }
 
 // checker is one server's check loop.

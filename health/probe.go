@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"strconv"
 	"strings"
 
@@ -30,21 +31,37 @@ func (m *Manager) httpProbe(spec CheckSpec, address string) func(context.Context
 	if path == "" {
 		path = "/"
 	}
-	url := "http://" + address + path
+	url := "http://" + address + path // for messages
+	// The URL is built, not parsed: a zoned server address
+	// ("[fe80::1%eth0]:8080") is no valid URL text.
+	target, err := neturl.Parse("http://check" + path)
+	if err != nil {
+		return func(context.Context) error { return fmt.Errorf("GET %s: %w", url, err) }
+	}
+	target.Host = address
 	expect := spec.ExpectStatus
 	if len(expect) == 0 {
 		expect = [][2]int{{200, 399}}
 	}
+	transport := m.transport
+	switch spec.ProxyProtocol {
+	case "v1":
+		transport = m.transportV1
+	case "v2":
+		transport = m.transportV2
+	}
 	client := &http.Client{
-		Transport: m.transport,
+		Transport: transport,
 		// A redirect is an answer: its status is checked, not followed.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://check/", nil)
 		if err != nil {
 			return fmt.Errorf("GET %s: %w", url, err)
 		}
+		u := *target
+		req.URL, req.Host = &u, ""
 		if spec.Host != "" {
 			req.Host = spec.Host
 		}
@@ -85,13 +102,7 @@ func rangesString(rs [][2]int) string {
 // "no client address" (v1 PROXY UNKNOWN, v2 LOCAL), so servers that require
 // a PROXY header accept the check without logging an error, then closes.
 func tcpProbe(address, proxyProtocol string) func(context.Context) error {
-	var header []byte
-	switch proxyProtocol {
-	case "v1":
-		header = mustFormat(&proxyproto.Header{Version: 1, Command: proxyproto.PROXY, TransportProtocol: proxyproto.UNSPEC})
-	case "v2":
-		header = mustFormat(&proxyproto.Header{Version: 2, Command: proxyproto.LOCAL, TransportProtocol: proxyproto.UNSPEC})
-	}
+	header := localProxyHeader(proxyProtocol)
 	var d net.Dialer
 	return func(ctx context.Context) error {
 		conn, err := d.DialContext(ctx, "tcp", address)
@@ -110,6 +121,18 @@ func tcpProbe(address, proxyProtocol string) func(context.Context) error {
 		}
 		return nil
 	}
+}
+
+// localProxyHeader is the PROXY header of a connection with no client
+// behind it (v1 UNKNOWN, v2 LOCAL), nil without proxyProtocol.
+func localProxyHeader(proxyProtocol string) []byte {
+	switch proxyProtocol {
+	case "v1":
+		return mustFormat(&proxyproto.Header{Version: 1, Command: proxyproto.PROXY, TransportProtocol: proxyproto.UNSPEC})
+	case "v2":
+		return mustFormat(&proxyproto.Header{Version: 2, Command: proxyproto.LOCAL, TransportProtocol: proxyproto.UNSPEC})
+	}
+	return nil
 }
 
 func mustFormat(h *proxyproto.Header) []byte {

@@ -195,3 +195,47 @@ func TestTCPProbe(t *testing.T) {
 		t.Errorf("closed port: %v, want connection refused", err)
 	}
 }
+
+// An HTTP check of servers behind a stream with proxy_protocol sends the
+// PROXY header first, as the stream does: before, the request alone was
+// refused by every such server, all were marked unhealthy and every
+// client was reset (with track_upstream, the node went to FAULT).
+func TestHTTPProbeSendsTheProxyHeader(t *testing.T) {
+	for _, version := range []string{"v1", "v2"} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+		srv.Listener = &proxyproto.Listener{Listener: ln} // the header is required
+		srv.Start()
+		t.Cleanup(srv.Close)
+		m := NewManager(nil)
+		t.Cleanup(m.Stop)
+		spec := CheckSpec{Type: "http", Path: "/healthz", ProxyProtocol: version}
+		if _, err := runProbe(t, m.probeFor(spec, ln.Addr().String())); err != nil {
+			t.Errorf("%s: HTTP check of a server that requires the PROXY header: %v", version, err)
+		}
+	}
+}
+
+// A server address with a zone (a link-local IPv6 server, as
+// "[fe80::1%eth0]:8080") is checked like any other: its URL was parsed
+// from text, where the zone is an invalid escape, so the check always
+// failed.
+func TestHTTPProbeOfAZonedAddress(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	m := NewManager(nil)
+	t.Cleanup(m.Stop)
+	if _, err := runProbe(t, m.probeFor(CheckSpec{Type: "http", Path: "/x?y=1"}, "[::1%lo]:"+port)); err != nil {
+		t.Errorf("HTTP check of [::1%%lo]:%s: %v", port, err)
+	}
+}
