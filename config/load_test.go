@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -702,5 +703,59 @@ func TestStateMasterClearsNopreemptLikeKeepalived(t *testing.T) {
 	cfg = mustParse(t, vrrpHead+"state = \"BACKUP\"\npreempt = false\n")
 	if *cfg.VRRP[0].Preempt {
 		t.Fatal("state BACKUP: preempt = false not kept")
+	}
+}
+
+// Link-local addresses are often written with their zone (fe80::2%eth0, as
+// ping and ip want them). Adverts arrive without one, so a zoned
+// unicast_peer never matched its sender: every advert was dropped and
+// both nodes became MASTER. The zone is the instance's interface; it is
+// dropped, and one naming another interface is refused.
+func TestVRRPAddressesLoseTheirZone(t *testing.T) {
+	v6 := "[[vrrp]]\nname = \"VI_6\"\ninterface = \"eth0\"\nvirtual_router_id = 51\nversion = 3\nvirtual_ipaddress = [\"2001:db8::100/64\"]\n"
+	cfg := mustParse(t, v6+"mcast_src_ip = \"fe80::1%eth0\"\nunicast_peer = [\"fe80::2%eth0\", \"fe80::3\"]\n")
+	r := cfg.VRRP[0]
+	if want := netip.MustParseAddr("fe80::1"); r.SourceIP != want {
+		t.Errorf("mcast_src_ip = %v, want %v", r.SourceIP, want)
+	}
+	if want := []netip.Addr{netip.MustParseAddr("fe80::2"), netip.MustParseAddr("fe80::3")}; !slices.Equal(r.UnicastPeers, want) {
+		t.Errorf("unicast_peer = %v, want %v", r.UnicastPeers, want)
+	}
+	_, err := Parse([]byte(v6+"unicast_peer = [\"fe80::2%eth1\"]\n"), "test.toml")
+	if err == nil || !strings.Contains(err.Error(), "zone %eth1 is not the instance's interface eth0") {
+		t.Errorf("peer zoned on another interface: %v", err)
+	}
+	_, err = Parse([]byte(v6+"mcast_src_ip = \"fe80::1%eth0\"\nunicast_peer = [\"fe80::1\"]\n"), "test.toml")
+	if err == nil || !strings.Contains(err.Error(), "own mcast_src_ip") {
+		t.Errorf("peer equal to the zoned source: %v", err)
+	}
+}
+
+// [::ffff:127.0.0.1]:P is bound as 127.0.0.1:P: beside 127.0.0.1:P it is
+// the same listener, refused by the check rather than at the bind.
+func TestIPv4MappedListenIsItsIPv4Address(t *testing.T) {
+	_, err := Parse([]byte(`
+[[stream]]
+listen = ["[::ffff:127.0.0.1]:1883"]
+proxy_pass = "127.0.0.1:1"
+[[stream]]
+listen = ["127.0.0.1:1883"]
+proxy_pass = "127.0.0.1:2"
+`), "test.toml")
+	if err == nil || !strings.Contains(err.Error(), "stream[1].listen") {
+		t.Fatalf("two streams on [::ffff:127.0.0.1]:1883 and 127.0.0.1:1883: %v; want the second refused", err)
+	}
+}
+
+// An IPv6 proxy_pass without brackets gets the message that says how to
+// write it, as listen and server addresses do.
+func TestUnbracketedIPv6ProxyPassSaysBrackets(t *testing.T) {
+	for name, text := range map[string]string{
+		"stream proxy_pass": "[[stream]]\nlisten = [\"127.0.0.1:9000\"]\nproxy_pass = \"::1:8080\"\n",
+		"http proxy_pass":   "[[http]]\nlisten = [\"127.0.0.1:9000\"]\n[[http.location]]\npath = \"/\"\nproxy_pass = \"http://::1:8080/\"\n",
+	} {
+		if _, err := Parse([]byte(text), "test.toml"); err == nil || !strings.Contains(err.Error(), "brackets") {
+			t.Errorf("%s = ::1:8080: %v; want the hint to write IPv6 in brackets", name, err)
+		}
 	}
 }

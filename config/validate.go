@@ -191,6 +191,9 @@ func ParseListen(addr string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("invalid listen address %q: host must be an IP address", addr)
 	}
+	// [::ffff:127.0.0.1] is bound as 127.0.0.1: the same listener, so
+	// overlaps are found before the bind fails at start.
+	ip = ip.Unmap()
 	return net.JoinHostPort(ip.String(), port), nil
 }
 
@@ -203,6 +206,12 @@ func parsePort(port string) (int, error) {
 }
 
 // checkHostPort validates an upstream address: a host name or IP and a port.
+// unbracketedIPv6 tells an IPv6 host:port written without brackets
+// ("::1:8080"), for a message that says how to write it.
+func unbracketedIPv6(hostPort string) bool {
+	return strings.Count(hostPort, ":") > 1 && !strings.Contains(hostPort, "[")
+}
+
 func checkHostPort(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -609,6 +618,9 @@ func validHeaderName(name string) bool {
 func (v *validator) parseProxyPass(s string) (*ProxyTarget, error) {
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" {
+		if host, _, _ := strings.Cut(strings.TrimPrefix(s, "http://"), "/"); unbracketedIPv6(host) {
+			return nil, fmt.Errorf("invalid URL %q: write an IPv6 address in brackets (http://[2001:db8::1]:8080)", s)
+		}
 		return nil, fmt.Errorf("invalid URL %q: want http://UPSTREAM[/uri] or http://host:port[/uri]", s)
 	}
 	if u.Scheme != "http" {
@@ -627,6 +639,9 @@ func (v *validator) parseProxyPass(s string) (*ProxyTarget, error) {
 		return t, nil
 	}
 	if err := checkHostPort(u.Host); err != nil {
+		if unbracketedIPv6(u.Host) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%q names no [upstream.%s] and is not host:port", u.Host, u.Host)
 	}
 	t.Address = u.Host
@@ -653,7 +668,11 @@ func (v *validator) stream(path string, s *Stream) {
 		}
 	default:
 		if err := checkHostPort(s.ProxyPass); err != nil {
-			v.fail(path+".proxy_pass", "%q names no [upstream.%s] and is not host:port", s.ProxyPass, s.ProxyPass)
+			if unbracketedIPv6(s.ProxyPass) {
+				v.fail(path+".proxy_pass", "%v", err)
+			} else {
+				v.fail(path+".proxy_pass", "%q names no [upstream.%s] and is not host:port", s.ProxyPass, s.ProxyPass)
+			}
 		}
 		s.Address = s.ProxyPass
 	}
@@ -838,8 +857,11 @@ func (v *validator) vrrp(path string, r *VRRP, identities, names map[string]stri
 			v.fail(path+".mcast_src_ip", "invalid address %q", r.McastSrcIP)
 		} else if r.Family != 0 && family(a) != r.Family {
 			v.fail(path+".mcast_src_ip", "address family differs from the VIPs'")
+		} else if z := a.Zone(); z != "" && z != r.Interface {
+			v.fail(path+".mcast_src_ip", "zone %%%s is not the instance's interface %s", z, r.Interface)
 		} else {
-			r.SourceIP = a
+			// The interface is the scope; received adverts carry no zone.
+			r.SourceIP = a.WithZone("")
 		}
 	}
 	r.UnicastPeers = nil
@@ -854,6 +876,14 @@ func (v *validator) vrrp(path string, r *VRRP, identities, names map[string]stri
 			v.fail(pp, "address family differs from the VIPs'")
 			continue
 		}
+		if z := a.Zone(); z != "" && z != r.Interface {
+			v.fail(pp, "zone %%%s is not the instance's interface %s", z, r.Interface)
+			continue
+		}
+		// A link-local peer is often written with its zone (fe80::2%eth0,
+		// as ping wants it); adverts are received without one, and a
+		// zoned peer never matched: both nodes became MASTER.
+		a = a.WithZone("")
 		if a == r.SourceIP {
 			v.fail(pp, "%s is this node's own mcast_src_ip; list the other nodes", a)
 			continue
@@ -872,7 +902,7 @@ func (v *validator) vrrp(path string, r *VRRP, identities, names map[string]stri
 			v.fail(path+".mcast_src_ip", "%s is also a VIP; the source must be the node's own address", a)
 		}
 		for i, peer := range r.UnicastPeer {
-			if pa, err := netip.ParseAddr(peer); err == nil && pa == a {
+			if pa, err := netip.ParseAddr(peer); err == nil && pa.WithZone("") == a {
 				v.fail(fmt.Sprintf("%s.unicast_peer[%d]", path, i), "%s is also a VIP; list the peers' own addresses", a)
 			}
 		}

@@ -515,12 +515,15 @@ func (g *listenGroup) serveH2(tc *tls.Conn, remote netip.AddrPort, local net.Add
 }
 
 func addrPortOf(a net.Addr) netip.AddrPort {
+	var ap netip.AddrPort
 	if t, ok := a.(*net.TCPAddr); ok {
-		ap := t.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		ap = t.AddrPort()
+	} else {
+		ap, _ = netip.ParseAddrPort(a.String())
 	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	// A link-local client's zone (fe80::1%eth0) is no part of its address
+	// in $remote_addr, X-Forwarded-For or a hash key, as in nginx.
+	return netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port())
 }
 
 func (s *Server) addFast(c *fastConn) bool {
