@@ -153,6 +153,11 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	return nil
 }
 
+// RefusedReload counts a reload whose file did not even load (invalid
+// configuration): the most common failed reload, a bad edit, is as
+// visible in the status and metrics as one that failed to apply.
+func (d *Daemon) RefusedReload() { d.reloadsBad.Add(1) }
+
 func (d *Daemon) apply(cfg *config.Config) error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()

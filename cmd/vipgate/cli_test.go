@@ -616,7 +616,7 @@ func TestAdminAPIAndStatusCommand(t *testing.T) {
 	cfg = strings.Replace(cfg, `access_log = "off"`, fmt.Sprintf("access_log = %q", dir+"/access.log"), 1)
 	cfg += "\n[[upstream.app.server]]\naddress = \"127.0.0.1:1\"\nmax_fails = 0\n"
 	cfgPath := writeFile(t, dir, "v.toml", cfg)
-	startNode(t, cfgPath, addr)
+	n := startNode(t, cfgPath, addr)
 	get(t, addr)
 	statusBody := func() string {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/status", adminPort))
@@ -660,6 +660,15 @@ func TestAdminAPIAndStatusCommand(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Errorf("/healthz = %d with serving listeners and no tracked upstream", resp.StatusCode)
+	}
+
+	// A reload refused for an invalid file (the usual failed reload, a bad
+	// edit) is counted as failed, as one that fails to apply.
+	writeFile(t, dir, "v.toml", strings.Replace(cfg, "[global]\n", "[global]\nlog_level = \"loud\"\n", 1))
+	n.signal(syscall.SIGHUP)
+	waitFor(t, 5*time.Second, func() bool { return strings.Contains(n.stderr.String(), "reload refused") })
+	if body := statusBody(); !strings.Contains(body, `"failed": 1`) {
+		t.Errorf("/status after a refused reload, want reloads failed 1:\n%s", body)
 	}
 
 	// With the admin API off, status says so instead of failing obscurely.

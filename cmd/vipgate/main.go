@@ -367,6 +367,7 @@ func reload(d *daemon.Daemon, access *accesslog.Writer, logger *logging.Logger, 
 		} else {
 			list = []string{err.Error()}
 		}
+		d.RefusedReload()
 		log.Error("reload refused: invalid configuration, the running one stays in force",
 			zap.String("file", path), zap.Uint64("generation", d.Generation()), zap.Strings("problems", list))
 		return
