@@ -48,8 +48,12 @@ type clientConn struct {
 	// readDeadline is the last read deadline set (unix nanos; 0 = none).
 	readDeadline atomic.Int64
 	hijacked     atomic.Bool
-	closed       atomic.Bool
-	onClose      func()
+	// sendTimeout (nanoseconds) bounds every write to the client: the
+	// request's server block sets it. net/http writes the end of a
+	// response after the handler returned, which nothing else bounds.
+	sendTimeout atomic.Int64
+	closed      atomic.Bool
+	onClose     func()
 }
 
 // bufSize is the size of a pooled read buffer of the net/http path.
@@ -61,11 +65,24 @@ func newClientConn(c net.Conn, lg *listenGroup, maxHead int) *clientConn {
 	cc := &clientConn{Conn: c, listen: lg}
 	cc.framer.maxHead = maxHead
 	cc.framer.holdUpgrades = true
+	if lg != nil && lg.dflt != nil {
+		cc.sendTimeout.Store(int64(lg.dflt.cfg.SendTimeout.Duration))
+	}
 	// IPv4-mapped addresses (a dual-stack listener) are unmapped, so that
 	// $remote_addr and ip_hash see 192.0.2.1 as nginx does.
 	cc.remote = addrPortOf(c.RemoteAddr())
 	cc.local = addrPortOf(c.LocalAddr())
 	return cc
+}
+
+// Write bounds each write by send_timeout, as nginx and the fast path do:
+// a client that stops reading is cut instead of holding the connection
+// for good. Not once upgraded: a tunnel's writes are the tunnel's.
+func (c *clientConn) Write(b []byte) (int, error) {
+	if d := time.Duration(c.sendTimeout.Load()); d > 0 && !c.hijacked.Load() {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(d))
+	}
+	return c.Conn.Write(b)
 }
 
 func (c *clientConn) Read(b []byte) (int, error) {

@@ -471,10 +471,13 @@ func (pr *proxyRequest) relay(p peer, res *attemptResult) {
 	defer copyBufPool.Put(bp)
 	buf := *bp
 	readTimeout := pr.loc.cfg.ProxyReadTimeout.Duration
-	// send_timeout between two writes to the client, as in the fast path;
-	// what net/http writes after the handler is not bounded by it.
+	// send_timeout between two writes to the client: clientConn.Write
+	// (HTTP/1); HTTP/2 by the server's own write deadline per stream.
 	sendTimeout := pr.vars.server.cfg.SendTimeout.Duration
-	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
+	h2 := pr.r.ProtoMajor == 2
+	if h2 {
+		defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
+	}
 	var received int64
 	defer func() { p.AddBytes(pr.body.size, received) }()
 	for {
@@ -485,7 +488,7 @@ func (pr *proxyRequest) relay(p peer, res *attemptResult) {
 		res.dog.stop()
 		received += int64(n)
 		if n > 0 {
-			if sendTimeout > 0 {
+			if h2 && sendTimeout > 0 {
 				_ = rc.SetWriteDeadline(time.Now().Add(sendTimeout))
 			}
 			if _, werr := pr.w.Write(buf[:n]); werr != nil {

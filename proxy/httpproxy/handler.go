@@ -32,6 +32,9 @@ func (g *listenGroup) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) route(g *listenGroup, cc *clientConn, w http.ResponseWriter, r *http.Request, rec *logRecord) {
 	host := normalizeHost(r.Host)
 	v := g.names.find(host)
+	if cc != nil && v != nil && r.ProtoMajor == 1 {
+		cc.sendTimeout.Store(int64(v.cfg.SendTimeout.Duration))
+	}
 	if s.draining.Load() && r.ProtoMajor == 1 {
 		w.Header().Set("Connection", "close")
 	}

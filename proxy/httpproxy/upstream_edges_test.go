@@ -507,3 +507,38 @@ func tlsOrPlainGet(t *testing.T, addr string, withTLS bool) string {
 	}
 	return resp.Header.Get("X-Backend")
 }
+
+// A client that pipelines requests and never reads is cut at send_timeout
+// on both front ends. On the net/http path, net/http writes the end of a
+// small response after the handler returned, with no deadline: such a
+// client held its connection and goroutines for good.
+func TestSendTimeoutCutsAPipeliningClientThatNeverReads(t *testing.T) {
+	small := strings.Repeat("s", 2000)
+	for _, withTLS := range []bool{false, true} {
+		b := startBackend(t, "b")
+		b.handle = func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, small) }
+		gw := startAppGateway(t, b.addr(), withTLS, `send_timeout = "1s"`, "")
+		c := dialFront(t, gw.addr, withTLS)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			req := []byte(strings.Repeat("GET /small HTTP/1.1\r\nHost: front.example\r\n\r\n", 100))
+			_ = c.SetWriteDeadline(time.Now().Add(12 * time.Second))
+			for i := 0; i < 400; i++ {
+				if _, err := c.Write(req); err != nil {
+					return
+				}
+			}
+		}()
+		s := gw.current.Load()
+		deadline := time.Now().Add(8 * time.Second)
+		for s.ClientConns() > 0 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if n := s.ClientConns(); n > 0 {
+			t.Errorf("TLS %v: a client that stopped reading is still connected 8 s later (send_timeout 1s; %d answers written)", withTLS, b.hits.Load())
+		}
+		c.Close()
+		<-done
+	}
+}
