@@ -80,19 +80,23 @@ type HealthCheck struct {
 
 // HTTPServer is one [[http]], nginx's server {} inside http {}.
 type HTTPServer struct {
-	Listen              []string          `toml:"listen"`
-	ServerName          []string          `toml:"server_name"`
-	TLSCertificate      string            `toml:"tls_certificate"`
-	TLSCertificateKey   string            `toml:"tls_certificate_key"`
-	ClientMaxBodySize   Size              `toml:"client_max_body_size"`
-	ClientHeaderTimeout Duration          `toml:"client_header_timeout"`
-	ClientBodyTimeout   Duration          `toml:"client_body_timeout"`
-	KeepaliveTimeout    Duration          `toml:"keepalive_timeout"`
-	SendTimeout         Duration          `toml:"send_timeout"`
-	ClientHeaderMaxSize Size              `toml:"client_header_max_size"`
-	AcceptProxyProtocol bool              `toml:"accept_proxy_protocol"`
-	ErrorPage           map[string]string `toml:"error_page"`
-	Location            []*Location       `toml:"location"`
+	Listen              []string `toml:"listen"`
+	ServerName          []string `toml:"server_name"`
+	TLSCertificate      string   `toml:"tls_certificate"`
+	TLSCertificateKey   string   `toml:"tls_certificate_key"`
+	ClientMaxBodySize   Size     `toml:"client_max_body_size"`
+	ClientHeaderTimeout Duration `toml:"client_header_timeout"`
+	ClientBodyTimeout   Duration `toml:"client_body_timeout"`
+	KeepaliveTimeout    Duration `toml:"keepalive_timeout"`
+	SendTimeout         Duration `toml:"send_timeout"`
+	ClientHeaderMaxSize Size     `toml:"client_header_max_size"`
+	AcceptProxyProtocol bool     `toml:"accept_proxy_protocol"`
+	// UnderscoresInHeaders passes client header fields whose name has an
+	// underscore; off, they are dropped, as nginx's defaults
+	// (underscores_in_headers off, ignore_invalid_headers on) do.
+	UnderscoresInHeaders bool              `toml:"underscores_in_headers"`
+	ErrorPage            map[string]string `toml:"error_page"`
+	Location             []*Location       `toml:"location"`
 
 	// ErrorPages maps a status code to a file, from ErrorPage.
 	ErrorPages map[int]string `toml:"-"`

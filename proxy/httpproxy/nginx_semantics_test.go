@@ -223,3 +223,27 @@ func rawExchangeMaybeTLS(t *testing.T, addr string, withTLS bool, raw string) st
 	out, _ := io.ReadAll(c)
 	return string(out)
 }
+
+// Client fields with an underscore in their name are dropped, as by
+// nginx's defaults: a CGI-style server maps X_Real_IP and X-Real-IP to
+// the same variable, so a client could spoof what the proxy sets.
+// underscores_in_headers = true passes them, as in nginx.
+func TestUnderscoredFieldsDroppedLikeNginx(t *testing.T) {
+	raw := "GET /x HTTP/1.1\r\nHost: front.example\r\nX_Real_IP: 6.6.6.6\r\nX-Plain: ok\r\nConnection: close\r\n\r\n"
+	for _, withTLS := range []bool{false, true} {
+		for _, allow := range []bool{false, true} {
+			b := startBackend(t, "one")
+			gw := startAppGateway(t, b.addr(), withTLS, fmt.Sprintf("underscores_in_headers = %v", allow), "")
+			out := rawExchangeMaybeTLS(t, gw.addr, withTLS, raw)
+			resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(out)), nil)
+			if err != nil {
+				t.Fatalf("answer %q: %v", out, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			s := decodeSeen(t, string(body))
+			if _, passed := s.Header["X_real_ip"]; passed != allow || s.Header.Get("X-Plain") != "ok" {
+				t.Errorf("TLS %v, underscores_in_headers %v: X_Real_IP passed %v, X-Plain %q", withTLS, allow, passed, s.Header.Get("X-Plain"))
+			}
+		}
+	}
+}

@@ -344,6 +344,10 @@ func (u *upstreamHead) appendTo(b []byte, addr string) []byte {
 	}
 	b = append(b, "\r\n"...)
 
+	// nginx drops client fields with an underscore in their name unless
+	// underscores_in_headers is on: a CGI-style server maps X_Real_IP and
+	// X-Real-IP alike, so one would spoof a field the proxy sets.
+	dropUnderscored := u.vars == nil || u.vars.server == nil || !u.vars.server.cfg.UnderscoresInHeaders
 	var conn connectionTokens
 	if req.hdr.std != nil {
 		for _, v := range req.hdr.std["Connection"] {
@@ -352,7 +356,7 @@ func (u *upstreamHead) appendTo(b []byte, addr string) []byte {
 		for name, vv := range req.hdr.std {
 			// net/http validated what it read; a map filled otherwise
 			// must not break the head either.
-			if n := []byte(name); !isToken(n) || !passRequestField(n, &conn, u.rules) {
+			if n := []byte(name); !isToken(n) || !passRequestField(n, &conn, u.rules) || dropUnderscored && indexByteString(name, '_') >= 0 {
 				continue
 			}
 			for _, v := range vv {
@@ -378,7 +382,7 @@ func (u *upstreamHead) appendTo(b []byte, addr string) []byte {
 			if !ok {
 				break
 			}
-			if passRequestField(n, &conn, u.rules) {
+			if passRequestField(n, &conn, u.rules) && !(dropUnderscored && indexByteBytes(n, '_') >= 0) {
 				b = append(b, n...)
 				b = append(b, ": "...)
 				b = append(b, v...)
