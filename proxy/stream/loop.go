@@ -356,7 +356,11 @@ func (lp *loop) turn(evs []unix.EpollEvent) {
 			continue
 		}
 		if a := lp.accepts[fd]; a != nil && evs[i].Pad == 0 {
-			lp.accept(a)
+			// Backing off after EMFILE: each new connection would fail
+			// (and log) again; retryAccepts takes the queue when due.
+			if a.retryAt.IsZero() {
+				lp.accept(a)
+			}
 		} else if int(fd) == lp.wakefd {
 			lp.runPosted()
 		}

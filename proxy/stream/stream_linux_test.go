@@ -17,10 +17,14 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/sys/unix"
 
 	"github.com/vipgate/vipgate/internal/netlab"
 	"github.com/vipgate/vipgate/internal/testutil"
+	"github.com/vipgate/vipgate/proxy"
 	"github.com/vipgate/vipgate/proxy/proxyproto"
 )
 
@@ -842,6 +846,58 @@ func TestAcceptRetriesAfterDescriptorsRunOut(t *testing.T) {
 	}
 	if st := l.Status(); !st.Serving {
 		t.Errorf("after the retry the listener reports %+v, want serving", st)
+	}
+}
+
+// TestAcceptBackoffIsNotRestartedByEachConnection: while the process is
+// out of descriptors, each connection arriving at a stream listener made
+// the event loops try accept4 again and log a warning, whatever the
+// back-off said (two warnings per connection in a flood). The back-off
+// now holds: about one try, and one warning, per step.
+func TestAcceptBackoffIsNotRestartedByEachConnection(t *testing.T) {
+	be := startBackend(t, "127.0.0.1", echo)
+	p := newProxy(t, "127.0.0.1", func(l string) string { return streamConf(l, be.addr, "", "") })
+	core, logs := observer.New(zapcore.WarnLevel)
+	p.ls.Close()
+	p.ls = proxy.NewListeners(zap.New(core))
+	if err := p.ls.Apply(map[string]proxy.Handler{p.listen: p.cur.Load().Handler(p.listen)}); err != nil {
+		t.Fatal(err)
+	}
+	warm := p.dial()
+	warm.Write([]byte("w"))
+	io.ReadFull(warm, make([]byte, 1))
+
+	// The clients' sockets are made before the descriptors run out.
+	const clients = 300
+	ap := netip.MustParseAddrPort(p.listen)
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	for range clients {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fds = append(fds, fd)
+	}
+	restore := testutil.LeaveDescriptorNumbers(t, 0)
+	for _, fd := range fds {
+		if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}); err != nil {
+			restore()
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	warnings := logs.FilterMessage("accept failed").Len()
+	restore()
+	// Back-off 5 ms, 10 ms, ... 1 s, per event loop: a handful of tries
+	// in the half second this took.
+	if warnings > 20 {
+		t.Fatalf("%d \"accept failed\" warnings for %d connections while out of descriptors, want one per back-off step", warnings, clients)
 	}
 }
 
