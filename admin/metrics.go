@@ -129,9 +129,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, u := range st.Upstreams {
 		gauge(descUpstreamAvail, b2f(u.Available), u.Name)
 		for _, s := range u.Servers {
-			// A backup server can be picked (while no primary can), a full
-			// one as soon as a connection ends.
-			gauge(descServerUp, b2f(s.State == "up" || s.State == "backup" || s.State == "full"), u.Name, s.Address)
+			// As the balancer decides: a backup server can be picked (while
+			// no primary can), a full one as soon as a connection ends, a
+			// failed one once fail_timeout passed (the next request probes
+			// it; it may get none for long on an idle node).
+			gauge(descServerUp, b2f(s.Pickable), u.Name, s.Address)
 			gauge(descServerActive, float64(s.Active), u.Name, s.Address)
 			counter(descServerReqs, s.Requests, u.Name, s.Address)
 			counter(descServerFails, s.Failures, u.Name, s.Address)

@@ -111,6 +111,9 @@ type ServerStatus struct {
 	Reason  string `json:"reason"` // why, when not up
 	Weight  int    `json:"weight"`
 	Backup  bool   `json:"backup"`
+	// Pickable: the balancer may give it a request now (a failed server
+	// is again once fail_timeout passed: the next request probes it).
+	Pickable bool `json:"pickable"`
 	// Failures counts failed attempts (passive) since start.
 	Failures uint64 `json:"failures"`
 	Active   int64  `json:"active"`

@@ -36,6 +36,10 @@ type ServerStatus struct {
 	Backup   bool
 	Weight   int
 	MaxConns int
+	// Pickable: the balancer may give it a request now (ignoring
+	// max_conns): not down, not unhealthy, and not passively failed
+	// within fail_timeout (past it, the next request probes the server).
+	Pickable bool
 
 	Failures      int    // current passive failure count (nginx "fails"), reset by a success after fail_timeout
 	FailuresTotal uint64 // every reported failure since the server was first configured
@@ -163,14 +167,16 @@ func (st *serverState) statusLocked(now int64) ServerStatus {
 		state, reason = StateFull, fmt.Sprintf("%d active connections (max_conns %d)", conns, st.cfg.MaxConns)
 	}
 	s := ServerStatus{
-		Upstream:      st.upstream,
-		Address:       st.address,
-		State:         state,
-		Reason:        reason,
-		Since:         time.Unix(0, st.lastChange),
-		Backup:        st.cfg.Backup,
-		Weight:        st.cfg.Weight,
-		MaxConns:      st.cfg.MaxConns,
+		Upstream: st.upstream,
+		Address:  st.address,
+		State:    state,
+		Reason:   reason,
+		Since:    time.Unix(0, st.lastChange),
+		Backup:   st.cfg.Backup,
+		Weight:   st.cfg.Weight,
+		MaxConns: st.cfg.MaxConns,
+		Pickable: !st.cfg.Down && !st.unhealth.Load() &&
+			!(st.failedLocked() && now-st.checked.Load() <= int64(st.cfg.FailTimeout)),
 		Failures:      int(st.fails.Load()),
 		FailuresTotal: st.failuresTotal.Load(),
 		ActiveConns:   conns,

@@ -453,3 +453,27 @@ func TestReaddedServerKeepsItsOpenConnections(t *testing.T) {
 		t.Errorf("%d states kept for removed servers without connections", n)
 	}
 }
+
+// Pickable says what the balancer does: a failed server is not pickable
+// within fail_timeout and is again after it (the next request probes it),
+// although its state stays "failed" until a request succeeds. The metric
+// server_up follows it: on an idle node a recovered server kept server_up
+// at 0, and alerts firing, for as long as no request came.
+func TestPickableFollowsFailTimeout(t *testing.T) {
+	tab, clk := newTestTable()
+	specs := servers(1, 1)
+	specs[0].MaxFails = 1
+	u := mustBuild(t, tab, UpstreamSpec{Servers: specs})
+	a := u.Servers()[0]
+	if !a.Status().Pickable {
+		t.Fatal("a new server is not pickable")
+	}
+	a.ReportFailure()
+	if st := a.Status(); st.State != StateFailed || st.Pickable {
+		t.Fatalf("within fail_timeout: %s, pickable %v; want failed, not pickable", st.State, st.Pickable)
+	}
+	clk.Advance(10*time.Second + time.Millisecond)
+	if st := a.Status(); st.State != StateFailed || !st.Pickable {
+		t.Fatalf("after fail_timeout: %s, pickable %v; want failed and pickable (the next request probes it)", st.State, st.Pickable)
+	}
+}

@@ -74,7 +74,7 @@ func (d *Daemon) Status() admin.Status {
 				resp[fmt.Sprintf("%dxx", i+1)] = n
 			}
 			us.Servers = append(us.Servers, admin.ServerStatus{
-				Address: ss.Address, State: ss.State, Reason: ss.Reason, Weight: ss.Weight, Backup: ss.Backup,
+				Address: ss.Address, State: ss.State, Reason: ss.Reason, Weight: ss.Weight, Backup: ss.Backup, Pickable: ss.Pickable,
 				Failures: ss.FailuresTotal, Active: ss.ActiveConns, Requests: ss.Requests, Responses: resp, ResponseTime: h,
 			})
 		}
