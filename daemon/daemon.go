@@ -339,7 +339,11 @@ func healthChecks(cfg *config.Config, ups map[string]*balancer.Upstream) map[str
 	out := map[string]health.UpstreamChecks{}
 	for name, u := range cfg.Upstream {
 		hc := u.HealthCheck
-		if hc == nil || ups[name] == nil {
+		if ups[name] == nil {
+			continue
+		}
+		if hc == nil {
+			out[name] = health.UpstreamChecks{} // configured, not checked
 			continue
 		}
 		spec := health.CheckSpec{

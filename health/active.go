@@ -85,7 +85,7 @@ func (s CheckSpec) equal(o CheckSpec) bool {
 // UpstreamChecks is the check of one upstream and the servers it applies to
 // (the current generation's, usually Upstream.Servers()).
 type UpstreamChecks struct {
-	Spec    CheckSpec
+	Spec    CheckSpec // Type "": the upstream is configured without a check
 	Servers []*balancer.Server
 }
 
@@ -152,11 +152,14 @@ func checkTransport(proxyProtocol string) *http.Transport {
 	}
 }
 
-// Apply makes the running checks those of checks (key: upstream name).
+// Apply makes the running checks those of checks (key: upstream name,
+// every configured upstream, with an empty Spec when it has no check).
 // A check whose upstream, address and spec are unchanged keeps running with
 // its rise/fall counts; removed ones stop; new or changed ones start, their
-// first result deciding. When an upstream loses its health check, its
-// servers are marked healthy again (the passive state is untouched).
+// first result deciding. When an upstream that is still configured loses
+// its health check, its servers are marked healthy again (the passive
+// state is untouched); a removed upstream's servers are left alone (not
+// reported "up" for servers nobody uses any more).
 // Invalid specs are logged and skipped; the config layer validates first.
 func (m *Manager) Apply(checks map[string]UpstreamChecks) {
 	m.mu.Lock()
@@ -171,6 +174,9 @@ func (m *Manager) Apply(checks map[string]UpstreamChecks) {
 	}
 	wanted := make(map[checkKey]want)
 	for name, uc := range checks {
+		if uc.Spec.Type == "" {
+			continue
+		}
 		if err := uc.Spec.Validate(); err != nil {
 			m.log.Error("health check not started: invalid spec", zap.String("upstream", name), zap.Error(err))
 			continue
@@ -195,7 +201,7 @@ func (m *Manager) Apply(checks map[string]UpstreamChecks) {
 		if ok {
 			decided[key] = c.decided.Load()
 		}
-		if _, upstreamChecked := checks[key.upstream]; !upstreamChecked {
+		if uc, configured := checks[key.upstream]; configured && uc.Spec.Type == "" {
 			c.server.Load().SetActiveHealth(true, "active health check removed")
 		}
 	}

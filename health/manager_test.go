@@ -193,7 +193,7 @@ func TestApplyKeepsUnchangedChecksAcrossReloads(t *testing.T) {
 	// Removing the health check stops it and leaves the server usable.
 	b.status.Store(503)
 	waitEvent(t, ev, b.address()+" unhealthy", 5*time.Second)
-	m.Apply(map[string]UpstreamChecks{})
+	m.Apply(map[string]UpstreamChecks{"app": {}})
 	waitEvent(t, ev, b.address()+" up: active health check removed", 5*time.Second)
 	hits := b.hits.Load()
 	time.Sleep(100 * time.Millisecond)
@@ -287,5 +287,28 @@ func TestChangedCheckKeepsItsDecision(t *testing.T) {
 	}
 	if st := u.Servers()[0].Status(); st.State != "up" {
 		t.Errorf("server %s after one failure past a reload, want up", st.State)
+	}
+}
+
+// Removing a whole upstream (its check with it) reports nothing about its
+// servers: they were reported "up: active health check removed", a dead
+// server coming back, for an upstream that no longer exists.
+func TestRemovedUpstreamIsNotReportedUp(t *testing.T) {
+	b := newBackend(t, 503)
+	tab := balancer.NewTable(nil)
+	ev := events(tab)
+	u := build(t, tab, b.address(), "127.0.0.1:1")
+	m := NewManager(zaptest.NewLogger(t))
+	defer m.Stop()
+	m.Apply(map[string]UpstreamChecks{"app": {Spec: httpSpec(20 * time.Millisecond), Servers: u.Servers()[:1]}})
+	waitEvent(t, ev, b.address()+" unhealthy", 5*time.Second)
+	m.Apply(map[string]UpstreamChecks{})
+	select {
+	case e := <-ev:
+		t.Errorf("after the upstream was removed: event %q", e)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if len(m.checks) != 0 {
+		t.Errorf("%d checks still registered", len(m.checks))
 	}
 }
