@@ -314,3 +314,43 @@ func TestAdminListenSamePortOtherAddress(t *testing.T) {
 		t.Fatalf("admin API after a failed reload: %v", err)
 	}
 }
+
+// A stop whose time ran out says connections were cut only when some
+// were: a MASTER alone waits for a new master up to shutdown_timeout,
+// and a stop with nothing open was reported "shutdown_timeout reached:
+// remaining connections closed" (a warning) all the same.
+func TestStopReportsCutConnectionsOnlyWhenThereWereSome(t *testing.T) {
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(2 * time.Second)
+		}
+	}))
+	defer slow.Close()
+	for _, busy := range []bool{false, true} {
+		dir := t.TempDir()
+		listen := freeAddr(t)
+		stream := fmt.Sprintf("[[stream]]\nlisten = [%q]\nproxy_pass = %q\n", freeAddr(t), slow.Listener.Addr().String())
+		d, err := Start(loadCfg(t, dir, fmt.Sprintf(reviewCfg, dir, slow.Listener.Addr(), listen, stream, "g1")), Options{Log: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		if busy {
+			go func() {
+				defer close(done)
+				if resp, err := http.Get("http://" + listen + "/slow"); err == nil {
+					resp.Body.Close()
+				}
+			}()
+			time.Sleep(200 * time.Millisecond)
+		} else {
+			close(done)
+		}
+		// The time runs out at once (as a lone MASTER's wait would use it).
+		err = d.Stop(time.Nanosecond)
+		if busy != (err != nil) {
+			t.Errorf("busy %v: Stop = %v", busy, err)
+		}
+		<-done
+	}
+}

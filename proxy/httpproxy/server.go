@@ -28,6 +28,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -696,23 +697,32 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		c.closeIfIdle(true)
 	}
 	var wg sync.WaitGroup
+	var cut atomic.Bool // a connection was still busy at the deadline
 	for _, g := range s.groups {
 		for _, hs := range g.servers() {
 			wg.Add(1)
 			go func(hs *http.Server) {
 				defer wg.Done()
-				_ = hs.Shutdown(ctx)
+				// Its error may be the listener's close: only the
+				// deadline means a busy connection was left.
+				if err := hs.Shutdown(ctx); err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+					cut.Store(true)
+				}
 			}(hs)
 		}
 	}
 	wg.Wait()
 	tick := time.NewTicker(20 * time.Millisecond)
-	for ctx.Err() == nil {
+	for {
 		_, active := s.fastConns()
 		s.mu.Lock()
 		n := len(s.tunnels) + active
 		s.mu.Unlock()
 		if n == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			cut.Store(true)
 			break
 		}
 		select {
@@ -739,7 +749,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		p.transport.CloseIdleConnections()
 		p.conns.closeAll()
 	}
-	return ctx.Err()
+	if cut.Load() {
+		return ctx.Err()
+	}
+	return nil
 }
 
 // probeConn marks Probe's in-process connection: its request is answered

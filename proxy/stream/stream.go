@@ -265,9 +265,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
-	s.abortAll(endShutdown)
+	cut := s.abortAll(endShutdown)
 	<-done
 	s.closeEngine()
+	if cut == 0 {
+		return nil // nothing was left to cut after all
+	}
 	return ctx.Err()
 }
 
@@ -278,7 +281,9 @@ func (s *Server) closeEngine() {
 	}
 }
 
-func (s *Server) abortAll(why endReason) {
+// abortAll ends every stream (why says how, in its access log line) and
+// returns how many there were.
+func (s *Server) abortAll(why endReason) int {
 	s.mu.Lock()
 	list := make([]*session, 0, len(s.sessions))
 	for ss := range s.sessions {
@@ -288,6 +293,7 @@ func (s *Server) abortAll(why endReason) {
 	for _, ss := range list {
 		ss.lp.post(posted{op: opAbort, ss: ss, why: why})
 	}
+	return len(list)
 }
 
 // add registers a new session, or reports false when draining.
