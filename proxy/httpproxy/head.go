@@ -353,7 +353,16 @@ type framer struct {
 	holdUpgrades bool
 	upgrading    bool  // the message being framed asks for a switch
 	heads        int64 // request heads framed
+	// excess is chunked framing beyond an allowance per chunk, trailer
+	// the trailer section's size so far: both bounded, as in net/http
+	// ("too much non-data"), so a body of 1-byte chunks with long
+	// extensions, or endless trailers, cannot be read without end.
+	excess  int64
+	trailer int
 }
+
+// maxChunkExcess bounds chunked framing overhead (Go's net/http value).
+const maxChunkExcess = 16 << 10
 
 type frameState uint8
 
@@ -419,6 +428,7 @@ func (f *framer) feed(b []byte) (consumed, drop int, err error) {
 			switch {
 			case h.Chunked:
 				f.state = stateChunkSize
+				f.excess, f.trailer = 0, 0
 			case h.ContentLength > 0:
 				f.state, f.remaining = stateBody, h.ContentLength
 			default:
@@ -462,6 +472,16 @@ func (f *framer) feed(b []byte) (consumed, drop int, err error) {
 			if err != nil {
 				return pos, 0, err
 			}
+			// As net/http: 16 bytes of framing per chunk, and twice its
+			// data, come free; more, over a whole body, is refused.
+			if size > maxChunkExcess {
+				f.excess = 0
+			} else if f.excess += int64(i+1) + 2 - 16 - 2*size; f.excess < 0 {
+				f.excess = 0
+			}
+			if f.excess > maxChunkExcess {
+				return pos, 0, badRequest("chunked encoding contains too much non-data")
+			}
 			pos += i + 1
 			if size == 0 {
 				f.state = stateTrailer
@@ -483,6 +503,9 @@ func (f *framer) feed(b []byte) (consumed, drop int, err error) {
 				// As for chunk size lines, only CRLF: net/http takes a
 				// bare LF here in some places and not in others.
 				return pos, 0, badRequest("trailer line not ended by CRLF")
+			}
+			if f.trailer += next - pos; f.trailer > f.maxHead {
+				return pos, 0, &HeadError{Status: 431, Reason: "trailer too large"}
 			}
 			if len(line) == 0 {
 				pos = next

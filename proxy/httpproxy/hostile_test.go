@@ -2,6 +2,7 @@ package httpproxy
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -40,5 +41,39 @@ func TestEndlessInterimResponsesAreABadResponse(t *testing.T) {
 	if !strings.HasPrefix(out, "HTTP/1.1 502") || time.Since(start) > 2*time.Second {
 		t.Fatalf("after %v (server sent %d MiB of 100 Continue): %.40q; want a 502 at once",
 			time.Since(start).Round(time.Millisecond), sent.Load()>>20, out)
+	}
+}
+
+// Chunked framing is bounded like the body: endless trailers, or 1-byte
+// chunks wrapped in long extensions, were read for as long as the client
+// sent them (only chunk data counted against client_max_body_size). The
+// trailer section is bounded by client_header_max_size (431), framing
+// overhead as in net/http (400).
+func TestChunkedFramingOverheadIsBounded(t *testing.T) {
+	b := startBackend(t, "b")
+	gw := startAppGateway(t, b.addr(), false, `client_max_body_size = "1MB"`, "")
+	for _, tc := range []struct{ name, start, unit, status string }{
+		{"trailers", "0\r\n", "X-Pad: yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\r\n", "431"},
+		{"extensions", "", "1;" + strings.Repeat("e", 4000) + "\r\nA\r\n", "400"},
+	} {
+		c, err := net.Dial("tcp", gw.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		go func() {
+			_, _ = io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"+tc.start)
+			batch := []byte(strings.Repeat(tc.unit, (64<<10)/len(tc.unit)))
+			for sent := 0; sent < 16<<20; sent += len(batch) {
+				if _, err := c.Write(batch); err != nil {
+					return
+				}
+			}
+		}()
+		out, _ := io.ReadAll(c)
+		c.Close()
+		if !strings.HasPrefix(string(out), "HTTP/1.1 "+tc.status) {
+			t.Errorf("%s: answered %.40q, want %s before 16 MiB of framing", tc.name, out, tc.status)
+		}
 	}
 }
