@@ -29,7 +29,7 @@ var (
 	descServerReqs    = prometheus.NewDesc("vipgate_upstream_server_requests_total", "Requests or streams sent.", []string{"upstream", "server"}, nil)
 	descServerFails   = prometheus.NewDesc("vipgate_upstream_server_failures_total", "Failed attempts.", []string{"upstream", "server"}, nil)
 	descServerResp    = prometheus.NewDesc("vipgate_upstream_server_responses_total", "Upstream responses by status class.", []string{"upstream", "server", "code"}, nil)
-	descServerTime    = prometheus.NewDesc("vipgate_upstream_response_seconds", "Upstream response time.", []string{"upstream", "server"}, nil)
+	descServerTime    = prometheus.NewDesc("vipgate_upstream_response_seconds", "Time until the upstream server's response head arrived (nginx $upstream_header_time).", []string{"upstream", "server"}, nil)
 	descStreamActive  = prometheus.NewDesc("vipgate_stream_upstream_active", "Open streams by upstream.", []string{"upstream"}, nil)
 	descStreamTotal   = prometheus.NewDesc("vipgate_stream_total", "Connected streams.", []string{"upstream"}, nil)
 	descStreamBytes   = prometheus.NewDesc("vipgate_stream_bytes_total", "Bytes forwarded, by direction (to_upstream, to_client).", []string{"upstream", "direction"}, nil)

@@ -115,6 +115,9 @@ func (c *fastConn) proxy(loc *location, v *vhost) bool {
 		}
 		p.ReportSuccess()
 		ok := c.relay(p, loc, v)
+		// $upstream_response_time runs until the whole response was
+		// received, as in nginx (the head's time was recorded above).
+		c.rec.upTimes[len(c.rec.upTimes)-1] = time.Since(t0)
 		p.Release()
 		return ok
 	}

@@ -417,6 +417,9 @@ func (pr *proxyRequest) serve() {
 		}
 		p.ReportSuccess()
 		defer p.Release() // also when relay aborts the connection
+		// $upstream_response_time runs until the whole response was
+		// received, as in nginx; also when relay aborts.
+		defer func() { pr.rec.upTimes[len(pr.rec.upTimes)-1] = time.Since(t0) }()
 		pr.relay(p, &res)
 		return
 	}

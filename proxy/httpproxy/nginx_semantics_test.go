@@ -247,3 +247,32 @@ func TestUnderscoredFieldsDroppedLikeNginx(t *testing.T) {
 		}
 	}
 }
+
+// $upstream_response_time (the access log's last field) runs until the
+// whole response was received, as in nginx; it stopped at the response
+// head, hiding a server slow to send its body.
+func TestUpstreamResponseTimeCoversTheBody(t *testing.T) {
+	for _, withTLS := range []bool{false, true} {
+		b := startBackend(t, "one")
+		b.handle = func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "10")
+			w.WriteHeader(http.StatusOK)
+			w.(http.Flusher).Flush()
+			time.Sleep(300 * time.Millisecond)
+			_, _ = io.WriteString(w, "0123456789")
+		}
+		gw := startAppGateway(t, b.addr(), withTLS, "", "")
+		rawExchangeMaybeTLS(t, gw.addr, withTLS, "GET /slow HTTP/1.1\r\nHost: front.example\r\nConnection: close\r\n\r\n")
+		deadline := time.Now().Add(2 * time.Second)
+		for !strings.Contains(gw.access.String(), "/slow") && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		fields := strings.Fields(gw.access.String())
+		if len(fields) == 0 {
+			t.Fatalf("TLS %v: no access log line", withTLS)
+		}
+		if last := fields[len(fields)-1]; last < "0.300" {
+			t.Errorf("TLS %v: $upstream_response_time %s, want >= 0.300 (the server took 0.3 s to send its body): %s", withTLS, last, gw.access.String())
+		}
+	}
+}
