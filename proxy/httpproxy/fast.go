@@ -69,6 +69,10 @@ type fastConn struct {
 
 	remote                                  netip.AddrPort
 	remoteStr, portStr, localPort, localStr string
+	// firstHead is when the first request's head must be complete:
+	// client_header_timeout from the accept, as in nginx, with the PROXY
+	// header's time in it (not restarted by a first byte).
+	firstHead time.Time
 
 	// Read buffer: pending bytes are buf[r:w]; nil while idle.
 	buf    *[]byte
@@ -110,9 +114,9 @@ type fastConn struct {
 
 // serveFast runs a plain client connection on the fast path; pending are
 // bytes already read past a PROXY protocol header.
-func (g *listenGroup) serveFast(nc net.Conn, remote, local netip.AddrPort, pending []byte, probe bool) {
+func (g *listenGroup) serveFast(nc net.Conn, remote, local netip.AddrPort, pending []byte, probe bool, accepted time.Time) {
 	s := g.s
-	c := &fastConn{g: g, s: s, nc: nc, probe: probe, remote: remote}
+	c := &fastConn{g: g, s: s, nc: nc, probe: probe, remote: remote, firstHead: accepted.Add(g.dflt.cfg.ClientHeaderTimeout.Duration)}
 	if sc, ok := nc.(syscall.Conn); ok && !probe {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
@@ -299,13 +303,15 @@ func (c *fastConn) serve() bool {
 	cfg := g.dflt.cfg
 	headerTimeout := cfg.ClientHeaderTimeout.Duration
 	first := true
+	// The first request's whole head is due at firstHead: the wait for
+	// its first byte and the head itself share it.
+	c.rd.at = c.firstHead
+	_ = c.nc.SetReadDeadline(c.firstHead)
 	for {
+		firstHead := first
 		if c.r == c.w {
 			c.releaseBuf()
 			wait := cfg.KeepaliveTimeout.Duration
-			if first {
-				wait = headerTimeout
-			}
 			if !c.setIdle(first) {
 				return false
 			}
@@ -313,7 +319,9 @@ func (c *fastConn) serve() bool {
 				wait = drainGrace
 				c.rd.forget()
 			}
-			c.rd.set(time.Now(), wait, c.nc.SetReadDeadline)
+			if !first {
+				c.rd.set(time.Now(), wait, c.nc.SetReadDeadline)
+			}
 			if c.state.Load() == int32(fastClosing) {
 				// Drain or Shutdown marked the connection closing and moved
 				// its deadline just before the line above moved it back.
@@ -333,7 +341,7 @@ func (c *fastConn) serve() bool {
 			}
 		}
 		first = false
-		if he := c.readHead(headerTimeout); he != nil {
+		if he := c.readHead(headerTimeout, firstHead); he != nil {
 			if he.Status != 0 {
 				c.refuse(he)
 			}
@@ -360,9 +368,10 @@ func (c *fastConn) serve() bool {
 
 // readHead reads until a complete head is pending at c.r and parses it. A
 // nil result is a head; a HeadError with Status 0 ends the connection
-// silently (EOF or timeout before any byte).
-func (c *fastConn) readHead(timeout time.Duration) *HeadError {
-	armed := false
+// silently (EOF or timeout before any byte). armed: the read deadline
+// already bounds this head (the first request's); otherwise timeout
+// starts when a head is found incomplete.
+func (c *fastConn) readHead(timeout time.Duration, armed bool) *HeadError {
 	for {
 		// Empty lines before a request line are skipped (RFC 9112 2.2).
 		skip, h, err := parseNextHead(c.pending(), c.g.maxHead)

@@ -77,3 +77,47 @@ func TestChunkedFramingOverheadIsBounded(t *testing.T) {
 		}
 	}
 }
+
+// client_header_timeout bounds the whole first head from the accept, as in
+// nginx: a client trickling its head got the timeout twice (once before
+// its first byte, again after it), three times behind a PROXY header.
+func TestHeaderTimeoutCoversTheWholeFirstHead(t *testing.T) {
+	for _, tc := range []struct{ name, extra, proxyHeader string }{
+		{"plain", "", ""},
+		{"PROXY protocol", "accept_proxy_protocol = true", "PROXY TCP4 192.0.2.1 192.0.2.2 1000 80\r\n"},
+	} {
+		b := startBackend(t, "b")
+		gw := startAppGateway(t, b.addr(), false, `client_header_timeout = "1s"`+"\n"+tc.extra, "")
+		c, err := net.Dial("tcp", gw.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			time.Sleep(600 * time.Millisecond)
+			if tc.proxyHeader != "" {
+				if _, err := io.WriteString(c, tc.proxyHeader); err != nil {
+					return
+				}
+				time.Sleep(300 * time.Millisecond)
+			}
+			head := "GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-Slow: y\r\n", 100)
+			for i := 0; i < len(head); i++ {
+				if _, err := c.Write([]byte{head[i]}); err != nil {
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+		_ = c.SetReadDeadline(time.Now().Add(8 * time.Second))
+		out, _ := io.ReadAll(c)
+		took := time.Since(start)
+		c.Close()
+		<-done
+		if !strings.HasPrefix(string(out), "HTTP/1.1 408") || took > 1400*time.Millisecond {
+			t.Errorf("%s: a trickled head was answered %.30q after %v, want 408 after about 1 s", tc.name, out, took.Round(10*time.Millisecond))
+		}
+	}
+}

@@ -430,12 +430,13 @@ type connKey struct{}
 // (HTTP/1.x) or the HTTP/2 server.
 func (g *listenGroup) ServeConn(c net.Conn) {
 	s := g.s
+	accepted := time.Now()
 	if !s.connOpened() {
 		_ = c.Close()
 		return
 	}
 	if pc, ok := c.(*probeConn); ok {
-		g.serveFast(pc, netip.AddrPort{}, netip.AddrPort{}, nil, true)
+		g.serveFast(pc, netip.AddrPort{}, netip.AddrPort{}, nil, true, accepted)
 		return
 	}
 	var remote netip.AddrPort
@@ -462,7 +463,7 @@ func (g *listenGroup) ServeConn(c net.Conn) {
 		if !remote.IsValid() {
 			remote = addrPortOf(c.RemoteAddr())
 		}
-		g.serveFast(c, remote, addrPortOf(local), pending, false)
+		g.serveFast(c, remote, addrPortOf(local), pending, false, accepted)
 		return
 	}
 	isTLS := false
