@@ -13,9 +13,11 @@ import (
 // by TCP_DEFER_ACCEPT until the client sends), and a connection waiting
 // to be accepted; neither once the proxy has it.
 func TestConnectionsArriving(t *testing.T) {
-	vip := netip.MustParseAddr("127.0.0.1")
-	other := netip.MustParseAddr("127.0.0.9")
-	ln := listenDeferAccept(t, "127.0.0.1:0")
+	// An address of its own: the count covers the whole host, and the
+	// tests of other packages, run at the same time, use 127.0.0.1.
+	vip := netip.MustParseAddr("127.0.83.1")
+	other := netip.MustParseAddr("127.0.83.9")
+	ln := listenDeferAccept(t, "127.0.83.1:0")
 	count := func(vips ...netip.Addr) int {
 		t.Helper()
 		n, err := connectionsArriving(vips)
