@@ -5,7 +5,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -460,6 +462,15 @@ func (c *fastConn) relay(p peer, loc *location, v *vhost) bool {
 		received += n
 		c.rec.bytes += n
 		remaining -= n
+		if remaining >= spoolMin && remaining <= spoolMax && !extra && *loc.cfg.ProxyBuffering {
+			sp, err := newSpool("")
+			if err == nil {
+				k, ok := c.relaySpooled(sp, loc, remaining, !resp.close, cut)
+				received += k
+				return ok
+			}
+			c.s.log.Warn("proxy_buffering: cannot make a temporary file, relaying at the client's pace", zap.Error(err))
+		}
 		if remaining > spliceMin && !extra {
 			// A large rest goes socket to socket in the kernel (splice),
 			// proxy_read_timeout re-armed for each step.
@@ -791,10 +802,80 @@ func (c *fastConn) tunnel(p peer, loc *location, v *vhost) bool {
 	return false
 }
 
-// spliceN copies n bytes from up to the client; net.TCPConn's ReadFrom
-// splices an *io.LimitedReader of a TCP connection (the one kept in c, so
-// that nothing is allocated).
-func (c *fastConn) spliceN(up net.Conn, n int64) (int64, error) {
+// relaySpooled sends the rest of a Content-Length body (remaining bytes)
+// through sp: the server's connection is drained at the server's pace and
+// goes back to the pool (keep) as soon as the whole body is in the file,
+// while the client gets it at its own pace from the file (sendfile). It
+// returns the bytes sent to the client.
+func (c *fastConn) relaySpooled(sp *spool, loc *location, remaining int64, keep bool, cut func(error) bool) (int64, bool) {
+	x := &c.x
+	uc := x.uc
+	x.uc = nil // fill owns the server's connection now
+	readTimeout := loc.cfg.ProxyReadTimeout.Duration
+	pool := &loc.pool.conns
+	// Whether the connection goes back to the pool is decided once, by
+	// fill at its end or by an abort (the client left) before it.
+	var mu sync.Mutex
+	finished, aborted := false, false
+	sp.start(func(dst *os.File, progress func(int64)) error {
+		var err error
+		for left := remaining; left > 0 && err == nil; {
+			uc.rd.set(time.Now(), readTimeout, uc.nc.SetReadDeadline)
+			var k int64
+			k, err = io.CopyN(dst, uc.nc, min(left, spliceStep))
+			left -= k
+			progress(k)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		finished = true
+		if err == nil && keep && !aborted {
+			pool.put(uc, time.Now())
+			return nil
+		}
+		_ = uc.nc.Close()
+		switch {
+		case aborted:
+			return errClientGone
+		case err == io.EOF:
+			return io.ErrUnexpectedEOF
+		case isTimeout(err):
+			return errReadTimeout
+		}
+		return err
+	})
+	defer sp.close()
+	abort := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !finished {
+			aborted = true
+			_ = uc.nc.SetReadDeadline(time.Unix(1, 0))
+		}
+	}
+	var sent int64
+	for sent < remaining {
+		n, err := sp.waitFor(sent)
+		if n == 0 {
+			return sent, cut(err)
+		}
+		c.armSend()
+		k, err := c.spliceN(sp.r, n)
+		sent += k
+		c.rec.bytes += k
+		if err != nil {
+			abort()
+			c.rec.status = 499
+			return sent, false
+		}
+	}
+	return sent, true
+}
+
+// spliceN copies n bytes from src (a TCP connection or a file) to the
+// client; net.TCPConn's ReadFrom splices, or sends the file, from an
+// *io.LimitedReader (the one kept in c, so that nothing is allocated).
+func (c *fastConn) spliceN(up io.Reader, n int64) (int64, error) {
 	rf, ok := c.nc.(io.ReaderFrom)
 	if !ok {
 		return io.CopyN(c.nc, up, n)

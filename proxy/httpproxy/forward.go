@@ -9,6 +9,7 @@ import (
 	"net/http/httptrace"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -483,12 +484,51 @@ func (pr *proxyRequest) relay(p peer, res *attemptResult) {
 	}
 	var received int64
 	defer func() { p.AddBytes(pr.body.size, received) }()
+	// A large body goes through a spool with proxy_buffering on, so that
+	// a slow client does not hold the server (as the fast path).
+	var src io.Reader = resp.Body
+	var sp *spool
+	if *pr.loc.cfg.ProxyBuffering && !flush && resp.ContentLength >= spoolMin && resp.ContentLength <= spoolMax {
+		var err error
+		if sp, err = newSpool(""); err != nil {
+			pr.s.log.Warn("proxy_buffering: cannot make a temporary file, relaying at the client's pace", zap.Error(err))
+		} else {
+			// Read to its end, the body frees its connection for reuse.
+			sp.start(func(dst *os.File, progress func(int64)) error {
+				fb := copyBufPool.Get().(*[]byte)
+				defer copyBufPool.Put(fb)
+				for {
+					res.dog.arm(readTimeout, errReadTimeout)
+					n, err := resp.Body.Read(*fb)
+					res.dog.stop()
+					if n > 0 {
+						if _, werr := dst.Write((*fb)[:n]); werr != nil {
+							return werr
+						}
+						progress(int64(n))
+					}
+					if err == io.EOF {
+						return nil
+					}
+					if err != nil {
+						return err
+					}
+				}
+			})
+			defer sp.close()
+			src = sp
+		}
+	}
 	for {
-		res.dog.arm(readTimeout, errReadTimeout)
-		n, err := resp.Body.Read(buf)
+		if sp == nil {
+			res.dog.arm(readTimeout, errReadTimeout)
+		}
+		n, err := src.Read(buf)
 		// proxy_read_timeout is the server's: not running while a slow
 		// client takes the bytes (send_timeout bounds that).
-		res.dog.stop()
+		if sp == nil {
+			res.dog.stop()
+		}
 		received += int64(n)
 		if n > 0 {
 			if h2 && sendTimeout > 0 {
@@ -496,6 +536,9 @@ func (pr *proxyRequest) relay(p peer, res *attemptResult) {
 			}
 			if _, werr := pr.w.Write(buf[:n]); werr != nil {
 				pr.rec.status = 499
+				if sp != nil {
+					res.cancel(errClientGone) // ends the spool's reads
+				}
 				return
 			}
 			if flush {

@@ -194,14 +194,15 @@ func TestUpgradeAnsweredAfterCloseLongLivedIsClosed(t *testing.T) {
 // with it: it cannot hold a server's connection (and a max_conns slot) for
 // good. Large Content-Length bodies go by splice, chunked ones through
 // the copy buffer, TLS through net/http: each path has its own writes.
+// (4 GiB bodies: more than proxy_buffering spools.)
 func TestSendTimeoutClosesAClientThatStopsReading(t *testing.T) {
 	for _, tc := range []struct {
 		name, head string
 		tls        bool
 	}{
-		{"content-length", "HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n", false},
+		{"content-length", "HTTP/1.1 200 OK\r\nContent-Length: 4294967296\r\n\r\n", false},
 		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false},
-		{"tls", "HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n", true},
+		{"tls", "HTTP/1.1 200 OK\r\nContent-Length: 4294967296\r\n\r\n", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			serverGaveUp := make(chan error, 1)
