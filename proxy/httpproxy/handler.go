@@ -30,6 +30,10 @@ func (g *listenGroup) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) route(g *listenGroup, cc *clientConn, w http.ResponseWriter, r *http.Request, rec *logRecord) {
+	if hostRefused(r.Host) {
+		s.errorResponse(w, g.names.dflt, http.StatusBadRequest)
+		return
+	}
 	host := normalizeHost(r.Host)
 	v := g.names.find(host)
 	if cc != nil && v != nil && r.ProtoMajor == 1 {

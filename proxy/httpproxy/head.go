@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -200,8 +201,8 @@ func ParseRequestHead(b []byte, max int) (RequestHead, error) {
 			}
 			h.Chunked = true
 		case asciiEqualFold(name, "host"):
-			if !httpguts.ValidHostHeader(bstr(value)) {
-				// net/http refuses these too.
+			if !httpguts.ValidHostHeader(bstr(value)) || hostRefused(bstr(value)) {
+				// net/http refuses the first ones too.
 				return h, badRequest("invalid Host header")
 			}
 			hostCount++
@@ -575,4 +576,12 @@ ext:
 		}
 	}
 	return size, nil
+}
+
+// hostRefused is what nginx refuses in a Host beyond net/http's check: an
+// empty host before a port (":80", "::1": an IPv6 address needs brackets)
+// and a zone in an IPv6 literal ("[fe80::1%eth0]"), which names an
+// interface of the client's, not a host.
+func hostRefused(h string) bool {
+	return strings.HasPrefix(h, ":") || strings.HasPrefix(h, "[") && strings.Contains(h, "%")
 }

@@ -50,3 +50,25 @@ proxy_set_header = { X-Remote = "$remote_addr" }
 		t.Errorf("access log line %q, want it to start with fe80::1234", log)
 	}
 }
+
+// nginx answers 400 to a Host with no host before its port ("::1", an
+// IPv6 address without brackets, made $host ":") and to an IPv6 literal
+// with a zone, in the Host field or an absolute-form target.
+func TestIPv6HostsNginxRefuses(t *testing.T) {
+	b := startBackend(t, "one")
+	for _, withTLS := range []bool{false, true} {
+		gw := startAppGateway(t, b.addr(), withTLS, "", "")
+		for _, req := range []string{
+			"GET /x HTTP/1.1\r\nHost: ::1\r\nConnection: close\r\n\r\n",
+			"GET /x HTTP/1.1\r\nHost: :80\r\nConnection: close\r\n\r\n",
+			"GET http://[fe80::1%25eth0]:8080/x HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n",
+		} {
+			if out := rawExchangeMaybeTLS(t, gw.addr, withTLS, req); !strings.HasPrefix(out, "HTTP/1.1 400") {
+				t.Errorf("TLS %v: %q answered %.30q, want 400 as nginx", withTLS, req, out)
+			}
+		}
+		if out := rawExchangeMaybeTLS(t, gw.addr, withTLS, "GET /x HTTP/1.1\r\nHost: [::1]:80\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(out, "HTTP/1.1 200") {
+			t.Errorf("TLS %v: Host [::1]:80 answered %.30q, want 200", withTLS, out)
+		}
+	}
+}
