@@ -157,6 +157,7 @@ func ParseRequestHead(b []byte, max int) (RequestHead, error) {
 		connUpgrade        bool
 		connKeepAlive      bool
 		hasUpgradeHeader   bool
+		clText             []byte // the first Content-Length's value
 	)
 	for {
 		line, next, err := nextLine(b, pos)
@@ -190,9 +191,13 @@ func ParseRequestHead(b []byte, max int) (RequestHead, error) {
 			if !ok {
 				return h, badRequest("invalid Content-Length %q", truncate(value, 40))
 			}
-			if h.ContentLength >= 0 && h.ContentLength != n {
+			// A repeated field must repeat the same text, as net/http
+			// wants ("05" and "5" are refused: a backend may read one and
+			// not the other).
+			if clText != nil && !bytes.Equal(clText, value) {
 				return h, badRequest("two different Content-Length values")
 			}
+			clText = value
 			h.ContentLength = n
 		case asciiEqualFold(name, "transfer-encoding"):
 			teCount++
