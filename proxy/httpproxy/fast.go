@@ -69,6 +69,9 @@ type fastConn struct {
 
 	remote                                  netip.AddrPort
 	remoteStr, portStr, localPort, localStr string
+	// upEnd frees the server of the request being relayed (see
+	// upstreamEnd).
+	upEnd upstreamEnd
 	// firstHead is when the first request's head must be complete:
 	// client_header_timeout from the accept, as in nginx, with the PROXY
 	// header's time in it (not restarted by a first byte).

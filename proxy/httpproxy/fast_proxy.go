@@ -116,11 +116,13 @@ func (c *fastConn) proxy(loc *location, v *vhost) bool {
 			return c.answerError(v, failureStatus(kind), "")
 		}
 		p.ReportSuccess()
+		c.upEnd.reset(p, t0)
 		ok := c.relay(p, loc, v)
 		// $upstream_response_time runs until the whole response was
-		// received, as in nginx (the head's time was recorded above).
-		c.rec.upTimes[len(c.rec.upTimes)-1] = time.Since(t0)
-		p.Release()
+		// received, as in nginx (the head's time was recorded above):
+		// when the relay ends, or earlier when a spool took it all.
+		c.upEnd.end()
+		c.rec.upTimes[len(c.rec.upTimes)-1] = c.upEnd.elapsed()
 		return ok
 	}
 }
@@ -403,6 +405,10 @@ func (c *fastConn) relay(p peer, loc *location, v *vhost) bool {
 	uc := x.uc
 	up := uc.nc
 	reusable := false
+	// spliced: the body went by splice, which reads exactly its length;
+	// bytes a server sent beyond it are found before the connection is
+	// kept (they would be the next request's answer).
+	spliced := false
 	var received int64
 	defer func() { p.AddBytes(c.body.size, received) }()
 	write := func(out []byte) bool {
@@ -464,16 +470,22 @@ func (c *fastConn) relay(p peer, loc *location, v *vhost) bool {
 		remaining -= n
 		if remaining >= spoolMin && remaining <= spoolMax && !extra && *loc.cfg.ProxyBuffering {
 			sp, err := newSpool("")
-			if err == nil {
-				k, ok := c.relaySpooled(sp, loc, remaining, !resp.close, cut)
+			if err != nil {
+				c.s.log.Warn("proxy_buffering: cannot make a temporary file, relaying at the client's pace", zap.Error(err))
+			} else {
+				k, fellBack, ok := c.relaySpooled(sp, loc, remaining, !resp.close, cut)
 				received += k
-				return ok
+				if !fellBack || !ok {
+					return ok
+				}
+				remaining -= k // the rest straight from the server
+				uc = x.uc
 			}
-			c.s.log.Warn("proxy_buffering: cannot make a temporary file, relaying at the client's pace", zap.Error(err))
 		}
 		if remaining > spliceMin && !extra {
 			// A large rest goes socket to socket in the kernel (splice),
 			// proxy_read_timeout re-armed for each step.
+			spliced = true
 			for remaining > 0 {
 				step := remaining
 				if step > spliceStep {
@@ -686,7 +698,7 @@ func (c *fastConn) relay(p peer, loc *location, v *vhost) bool {
 			return false
 		}
 	}
-	if reusable && !resp.close && x.uc != nil {
+	if reusable && !resp.close && x.uc != nil && (!spliced || x.uc.idleClean()) {
 		loc.pool.conns.put(x.uc, x.done)
 		x.uc = nil
 	}
@@ -806,40 +818,48 @@ func (c *fastConn) tunnel(p peer, loc *location, v *vhost) bool {
 // through sp: the server's connection is drained at the server's pace and
 // goes back to the pool (keep) as soon as the whole body is in the file,
 // while the client gets it at its own pace from the file (sendfile). It
-// returns the bytes sent to the client.
-func (c *fastConn) relaySpooled(sp *spool, loc *location, remaining int64, keep bool, cut func(error) bool) (int64, bool) {
+// returns the bytes sent to the client; fellBack when the file could not
+// take the body (disk full): the rest then comes straight from the
+// server, whose connection is back in c.x.uc.
+func (c *fastConn) relaySpooled(sp *spool, loc *location, remaining int64, keep bool, cut func(error) bool) (sent int64, fellBack, ok bool) {
 	x := &c.x
 	uc := x.uc
 	x.uc = nil // fill owns the server's connection now
 	readTimeout := loc.cfg.ProxyReadTimeout.Duration
 	pool := &loc.pool.conns
-	// Whether the connection goes back to the pool is decided once, by
-	// fill at its end or by an abort (the client left) before it.
+	// What becomes of the connection is decided once, by fill at its end
+	// or by an abort (the client left) before it.
 	var mu sync.Mutex
 	finished, aborted := false, false
 	sp.start(func(dst *os.File, progress func(int64)) error {
-		var err error
-		for left := remaining; left > 0 && err == nil; {
+		bp := upBufPool.Get().(*[]byte)
+		defer upBufPool.Put(bp)
+		err := sp.fillFrom(dst, progress, uc.nc, remaining, *bp, func() {
 			uc.rd.set(time.Now(), readTimeout, uc.nc.SetReadDeadline)
-			var k int64
-			k, err = io.CopyN(dst, uc.nc, min(left, spliceStep))
-			left -= k
-			progress(k)
-		}
+		})
 		mu.Lock()
 		defer mu.Unlock()
 		finished = true
-		if err == nil && keep && !aborted {
-			pool.put(uc, time.Now())
+		switch {
+		case aborted:
+			_ = uc.nc.Close()
+			return errClientGone
+		case errors.Is(err, errSpoolFull):
+			fellBack = true // the relay takes the connection back
+			return err
+		case err == nil:
+			// Bytes the server sent beyond its Content-Length would be
+			// the next request's answer: such a connection is not kept.
+			if keep && uc.idleClean() {
+				pool.put(uc, time.Now())
+			} else {
+				_ = uc.nc.Close()
+			}
+			c.upEnd.end() // the whole response is in
 			return nil
 		}
 		_ = uc.nc.Close()
-		switch {
-		case aborted:
-			return errClientGone
-		case err == io.EOF:
-			return io.ErrUnexpectedEOF
-		case isTimeout(err):
+		if isTimeout(err) {
 			return errReadTimeout
 		}
 		return err
@@ -853,11 +873,25 @@ func (c *fastConn) relaySpooled(sp *spool, loc *location, remaining int64, keep 
 			_ = uc.nc.SetReadDeadline(time.Unix(1, 0))
 		}
 	}
-	var sent int64
 	for sent < remaining {
 		n, err := sp.waitFor(sent)
 		if n == 0 {
-			return sent, cut(err)
+			if !errors.Is(err, errSpoolFull) {
+				return sent, false, cut(err)
+			}
+			// fill ended (waitFor saw done): the connection is ours again.
+			x.uc = uc
+			c.s.log.Warn("proxy_buffering: the temporary file is full, the rest goes at the client's pace",
+				zap.String("upstream", loc.pool.name), zap.String("uri", c.req.target), zap.Error(err))
+			if len(sp.tail) > 0 {
+				if c.write(sp.tail) != nil {
+					c.rec.status = 499
+					return sent, true, false
+				}
+				sent += int64(len(sp.tail))
+				c.rec.bytes += int64(len(sp.tail))
+			}
+			return sent, true, true
 		}
 		c.armSend()
 		k, err := c.spliceN(sp.r, n)
@@ -866,10 +900,10 @@ func (c *fastConn) relaySpooled(sp *spool, loc *location, remaining int64, keep 
 		if err != nil {
 			abort()
 			c.rec.status = 499
-			return sent, false
+			return sent, false, false
 		}
 	}
-	return sent, true
+	return sent, false, true
 }
 
 // spliceN copies n bytes from src (a TCP connection or a file) to the

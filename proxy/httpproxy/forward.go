@@ -417,11 +417,17 @@ func (pr *proxyRequest) serve() {
 			return
 		}
 		p.ReportSuccess()
-		defer p.Release() // also when relay aborts the connection
-		// $upstream_response_time runs until the whole response was
-		// received, as in nginx; also when relay aborts.
-		defer func() { pr.rec.upTimes[len(pr.rec.upTimes)-1] = time.Since(t0) }()
-		pr.relay(p, &res)
+		end := &upstreamEnd{}
+		end.reset(p, t0)
+		// The server's slot is freed and $upstream_response_time taken
+		// when the whole response was received, as in nginx: when the
+		// relay ends (also when it aborts), or earlier when a spool took
+		// it all.
+		defer func() {
+			end.end()
+			pr.rec.upTimes[len(pr.rec.upTimes)-1] = end.elapsed()
+		}()
+		pr.relay(p, &res, end)
 		return
 	}
 }
@@ -438,7 +444,7 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 // relay writes the upstream response to the client. Once its header is
 // written nothing can be retried: a failure mid-body aborts the client
 // connection so the client sees a truncated response, not a complete one.
-func (pr *proxyRequest) relay(p peer, res *attemptResult) {
+func (pr *proxyRequest) relay(p peer, res *attemptResult, end *upstreamEnd) {
 	defer res.discard()
 	resp := res.resp
 	if resp.StatusCode == http.StatusSwitchingProtocols {
@@ -488,46 +494,47 @@ func (pr *proxyRequest) relay(p peer, res *attemptResult) {
 	// a slow client does not hold the server (as the fast path).
 	var src io.Reader = resp.Body
 	var sp *spool
-	if *pr.loc.cfg.ProxyBuffering && !flush && resp.ContentLength >= spoolMin && resp.ContentLength <= spoolMax {
+	spooling := false
+	if *pr.loc.cfg.ProxyBuffering && !flush && pr.r.Method != http.MethodHead && resp.Body != http.NoBody &&
+		resp.ContentLength >= spoolMin && resp.ContentLength <= spoolMax {
 		var err error
 		if sp, err = newSpool(""); err != nil {
 			pr.s.log.Warn("proxy_buffering: cannot make a temporary file, relaying at the client's pace", zap.Error(err))
 		} else {
-			// Read to its end, the body frees its connection for reuse.
 			sp.start(func(dst *os.File, progress func(int64)) error {
 				fb := copyBufPool.Get().(*[]byte)
 				defer copyBufPool.Put(fb)
-				for {
-					res.dog.arm(readTimeout, errReadTimeout)
-					n, err := resp.Body.Read(*fb)
-					res.dog.stop()
-					if n > 0 {
-						if _, werr := dst.Write((*fb)[:n]); werr != nil {
-							return werr
-						}
-						progress(int64(n))
-					}
-					if err == io.EOF {
-						return nil
-					}
-					if err != nil {
-						return err
-					}
+				err := sp.fillFrom(dst, progress, resp.Body, -1, *fb, func() { res.dog.arm(readTimeout, errReadTimeout) })
+				res.dog.stop()
+				if err == nil {
+					// Read to its end, the body freed its connection
+					// for reuse: the server is done with.
+					end.end()
 				}
+				return err
 			})
 			defer sp.close()
-			src = sp
+			src, spooling = sp, true
 		}
 	}
 	for {
-		if sp == nil {
+		if !spooling {
 			res.dog.arm(readTimeout, errReadTimeout)
 		}
 		n, err := src.Read(buf)
 		// proxy_read_timeout is the server's: not running while a slow
 		// client takes the bytes (send_timeout bounds that).
-		if sp == nil {
+		if !spooling {
 			res.dog.stop()
+		}
+		if spooling && errors.Is(err, errSpoolFull) {
+			// The file is full (disk, size limit): what fill read and
+			// could not write goes first, then the rest straight from the
+			// server at the client's pace.
+			pr.s.log.Warn("proxy_buffering: the temporary file is full, the rest goes at the client's pace",
+				zap.String("upstream", pr.loc.pool.name), zap.String("uri", pr.r.RequestURI), zap.Error(err))
+			src, spooling = resp.Body, false
+			n, err = copy(buf, sp.tail), nil // tail: at most one read of a buffer this size
 		}
 		received += int64(n)
 		if n > 0 {
@@ -536,7 +543,7 @@ func (pr *proxyRequest) relay(p peer, res *attemptResult) {
 			}
 			if _, werr := pr.w.Write(buf[:n]); werr != nil {
 				pr.rec.status = 499
-				if sp != nil {
+				if spooling {
 					res.cancel(errClientGone) // ends the spool's reads
 				}
 				return

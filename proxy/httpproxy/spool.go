@@ -1,9 +1,11 @@
 package httpproxy
 
 import (
+	"errors"
 	"io"
 	"os"
 	"sync/atomic"
+	"time"
 )
 
 // spool takes a large response body from its server into an unlinked
@@ -23,6 +25,18 @@ type spool struct {
 	done   chan struct{} // closed when fill returned
 	err    error         // fill's error; read after done
 	read   int64         // how much Read returned
+	// tail is what fill read but could not write (errSpoolFull): the
+	// relay sends it, then the rest straight from the server.
+	tail []byte
+}
+
+// errSpoolFull ends a fill whose file cannot take more (disk full, file
+// size limit): the response goes on without the spool, not cut.
+var errSpoolFull = errors.New("proxy_buffering: the temporary file cannot grow")
+
+// spoolFull tells a failed write to the file from other errors.
+func spoolFull(err error) error {
+	return errors.Join(errSpoolFull, err)
 }
 
 // spoolMin is the body size from which a response is spooled: smaller
@@ -103,6 +117,44 @@ func (sp *spool) Read(p []byte) (int, error) {
 	return k, err
 }
 
+// fillFrom is the usual fill: it reads src into the file (through buf),
+// n bytes or to its end when n < 0, re-arming the server's read timeout
+// with arm before each read, and reports each piece as it is written (the
+// client gets the bytes as they come, not in big steps). A write that
+// fails keeps what was read in sp.tail and ends with errSpoolFull.
+func (sp *spool) fillFrom(dst *os.File, progress func(int64), src io.Reader, n int64, buf []byte, arm func()) error {
+	for n != 0 {
+		b := buf
+		if n > 0 && int64(len(b)) > n {
+			b = b[:n]
+		}
+		arm()
+		k, rerr := src.Read(b)
+		if k > 0 {
+			w, werr := dst.Write(b[:k])
+			progress(int64(w))
+			if werr != nil {
+				sp.tail = append([]byte(nil), b[w:k]...)
+				return spoolFull(werr)
+			}
+			if n > 0 {
+				n -= int64(k)
+			}
+		}
+		switch {
+		case rerr == io.EOF && n < 0:
+			return nil
+		case rerr == io.EOF:
+			return io.ErrUnexpectedEOF
+		case rerr != nil:
+			return rerr
+		case k == 0:
+			return io.ErrNoProgress
+		}
+	}
+	return nil
+}
+
 // close waits for fill (the caller has made it end: the body is complete,
 // or its source was closed) and closes the file.
 func (sp *spool) close() {
@@ -110,3 +162,33 @@ func (sp *spool) close() {
 	_ = sp.w.Close()
 	_ = sp.r.Close()
 }
+
+// upstreamEnd ends a request's use of its server once: when the whole
+// response is in (a spool's fill) or when the relay ends, whichever comes
+// first. Then the balancer's slot is freed (max_conns, least_conn count
+// the server busy no longer) and $upstream_response_time is taken, as
+// nginx does once it has read the response, however long the client
+// then takes.
+type upstreamEnd struct {
+	p     peer
+	t0    time.Time
+	ended atomic.Bool
+	took  atomic.Int64 // nanoseconds
+}
+
+func (e *upstreamEnd) reset(p peer, t0 time.Time) {
+	e.p, e.t0 = p, t0
+	e.ended.Store(false)
+	e.took.Store(0)
+}
+
+// end records the time and frees the server's slot, the first time only.
+func (e *upstreamEnd) end() {
+	if e.ended.CompareAndSwap(false, true) {
+		e.took.Store(int64(time.Since(e.t0)))
+		e.p.Release()
+	}
+}
+
+// elapsed is $upstream_response_time, after end.
+func (e *upstreamEnd) elapsed() time.Duration { return time.Duration(e.took.Load()) }
