@@ -2,7 +2,6 @@ package httpproxy
 
 import (
 	"bufio"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -211,10 +210,7 @@ func rawExchangeMaybeTLS(t *testing.T, addr string, withTLS bool, raw string) st
 	if !withTLS {
 		return rawExchange(t, addr, raw)
 	}
-	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialFront(t, addr, true)
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.WriteString(c, raw); err != nil {

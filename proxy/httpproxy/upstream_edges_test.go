@@ -456,17 +456,7 @@ func TestErrorFromAReplacedGenerationEndsTheConnection(t *testing.T) {
 				"[[http.location]]\npath = \"/\"\nproxy_pass = \"http://app\"\n"
 		}
 		gw := startGateway(t, cfg(blue))
-		var c net.Conn
-		var err error
-		if withTLS {
-			c, err = tls.Dial("tcp", gw.addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
-		} else {
-			c, err = net.Dial("tcp", gw.addr)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dialFront(t, gw.addr, withTLS)
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 		br := bufio.NewReader(c)
 		ask := func() (*http.Response, string) {
