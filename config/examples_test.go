@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -128,5 +129,27 @@ func TestExamplePairsAgree(t *testing.T) {
 	}
 	if pairs < 4 {
 		t.Errorf("found %d node-a/node-b pairs, want 4", pairs)
+	}
+}
+
+// A server whose locations send $host upstream has a server_name, as the
+// tutorials' servers do: $host falls back to it for a request without a
+// Host (HTTP/1.0), and without one the server got "Host: :8888" where the
+// tutorial's nginx sent "localhost:8888".
+func TestExamplesNameTheServerWhereHostIsSent(t *testing.T) {
+	for _, path := range exampleFiles(t) {
+		cfg, err := Load(path)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		for i, h := range cfg.HTTP {
+			for _, l := range h.Location {
+				for name, value := range l.ProxySetHeader {
+					if strings.Contains(value, "$host") && len(h.ServerName) == 0 {
+						t.Errorf("%s: http[%d] sends %s = %q with no server_name for $host to fall back to", path, i, name, value)
+					}
+				}
+			}
+		}
 	}
 }
