@@ -482,12 +482,7 @@ func (pr *proxyRequest) relay(p peer, res *attemptResult, end *upstreamEnd) {
 	buf := *bp
 	readTimeout := pr.loc.cfg.ProxyReadTimeout.Duration
 	// send_timeout between two writes to the client: clientConn.Write
-	// (HTTP/1); HTTP/2 by the server's own write deadline per stream.
-	sendTimeout := pr.vars.server.cfg.SendTimeout.Duration
-	h2 := pr.r.ProtoMajor == 2
-	if h2 {
-		defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
-	}
+	// (HTTP/1), countingWriter (HTTP/2).
 	var received int64
 	defer func() { p.AddBytes(pr.body.size, received) }()
 	// A large body goes through a spool with proxy_buffering on, so that
@@ -538,9 +533,6 @@ func (pr *proxyRequest) relay(p peer, res *attemptResult, end *upstreamEnd) {
 		}
 		received += int64(n)
 		if n > 0 {
-			if h2 && sendTimeout > 0 {
-				_ = rc.SetWriteDeadline(time.Now().Add(sendTimeout))
-			}
 			if _, werr := pr.w.Write(buf[:n]); werr != nil {
 				pr.rec.status = 499
 				if spooling {

@@ -36,8 +36,13 @@ func (s *Server) route(g *listenGroup, cc *clientConn, w http.ResponseWriter, r 
 	}
 	host := normalizeHost(r.Host)
 	v := g.names.find(host)
-	if cc != nil && v != nil && r.ProtoMajor == 1 {
-		cc.sendTimeout.Store(int64(v.cfg.SendTimeout.Duration))
+	if v != nil {
+		if r.ProtoMajor == 1 && cc != nil {
+			cc.sendTimeout.Store(int64(v.cfg.SendTimeout.Duration))
+		}
+		if cw, ok := w.(*countingWriter); ok && r.ProtoMajor == 2 {
+			cw.sendTimeout = v.cfg.SendTimeout.Duration
+		}
 	}
 	if s.draining.Load() && r.ProtoMajor == 1 {
 		w.Header().Set("Connection", "close")

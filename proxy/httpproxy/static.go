@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // serveStatic serves root + uri as nginx's root directive does. uri is the
@@ -65,6 +66,10 @@ func (s *Server) serveStatic(w http.ResponseWriter, r *http.Request, v *vhost, r
 type countingWriter struct {
 	http.ResponseWriter
 	rec *logRecord
+	// sendTimeout bounds each write of an HTTP/2 stream (HTTP/1 writes
+	// are bounded by clientConn.Write). The deadline is left in place when
+	// the handler returns: net/http flushes the stream's last bytes then.
+	sendTimeout time.Duration
 }
 
 func (c *countingWriter) WriteHeader(code int) {
@@ -75,6 +80,9 @@ func (c *countingWriter) WriteHeader(code int) {
 func (c *countingWriter) Write(b []byte) (int, error) {
 	if c.rec.status == 0 {
 		c.rec.status = http.StatusOK
+	}
+	if c.sendTimeout > 0 {
+		_ = http.NewResponseController(c.ResponseWriter).SetWriteDeadline(time.Now().Add(c.sendTimeout))
 	}
 	n, err := c.ResponseWriter.Write(b)
 	c.rec.bytes += int64(n)
