@@ -548,6 +548,13 @@ func (pr *proxyRequest) relay(p peer, res *attemptResult, end *upstreamEnd) {
 			break
 		}
 		if err != nil {
+			if pr.r.Context().Err() != nil {
+				// The client left (an HTTP/2 stream reset): the read from
+				// the server (or its spool) was cancelled for it.
+				pr.rec.status = 499
+				res.dog.stop()
+				return
+			}
 			if c := context.Cause(resp.Request.Context()); c != nil && c != context.Canceled {
 				err = c
 			}

@@ -2,8 +2,10 @@ package httpproxy
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -127,5 +129,56 @@ root = %q
 	t.Logf("static: %q after %d bytes", how, got)
 	if how == "" {
 		t.Errorf("200000-byte static file, client window 1000, never updated: stream still open 5s later (send_timeout 1s), %d bytes received", got)
+	}
+}
+
+// An HTTP/2 client that resets its stream mid-download releases the
+// server's request at once and is logged 499 (client gone), with or
+// without the spool; with it, the reset was logged as "upstream response
+// cut" and status 200.
+func TestH2ResetMidDownloadIsAClientThatLeft(t *testing.T) {
+	for _, cl := range []string{"10485760", ""} {
+		gone := make(chan struct{}, 1)
+		up := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if cl != "" {
+				w.Header().Set("Content-Length", cl)
+			}
+			_, _ = w.Write(bytes.Repeat([]byte("x"), 100000))
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				gone <- struct{}{}
+			case <-time.After(8 * time.Second):
+			}
+		})}
+		ln := listenLoopback(t)
+		go func() { _ = up.Serve(ln) }()
+		defer up.Close()
+		gw := startTLSGateway(t, ln.Addr().String(), "", "")
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}}
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+gw.addr+"/dl", nil)
+		req.Host = "front.example"
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.ProtoMajor != 2 {
+			t.Fatalf("not HTTP/2: %s", resp.Proto)
+		}
+		_, _ = io.ReadFull(resp.Body, make([]byte, 50000))
+		cancel()
+		select {
+		case <-gone:
+		case <-time.After(3 * time.Second):
+			t.Errorf("Content-Length %q: the client reset its stream, the server's request still open 3 s later", cl)
+		}
+		deadline := time.Now().Add(2 * time.Second)
+		for !strings.Contains(gw.access.String(), "/dl") && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if line := gw.access.String(); !strings.Contains(line, `"GET /dl HTTP/2.0" 499 `) {
+			t.Errorf("Content-Length %q: access log %q, want status 499", cl, line)
+		}
 	}
 }
