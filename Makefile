@@ -1,13 +1,13 @@
 # vipgate — one binary for proxy + VRRP. `make demo` and `make test` are the
 # two commands a newcomer runs (as root, on Debian, with Go installed).
 GO        ?= go
-export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
+export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin:$(shell PATH=$$PATH:/usr/local/go/bin go env GOPATH 2>/dev/null)/bin
 export GOTOOLCHAIN := local
 BIN       := bin/vipgate
 VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 # Debian packages the tests, the demo and the benchmarks use as peers.
-DEB_PKGS  := nginx-light libnginx-mod-stream keepalived mosquitto mosquitto-clients tshark haproxy wrk iperf3 curl iproute2 strace procps util-linux
+DEB_PKGS  := nginx-light libnginx-mod-stream keepalived mosquitto mosquitto-clients tshark haproxy wrk iperf3 curl iproute2 strace procps util-linux gcc libc6-dev
 STATICCHECK_VERSION := v0.8.2
 
 .PHONY: all build test test-short bench demo lint fuzz clean deps tools
@@ -18,7 +18,7 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/vipgate
 
 # deps installs what tests and the demo need: Debian packages (only the
-# missing ones, so a warm machine does not wait for apt) and staticcheck.
+# missing ones, so a warm machine does not wait for apt; gcc for -race).
 deps:
 	@scripts/install-deps.sh $(DEB_PKGS)
 
@@ -52,6 +52,7 @@ bench: deps build
 	scripts/bench.sh
 
 demo: deps build
+	scripts/cleanup-labs.sh
 	examples/lab/demo.sh $(BIN)
 
 clean:

@@ -13,4 +13,10 @@ for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^vg' || true); 
   for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
   ip netns delete "$ns" 2>/dev/null && echo "cleanup-labs: deleted stale namespace $ns"
 done
+# The working directory of a demo killed with SIGKILL.
+if ! pgrep -f 'examples/lab/demo.sh' >/dev/null; then
+  for d in /tmp/vgdemo.*; do
+    [ -d "$d" ] && rm -rf "$d" && echo "cleanup-labs: removed stale $d"
+  done
+fi
 exit 0

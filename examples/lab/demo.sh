@@ -18,7 +18,9 @@ VIP=192.0.2.50
 T0=$(date +%s%3N)
 
 ts() { local ms=$(( $(date +%s%3N) - T0 )); printf '%3d.%02ds' $((ms / 1000)) $((ms % 1000 / 10)); }
-say() { printf '\033[1m%s  %s\033[0m\n' "$(ts)" "$*"; }
+# Bold on a terminal only (not in a log file or a pipe).
+if [ -t 1 ]; then B=$'\033[1m' N=$'\033[0m'; else B='' N=''; fi
+say() { printf '%s%s  %s%s\n' "$B" "$(ts)" "$*" "$N"; }
 
 cleanup() {
   set +e
@@ -102,6 +104,17 @@ who_has_vip() {
   for n in a b; do ip -n $P-$n -br addr show dev eth0 | grep -q "$VIP/" && out="$out node-$n"; done
   echo "${out:- nobody}"
 }
+
+# Both nodes must be running and one of them must hold the VIP; if not,
+# show why before the working directory (and its logs) goes at exit.
+for _ in $(seq 1 50); do [ "$(who_has_vip)" != " nobody" ] && break; sleep 0.1; done
+for n in a b; do
+  if ! kill -0 "$(cat "$WORK/$n.run.pid")" 2>/dev/null || [ "$(who_has_vip)" = " nobody" ]; then
+    echo "demo: node-$n did not come up as it should; the nodes' logs:" >&2
+    tail -n 20 "$WORK"/a.log "$WORK"/b.log "$WORK"/*-nginx.err >&2 2>/dev/null
+    exit 1
+  fi
+done
 
 # --- the client: one request every 100 ms, one line per change ---
 (
