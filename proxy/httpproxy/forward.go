@@ -502,8 +502,8 @@ func (pr *proxyRequest) relay(p peer, res *attemptResult, end *upstreamEnd) {
 				err := sp.fillFrom(dst, progress, resp.Body, -1, *fb, func() { res.dog.arm(readTimeout, errReadTimeout) })
 				res.dog.stop()
 				if err == nil {
-					// Read to its end, the body freed its connection
-					// for reuse: the server is done with.
+					// Read to its end, the body has freed its
+					// connection for reuse: the server is done.
 					end.end()
 				}
 				return err
