@@ -85,6 +85,25 @@ func startNode(t *testing.T, h *netlab.Host, cfgs ...vrrp.Config) *node {
 	return &node{host: h, conf: conf, proc: h.Start(t, nodeBinary(t), "-c", conf)}
 }
 
+// longestSplit watches a for d and returns the longest stretch during
+// which more than one host held it.
+func longestSplit(hosts []*netlab.Host, a netip.Addr, d time.Duration) time.Duration {
+	var both, longest time.Duration
+	last := time.Now()
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		now := time.Now()
+		if len(holders(hosts, a)) > 1 {
+			both += now.Sub(last)
+			longest = max(longest, both)
+		} else {
+			both = 0
+		}
+		last = now
+		time.Sleep(5 * time.Millisecond)
+	}
+	return longest
+}
+
 // holders lists the hosts holding a.
 func holders(hosts []*netlab.Host, a netip.Addr) []*netlab.Host {
 	var hs []*netlab.Host
@@ -326,21 +345,7 @@ func TestLabLinkFlap(t *testing.T) {
 			if err := up(); err != nil {
 				t.Fatal(err)
 			}
-			// Watch for 2s: the longest stretch with two holders.
-			var both, longest time.Duration
-			last := time.Now()
-			for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
-				hs := holders(lab.Hosts, vip4)
-				now := time.Now()
-				if len(hs) > 1 {
-					both += now.Sub(last)
-					longest = max(longest, both)
-				} else {
-					both = 0
-				}
-				last = now
-				time.Sleep(5 * time.Millisecond)
-			}
+			longest := longestSplit(lab.Hosts, vip4, 2*time.Second)
 			// With preemption the better node is master again, alone.
 			waitSoleHolder(t, lab.Hosts, vip4, a, settle, 300*time.Millisecond)
 			// The overlap by the nodes' own clocks: from a taking the VIP
@@ -799,20 +804,7 @@ func TestLabIPv6LinkFlapWithDAD(t *testing.T) {
 	if err := a.LinkUp(); err != nil {
 		t.Fatal(err)
 	}
-	var both, longest time.Duration
-	last := time.Now()
-	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
-		hs := holders(lab.Hosts, vip6)
-		now := time.Now()
-		if len(hs) > 1 {
-			both += now.Sub(last)
-			longest = max(longest, both)
-		} else {
-			both = 0
-		}
-		last = now
-		time.Sleep(5 * time.Millisecond)
-	}
+	longest := longestSplit(lab.Hosts, vip6, 3*time.Second)
 	waitSoleHolder(t, lab.Hosts, vip6, a, settle, 300*time.Millisecond)
 	if longest > 300*time.Millisecond {
 		t.Fatalf("after the link came back both nodes held the IPv6 VIP for %v (adverts from a tentative address fail)", longest)
