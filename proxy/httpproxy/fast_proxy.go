@@ -806,7 +806,11 @@ func (c *fastConn) tunnel(p peer, loc *location, v *vhost) bool {
 			return false
 		}
 	}
-	toClient, toUpstream := t.run(loc.cfg.ProxyReadTimeout.Duration)
+	toClient, toUpstream := t.run(tunnelLimits{
+		idle:       loc.cfg.ProxyReadTimeout.Duration,
+		toClient:   c.sendTimeout,
+		toUpstream: loc.cfg.ProxySendTimeout.Duration,
+	})
 	toClient += greeting
 	toUpstream += int64(len(rest))
 	c.rec.bytes += toClient

@@ -229,3 +229,78 @@ func TestH2CUpgradeIsNotTunnelled(t *testing.T) {
 		}
 	}
 }
+
+// A WebSocket client that stops reading while it keeps sending is closed
+// after send_timeout, as nginx does (its send_timeout timer on a blocked
+// write to the client): its writes kept the tunnel's idle limit from ever
+// passing, and the server's messages piled up behind a write that never
+// ended. The same holds for a server that stops reading while the client
+// writes (proxy_send_timeout).
+func TestTunnelWriteBlockedPastSendTimeoutEndsIt(t *testing.T) {
+	for _, withTLS := range []bool{false, true} {
+		for _, clientStalls := range []bool{true, false} {
+			ended := make(chan struct{})
+			addr, _ := rawUpstream(t, func(br *bufio.Reader, c net.Conn) {
+				defer close(ended)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+				_ = c.SetDeadline(time.Now().Add(8 * time.Second))
+				if clientStalls { // the server talks, reading what comes
+					go func() { _, _ = io.Copy(io.Discard, br) }()
+					chunk := make([]byte, 64<<10)
+					for {
+						if _, err := c.Write(chunk); err != nil {
+							return
+						}
+					}
+				}
+				// The server stops reading and talks now and then.
+				for {
+					time.Sleep(100 * time.Millisecond)
+					if _, err := io.WriteString(c, "x"); err != nil {
+						return
+					}
+				}
+			})
+			gw := startAppGateway(t, addr, withTLS, `send_timeout = "1s"`, `proxy_send_timeout = "1s"
+proxy_read_timeout = "30s"`)
+			c := dialFront(t, gw.addr, withTLS)
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			_, _ = io.WriteString(c, wsRequest)
+			br := bufio.NewReader(c)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("TLS %v: upgrade: %v %v", withTLS, resp, err)
+			}
+			start := time.Now()
+			if !clientStalls {
+				go func() { _, _ = io.Copy(io.Discard, br) }()
+			}
+			// The client writes on: a small message every 100 ms while
+			// it stalls, as much as it can while the server does.
+			msg := []byte("m")
+			if !clientStalls {
+				msg = make([]byte, 64<<10)
+			}
+			for time.Since(start) < 6*time.Second {
+				if _, err := c.Write(msg); err != nil {
+					break
+				}
+				if clientStalls {
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+			select {
+			case <-ended:
+				if d := time.Since(start); d > 5*time.Second {
+					t.Errorf("TLS %v, client stalls %v: tunnel ended after %v, want about 1 s", withTLS, clientStalls, d)
+				}
+			case <-time.After(3 * time.Second):
+				t.Errorf("TLS %v, client stalls %v: tunnel still open %v after a write to the %s blocked with a 1 s limit",
+					withTLS, clientStalls, time.Since(start).Round(time.Second), map[bool]string{true: "client", false: "server"}[clientStalls])
+			}
+		}
+	}
+}

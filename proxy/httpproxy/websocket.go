@@ -82,49 +82,101 @@ func (pr *proxyRequest) tunnel(p peer, res *attemptResult) {
 			return
 		}
 	}
-	toClient, toUpstream := t.run(pr.loc.cfg.ProxyReadTimeout.Duration)
+	toClient, toUpstream := t.run(tunnelLimits{
+		idle:       pr.loc.cfg.ProxyReadTimeout.Duration,
+		toClient:   time.Duration(cc.sendTimeout.Load()),
+		toUpstream: pr.loc.cfg.ProxySendTimeout.Duration,
+	})
 	pr.rec.bytes += toClient
 	p.AddBytes(toUpstream, toClient)
 }
 
-// run copies both ways until either side closes or nothing moved for idle
-// (proxy_read_timeout), and closes both.
-func (t *tunnel) run(idle time.Duration) (toClient, toUpstream int64) {
-	var last atomic.Int64
-	last.Store(time.Now().UnixNano())
+// tunnelLimits are the timeouts of a tunnel, as nginx applies them to an
+// upgraded connection.
+type tunnelLimits struct {
+	// idle: nothing read either way for this long (proxy_read_timeout).
+	idle time.Duration
+	// toClient: one write to the client blocked for this long (send_timeout).
+	toClient time.Duration
+	// toUpstream: one write to the server blocked for this long
+	// (proxy_send_timeout).
+	toUpstream time.Duration
+}
+
+// direction is one way of a tunnel: when it last read, and since when its
+// current write is blocked (0: not writing).
+type direction struct {
+	lastRead atomic.Int64
+	writing  atomic.Int64
+}
+
+// run copies both ways until either side closes, nothing moved for
+// limits.idle, or a write stayed blocked past its limit (a peer that stops
+// reading while the other keeps the tunnel busy), and closes both.
+func (t *tunnel) run(limits tunnelLimits) (toClient, toUpstream int64) {
+	var down, up direction // down: server to client
+	now := time.Now().UnixNano()
+	down.lastRead.Store(now)
+	up.lastRead.Store(now)
 	var (
 		timer   *time.Timer
 		timerMu sync.Mutex
+		stopped bool // run returned: a check under way must not re-arm
 	)
+	// check closes the tunnel when a limit passed, and else runs again
+	// when the next one could pass.
 	check := func() {
 		timerMu.Lock()
 		defer timerMu.Unlock()
-		since := time.Since(time.Unix(0, last.Load()))
-		if since >= idle {
+		if stopped {
+			return
+		}
+		now := time.Now().UnixNano()
+		next := limits.idle - time.Duration(now-max(down.lastRead.Load(), up.lastRead.Load()))
+		for _, d := range []struct {
+			limit time.Duration
+			dir   *direction
+		}{{limits.toClient, &down}, {limits.toUpstream, &up}} {
+			if d.limit <= 0 {
+				continue
+			}
+			wait := d.limit
+			if since := d.dir.writing.Load(); since != 0 {
+				wait -= time.Duration(now - since)
+			}
+			next = min(next, wait)
+		}
+		if next <= 0 {
 			t.close()
 			return
 		}
-		timer.Reset(idle - since)
+		timer.Reset(next)
 	}
 	timerMu.Lock()
-	timer = time.AfterFunc(idle, check)
+	timer = time.AfterFunc(0, check)
 	timerMu.Unlock()
-	defer timer.Stop()
+	defer func() {
+		timerMu.Lock()
+		stopped = true
+		timer.Stop()
+		timerMu.Unlock()
+	}()
 
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		toClient = copyActive(t.client, t.up, &last)
+		toClient = copyActive(t.client, t.up, &down)
 		t.close()
 	}()
-	toUpstream = copyActive(t.up, t.client, &last)
+	toUpstream = copyActive(t.up, t.client, &up)
 	t.close()
 	<-done
 	return toClient, toUpstream
 }
 
-// copyActive copies src to dst, noting the time of every read in last.
-func copyActive(dst io.Writer, src io.Reader, last *atomic.Int64) int64 {
+// copyActive copies src to dst, noting in d the time of every read and of
+// the start of every write.
+func copyActive(dst io.Writer, src io.Reader, d *direction) int64 {
 	bp := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(bp)
 	buf := *bp
@@ -132,8 +184,12 @@ func copyActive(dst io.Writer, src io.Reader, last *atomic.Int64) int64 {
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			last.Store(time.Now().UnixNano())
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			now := time.Now().UnixNano()
+			d.lastRead.Store(now)
+			d.writing.Store(now)
+			_, werr := dst.Write(buf[:n])
+			d.writing.Store(0)
+			if werr != nil {
 				return total
 			}
 			total += int64(n)
