@@ -24,6 +24,7 @@
 //     one less than fail_timeout ago. After fail_timeout one request is let
 //     through as a probe; its success clears the failures;
 //   - an upstream with a single server and no backup never counts failures;
-//   - when nothing can be picked, every failure count is cleared "for quick
-//     recovery", as nginx does, and Pick returns [ErrNoServer].
+//   - when nothing can be picked, Pick returns [ErrNoServer] and failed
+//     servers stay failed until their fail_timeout ends (as nginx 1.22 does;
+//     the old versions' "quick recovery" cleared every failure count).
 package balancer

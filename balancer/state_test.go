@@ -149,8 +149,12 @@ func TestFailureLowersRoundRobinWeightAsNginx(t *testing.T) {
 	}
 }
 
-func TestNoServerClearsFailuresForQuickRecovery(t *testing.T) {
-	tab, _ := newTestTable()
+// When every server failed, nginx 1.22 answers "no live upstreams" until a
+// fail_timeout ends, then lets one request through as a probe (checked
+// against Debian's nginx); the old "quick recovery" that cleared the
+// failures made every other request dial the dead servers again.
+func TestNoServerKeepsFailuresUntilFailTimeout(t *testing.T) {
+	tab, clk := newTestTable()
 	u := mustBuild(t, tab, UpstreamSpec{Servers: servers(1, 1)})
 	for _, s := range u.Servers() {
 		s.ReportFailure()
@@ -158,17 +162,19 @@ func TestNoServerClearsFailuresForQuickRecovery(t *testing.T) {
 	if u.Available() {
 		t.Fatal("available with every server failed")
 	}
-	if got := pickSeq(t, u, 1, PickRequest{}); got != "-" {
-		t.Fatalf("every server failed: %s, want ErrNoServer", got)
-	}
-	// As nginx: the failed pick marked them live again.
-	for _, s := range u.Servers() {
-		if st := s.Status(); st.State != StateUp || st.Failures != 0 {
-			t.Errorf("%s after no server could be picked: %s with %d failures, want up with 0", s.Address(), st.State, st.Failures)
+	for i := range 3 {
+		if got := pickSeq(t, u, 1, PickRequest{}); got != "-" {
+			t.Fatalf("pick %d with every server failed: %s, want ErrNoServer", i+1, got)
 		}
 	}
+	for _, s := range u.Servers() {
+		if st := s.Status(); st.State != StateFailed || st.Failures != 1 {
+			t.Errorf("%s after no server could be picked: %s with %d failures, want failed with 1", s.Address(), st.State, st.Failures)
+		}
+	}
+	clk.Advance(time.Duration(u.Servers()[0].failTimeout) + time.Second)
 	if got := pickSeq(t, u, 1, PickRequest{}); got == "-" {
-		t.Errorf("next request: %s, want a server", got)
+		t.Errorf("after fail_timeout: %s, want a server (the probe)", got)
 	}
 }
 

@@ -48,8 +48,10 @@ func (u *Upstream) Pick(req PickRequest) (*Server, error) {
 		s = u.backup.sel.Select(c)
 	}
 	if s == nil {
+		// The failed servers stay failed until their fail_timeout ends, as
+		// in nginx since the "quick recovery" of old versions went: an
+		// outage answers at once instead of dialing dead servers per request.
 		u.mu.Unlock()
-		u.markLive(now)
 		return nil, ErrNoServer
 	}
 	st := s.state
@@ -62,26 +64,6 @@ func (u *Upstream) Pick(req PickRequest) (*Server, error) {
 	}
 	u.mu.Unlock()
 	return s, nil
-}
-
-// markLive clears every failure count when nothing could be picked, as
-// nginx does ("all peers failed, mark them as live for quick recovery").
-func (u *Upstream) markLive(now int64) {
-	var changes []ServerStatus
-	for _, s := range u.servers {
-		st := s.state
-		if st.fails.Load() == 0 {
-			continue
-		}
-		st.mu.Lock()
-		st.fails.Store(0)
-		st.upReason = "no server could be picked: failure counts cleared for quick recovery (as nginx)"
-		if c, ok := st.changedLocked(now); ok {
-			changes = append(changes, c)
-		}
-		st.mu.Unlock()
-	}
-	u.table.notify(changes)
 }
 
 // Available reports whether at least one server could be picked now if it
