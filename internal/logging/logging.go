@@ -69,6 +69,12 @@ type reopenableFile struct {
 	path string
 	mu   sync.Mutex
 	f    *os.File
+	// lost counts the lines lost since a write failed (a full disk);
+	// failing is set meanwhile. The failure is told on stderr once, not
+	// once per line: that would flood the journal of a host whose disk is
+	// already full.
+	lost    int64
+	failing bool
 }
 
 func (r *reopenableFile) reopen() error {
@@ -89,7 +95,20 @@ func (r *reopenableFile) reopen() error {
 func (r *reopenableFile) Write(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.f.Write(p)
+	if _, err := r.f.Write(p); err != nil {
+		if !r.failing {
+			r.failing = true
+			fmt.Fprintf(os.Stderr, "vipgate: error_log %s: %v: error log lines are lost until it can be written again\n", r.path, err)
+		}
+		r.lost++
+		return len(p), nil
+	}
+	if r.failing {
+		r.failing = false
+		fmt.Fprintf(os.Stderr, "vipgate: error_log %s: writing again, %d lines lost\n", r.path, r.lost)
+		r.lost = 0
+	}
+	return len(p), nil
 }
 
 func (r *reopenableFile) Sync() error {
