@@ -221,6 +221,7 @@ func (c *clientConn) refused(err error) {
 	if !errors.As(err, &he) {
 		he = &HeadError{Status: 400, Reason: err.Error()}
 	}
+	he = he.withLine(c.in)
 	c.refuse = he
 	c.answer.Store(he)
 	c.in = nil

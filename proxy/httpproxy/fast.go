@@ -414,7 +414,7 @@ func (c *fastConn) refuse(he *HeadError) {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
 	c.wd.forget()
 	_, _ = c.nc.Write(errorResponse(he.Status))
-	c.s.logRefusedFrom(c.remote, he)
+	c.s.logRefusedFrom(c.remote, he.withLine(c.pending()))
 }
 
 // handoff gives the connection, with the bytes read and not yet served,

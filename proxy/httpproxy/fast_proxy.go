@@ -67,7 +67,10 @@ func (c *fastConn) proxy(loc *location, v *vhost) bool {
 	tried := c.tried[:0]
 	p, bs, err := pool.pick(clientIP, hashKey, tried, 0)
 	if err != nil {
-		s.log.Warn("no live upstream server", zap.String("upstream", pool.name), zap.Error(err))
+		s.log.Warn("no live upstream server", zap.String("upstream", pool.name), zap.String("client", c.remoteStr),
+			zap.String("host", c.req.host), zap.String("request", c.req.method+" "+c.req.target), zap.Error(err))
+		// As nginx: $upstream_addr names the upstream, which had no server.
+		c.rec.upstream(pool.name, 0)
 		return c.answerError(v, http.StatusBadGateway, "")
 	}
 	if bs != nil {
@@ -89,6 +92,15 @@ func (c *fastConn) proxy(loc *location, v *vhost) bool {
 			c.rec.status = 499
 			return false
 		}
+		if x.err != nil && s.cutting.Load() {
+			// The stop closed the connections: no answer goes out, and
+			// the server is not to blame. 444, as nginx's "closed
+			// without a response".
+			p.Release()
+			x.discard()
+			c.rec.status = 444
+			return false
+		}
 		kind := next.judge(p, x.kind, x.err == nil, x.resp.status, elapsed)
 		if next.retry(kind, attempt, maxTries, x.sent, c.req.method, start) {
 			np, nbs, perr := pool.pick(clientIP, hashKey, tried, attempt)
@@ -96,9 +108,11 @@ func (c *fastConn) proxy(loc *location, v *vhost) bool {
 				if kind == failStatus && statusFails(x.resp.status) {
 					p.ReportFailure()
 				}
-				if ce := s.log.Check(zap.DebugLevel, "next upstream"); ce != nil {
+				if x.err != nil {
+					c.logFailed(kind, pool.name, p.Address(), np.Address(), x.err)
+				} else if ce := s.log.Check(zap.DebugLevel, "next upstream"); ce != nil {
 					ce.Write(zap.String("upstream", pool.name), zap.String("failed", p.Address()),
-						zap.String("next", np.Address()), zap.Error(x.err), zap.Int("status", x.resp.status))
+						zap.String("next", np.Address()), zap.Int("status", x.resp.status))
 				}
 				p.Release()
 				x.discard()
@@ -111,7 +125,7 @@ func (c *fastConn) proxy(loc *location, v *vhost) bool {
 		}
 		if x.err != nil {
 			p.Release()
-			logFailure(s.log, kind, pool.name, p.Address(), c.req.target, x.err)
+			c.logFailed(kind, pool.name, p.Address(), "", x.err)
 			x.discard()
 			return c.answerError(v, failureStatus(kind), "")
 		}
@@ -125,6 +139,13 @@ func (c *fastConn) proxy(loc *location, v *vhost) bool {
 		c.rec.upTimes[len(c.rec.upTimes)-1] = c.upEnd.elapsed()
 		return ok
 	}
+}
+
+// logFailed logs a failed attempt (see failedAttempt).
+func (c *fastConn) logFailed(kind failKind, upstream, server, next string, err error) {
+	f := failedAttempt{kind: kind, upstream: upstream, server: server, next: next,
+		client: c.remoteStr, host: c.req.host, request: c.req.method + " " + c.req.target, err: err}
+	f.log(c.s.log)
 }
 
 // attempt sends the request head and kept body to p and reads the
@@ -411,11 +432,18 @@ func (c *fastConn) relay(p peer, loc *location, v *vhost) bool {
 	spliced := false
 	var received int64
 	defer func() { p.AddBytes(c.body.size, received) }()
+	// A client that leaves before any of the answer reached it is logged
+	// 499; after the head, with the status it was sent, as nginx does (a
+	// cancelled download is no client error).
+	headOut := false
 	write := func(out []byte) bool {
 		if err := c.write(out); err != nil {
-			c.rec.status = 499
+			if !headOut {
+				c.rec.status = 499
+			}
 			return false
 		}
+		headOut = true
 		return true
 	}
 	read := func(into []byte) (int, error) {
@@ -428,6 +456,9 @@ func (c *fastConn) relay(p peer, loc *location, v *vhost) bool {
 	}
 	cut := func(err error) bool {
 		s := c.s
+		if s.cutting.Load() {
+			return false // the stop closed it
+		}
 		s.log.Warn("upstream response cut", zap.String("upstream", loc.pool.name), zap.String("server", p.Address()),
 			zap.String("uri", c.req.target), zap.Error(err))
 		return false
@@ -499,8 +530,7 @@ func (c *fastConn) relay(p peer, loc *location, v *vhost) bool {
 				remaining -= k
 				if err != nil {
 					if isTimeout(err) && c.sendTimedOut() {
-						c.rec.status = 499
-						return false
+						return false // the client stopped reading
 					}
 					if isTimeout(err) {
 						err = errReadTimeout
@@ -889,7 +919,6 @@ func (c *fastConn) relaySpooled(sp *spool, loc *location, remaining int64, keep 
 				zap.String("upstream", loc.pool.name), zap.String("uri", c.req.target), zap.Error(err))
 			if len(sp.tail) > 0 {
 				if c.write(sp.tail) != nil {
-					c.rec.status = 499
 					return sent, true, false
 				}
 				sent += int64(len(sp.tail))
@@ -903,7 +932,6 @@ func (c *fastConn) relaySpooled(sp *spool, loc *location, remaining int64, keep 
 		c.rec.bytes += k
 		if err != nil {
 			abort()
-			c.rec.status = 499
 			return sent, false, false
 		}
 	}

@@ -93,15 +93,36 @@ func failureStatus(k failKind) int {
 	return http.StatusBadGateway
 }
 
-// logFailure logs the attempt that ended a request without an answer.
-func logFailure(log *zap.Logger, k failKind, upstream, server, uri string, err error) {
-	if k == failLocal {
-		log.Error("cannot connect to upstream server: this process is out of resources (not counted against the server)",
-			zap.String("upstream", upstream), zap.String("server", server), zap.String("uri", uri), zap.Error(err))
-		return
+// failedAttempt is an attempt that failed without a usable answer (a
+// transport error or timeout), for the error log: like nginx's error line,
+// it says whose request it was.
+type failedAttempt struct {
+	kind     failKind
+	upstream string
+	server   string
+	// next is the server tried after this one; "" when the request ends
+	// with an error answer.
+	next    string
+	client  string // $remote_addr
+	host    string
+	request string // method and target
+	err     error
+}
+
+// log writes one line per failed attempt, as nginx does, also when the
+// request then succeeded on another server: a server failing now and then
+// shows in the error log.
+func (f *failedAttempt) log(log *zap.Logger) {
+	fields := []zap.Field{zap.String("upstream", f.upstream), zap.String("server", f.server),
+		zap.String("client", f.client), zap.String("host", f.host), zap.String("request", f.request), zap.Error(f.err)}
+	switch {
+	case f.kind == failLocal:
+		log.Error("cannot connect to upstream server: this process is out of resources (not counted against the server)", fields...)
+	case f.next != "":
+		log.Warn("upstream request failed, trying the next server", append(fields, zap.String("next", f.next))...)
+	default:
+		log.Warn("upstream request failed", fields...)
 	}
-	log.Warn("upstream request failed", zap.String("upstream", upstream), zap.String("server", server),
-		zap.String("uri", uri), zap.Error(err))
 }
 
 func (n *nextUpstream) allows(k failKind) bool {
@@ -369,9 +390,17 @@ func (pr *proxyRequest) serve() {
 		clientIP = pr.vars.conn.remote.Addr()
 	}
 	var tried []*balancer.Server
+	failed := func(kind failKind, server, next string, err error) {
+		f := failedAttempt{kind: kind, upstream: pool.name, server: server, next: next,
+			client: pr.vars.remote, host: r.Host, request: r.Method + " " + r.RequestURI, err: err}
+		f.log(pr.s.log)
+	}
 	p, bs, err := pool.pick(clientIP, hashKey, tried, 0)
 	if err != nil {
-		pr.s.log.Warn("no live upstream server", zap.String("upstream", pool.name), zap.Error(err))
+		pr.s.log.Warn("no live upstream server", zap.String("upstream", pool.name), zap.String("client", pr.vars.remote),
+			zap.String("host", r.Host), zap.String("request", r.Method+" "+r.RequestURI), zap.Error(err))
+		// As nginx: $upstream_addr names the upstream, which had no server.
+		pr.rec.upstream(pool.name, 0)
 		pr.s.errorResponse(pr.w, pr.vars.server, http.StatusBadGateway)
 		return
 	}
@@ -398,8 +427,12 @@ func (pr *proxyRequest) serve() {
 				if kind == failStatus && statusFails(statusOf(res.resp)) {
 					p.ReportFailure()
 				}
-				pr.s.log.Debug("next upstream", zap.String("upstream", pool.name), zap.String("failed", p.Address()),
-					zap.String("next", np.Address()), zap.Error(res.err), zap.Int("status", statusOf(res.resp)))
+				if res.err != nil {
+					failed(kind, p.Address(), np.Address(), res.err)
+				} else {
+					pr.s.log.Debug("next upstream", zap.String("upstream", pool.name), zap.String("failed", p.Address()),
+						zap.String("next", np.Address()), zap.Int("status", statusOf(res.resp)))
+				}
 				p.Release()
 				res.discard()
 				p = np
@@ -411,7 +444,7 @@ func (pr *proxyRequest) serve() {
 		}
 		if res.err != nil {
 			p.Release()
-			logFailure(pr.s.log, kind, pool.name, p.Address(), r.RequestURI, res.err)
+			failed(kind, p.Address(), "", res.err)
 			res.discard()
 			pr.s.errorResponse(pr.w, pr.vars.server, failureStatus(kind))
 			return
@@ -534,7 +567,8 @@ func (pr *proxyRequest) relay(p peer, res *attemptResult, end *upstreamEnd) {
 		received += int64(n)
 		if n > 0 {
 			if _, werr := pr.w.Write(buf[:n]); werr != nil {
-				pr.rec.status = 499
+				// The client left after the head: logged with the status
+				// it was sent, as nginx does.
 				if spooling {
 					res.cancel(errClientGone) // ends the spool's reads
 				}
@@ -550,8 +584,8 @@ func (pr *proxyRequest) relay(p peer, res *attemptResult, end *upstreamEnd) {
 		if err != nil {
 			if pr.r.Context().Err() != nil {
 				// The client left (an HTTP/2 stream reset): the read from
-				// the server (or its spool) was cancelled for it.
-				pr.rec.status = 499
+				// the server (or its spool) was cancelled for it. Its line
+				// keeps the status it was sent, as nginx's.
 				res.dog.stop()
 				return
 			}

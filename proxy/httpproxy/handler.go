@@ -249,8 +249,11 @@ func (s *Server) logAccess(rec *logRecord, r *clientRequest, cc *clientConn) {
 	defer logBufPool.Put(bp)
 	b := (*bp)[:0]
 	b = append(b, remote...)
+	// $time_local is when the line is written, as in nginx: a long
+	// request's line does not land hours in the past.
+	now := time.Now()
 	b = append(b, " - - ["...)
-	b = rec.start.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
+	b = now.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
 	b = append(b, "] \""...)
 	b = appendEscaped(b, r.method)
 	b = append(b, ' ')
@@ -276,7 +279,7 @@ func (s *Server) logAccess(rec *logRecord, r *clientRequest, cc *clientConn) {
 		b = append(b, a...)
 	}
 	b = append(b, "\" "...)
-	b = appendSeconds(b, time.Since(rec.start))
+	b = appendSeconds(b, now.Sub(rec.start))
 	b = append(b, ' ')
 	if len(rec.upTimes) == 0 {
 		b = append(b, '-')
@@ -295,7 +298,8 @@ func (s *Server) logAccess(rec *logRecord, r *clientRequest, cc *clientConn) {
 var logBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // logRefused logs a request refused by the framing check, which net/http
-// never saw: nginx logs those 400s too, with "-" for what was not parsed.
+// never saw: nginx logs those 400s too, with the request line it read and
+// the error page's bytes (fail2ban filters key on the line).
 func (s *Server) logRefused(c *clientConn, he *HeadError) { s.logRefusedFrom(c.remote, he) }
 
 func (s *Server) logRefusedFrom(remote netip.AddrPort, he *HeadError) {
@@ -311,9 +315,13 @@ func (s *Server) logRefusedFrom(remote netip.AddrPort, he *HeadError) {
 	}
 	b = append(b, " - - ["...)
 	b = time.Now().AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
-	b = append(b, "] \"-\" "...)
+	b = append(b, "] \""...)
+	b = appendEscapedOrDash(b, he.Line)
+	b = append(b, "\" "...)
 	b = strconv.AppendInt(b, int64(he.Status), 10)
-	b = append(b, " 0 \"-\" \"-\" \"-\" 0.000 -\n"...)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(len(errorBody(he.Status))), 10) // the error page sent
+	b = append(b, " \"-\" \"-\" \"-\" 0.000 -\n"...)
 	s.access.Write(b)
 }
 

@@ -22,6 +22,27 @@ import (
 type HeadError struct {
 	Status int
 	Reason string
+	// Line is the request line as read, for the access log's $request
+	// (the part read of one too long; "" when none was read).
+	Line string
+}
+
+// maxLoggedLine bounds the request line a refusal logs.
+const maxLoggedLine = 8 << 10
+
+// withLine returns a copy of e with Line taken from the bytes that were
+// read: the first line, or the part of it read when it was too long
+// (nginx logs that too); nothing when it had not ended otherwise.
+func (e *HeadError) withLine(read []byte) *HeadError {
+	line := read
+	if i := bytes.IndexByte(read, '\n'); i >= 0 {
+		line = bytes.TrimSuffix(read[:i], []byte("\r"))
+	} else if e.Status != 414 && e.Status != 431 {
+		line = nil
+	}
+	c := *e
+	c.Line = string(line[:min(len(line), maxLoggedLine)])
+	return &c
 }
 
 func (e *HeadError) Error() string { return fmt.Sprintf("%d: %s", e.Status, e.Reason) }

@@ -293,7 +293,7 @@ func TestSmugglingRefused(t *testing.T) {
 	if n := b.hits.Load(); n != 1 {
 		t.Errorf("backend saw %d requests, want only the valid GET", n)
 	}
-	if got := strings.Count(gw.access.String(), `] "-" 400 0 `); got != len(cases) {
+	if got := strings.Count(gw.access.String(), fmt.Sprintf(`" 400 %d "-"`, len(errorBody(400)))); got != len(cases) {
 		t.Errorf("%d refused requests in the access log, want %d:\n%s", got, len(cases), gw.access.String())
 	}
 }

@@ -96,6 +96,9 @@ type Server struct {
 
 	draining atomic.Bool
 	stopping atomic.Bool // Shutdown began (shutting, without the lock)
+	// cutting: Shutdown's deadline passed and it closes the connections
+	// still busy; their failures are the stop's, not the servers'.
+	cutting atomic.Bool
 	// superseded is retired, without the lock: an error answer of this
 	// generation ends its client connection (see errorEndsConnection).
 	superseded atomic.Bool
@@ -732,6 +735,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	tick.Stop()
+	s.cutting.Store(true)
 	s.CloseLongLived()
 	all, _ = s.fastConns()
 	for _, c := range all {
