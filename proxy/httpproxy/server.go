@@ -111,6 +111,7 @@ type Server struct {
 	// before one must not become a tunnel after it.
 	longLivedEpoch uint64
 	retired        bool
+	poolsClosed    bool // checkIdleLocked closed them: only tunnels were left
 	shutting       bool
 	idle           chan struct{}
 	idleDone       bool
@@ -582,9 +583,27 @@ func (s *Server) connClosed() {
 }
 
 func (s *Server) checkIdleLocked() {
+	if s.retired && s.conns <= len(s.tunnels) && !s.poolsClosed {
+		// Only tunnels (WebSockets) hold the retired generation: no
+		// request will take an upstream connection from its pools again,
+		// so their idle connections go now, as an exiting nginx worker's
+		// do, not when the last tunnel ends (hours later, each reload
+		// stranding up to keepalive connections per upstream).
+		s.poolsClosed = true
+		s.closePools()
+	}
 	if s.retired && s.conns == 0 && len(s.tunnels) == 0 && !s.idleDone {
 		s.idleDone = true
 		close(s.idle)
+	}
+}
+
+// closePools closes the pools' idle upstream connections; connections put
+// back later are closed too.
+func (s *Server) closePools() {
+	for _, p := range s.pools {
+		p.transport.CloseIdleConnections()
+		p.conns.closeAll()
 	}
 }
 
@@ -750,10 +769,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.serving.Wait()
-	for _, p := range s.pools {
-		p.transport.CloseIdleConnections()
-		p.conns.closeAll()
-	}
+	s.closePools()
 	if cut.Load() {
 		return ctx.Err()
 	}

@@ -64,7 +64,17 @@ type connPool struct {
 	idle   []*upConn
 	max    int
 	closed bool
+	// sweeper runs sweep every sweepInterval while the pool holds idle
+	// connections (nil otherwise).
+	sweeper *time.Timer
 }
+
+// sweepInterval is how often idle connections are checked: one the server
+// closed (a restart, its own keep-alive timeout) or that idled past
+// upIdleTimeout is closed within about this long, as nginx watches its
+// cached connections, instead of sitting in CLOSE_WAIT until a request
+// walks the pool.
+const sweepInterval = time.Second
 
 // get returns an idle connection to addr that has nothing to read, or nil.
 func (p *connPool) get(addr string, now time.Time) *upConn {
@@ -128,9 +138,54 @@ func (p *connPool) put(c *upConn, now time.Time) {
 		p.remove(0)
 	}
 	p.idle = append(p.idle, c)
+	if p.sweeper == nil {
+		p.sweeper = time.AfterFunc(sweepInterval, p.sweep)
+	}
 	p.mu.Unlock()
 	if evict != nil {
 		_ = evict.nc.Close()
+	}
+}
+
+// sweep closes the idle connections that idled past upIdleTimeout or have
+// something to read (the server closed them, or wrote unasked). The peeks
+// run outside the lock, on a copy: a connection a request takes meanwhile
+// is left alone.
+func (p *connPool) sweep() {
+	p.mu.Lock()
+	if p.closed || len(p.idle) == 0 {
+		p.sweeper = nil
+		p.mu.Unlock()
+		return
+	}
+	idle := append([]*upConn(nil), p.idle...)
+	p.mu.Unlock()
+	now := time.Now()
+	var gone []*upConn
+	for _, c := range idle {
+		if now.Sub(c.idleSince) > upIdleTimeout || !c.idleClean() {
+			gone = append(gone, c)
+		}
+	}
+	p.mu.Lock()
+	var closing []*upConn
+	for _, c := range gone {
+		for i, ic := range p.idle {
+			if ic == c {
+				p.remove(i)
+				closing = append(closing, c)
+				break
+			}
+		}
+	}
+	if p.closed || len(p.idle) == 0 {
+		p.sweeper = nil
+	} else {
+		p.sweeper.Reset(sweepInterval)
+	}
+	p.mu.Unlock()
+	for _, c := range closing {
+		_ = c.nc.Close()
 	}
 }
 
@@ -139,6 +194,10 @@ func (p *connPool) closeAll() {
 	p.mu.Lock()
 	idle := p.idle
 	p.idle, p.closed = nil, true
+	if p.sweeper != nil {
+		p.sweeper.Stop()
+		p.sweeper = nil
+	}
 	p.mu.Unlock()
 	for _, c := range idle {
 		_ = c.nc.Close()
