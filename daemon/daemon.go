@@ -726,6 +726,13 @@ func (d *Daemon) Handover() error {
 	cfg := d.current.Load().cfg
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Global.ShutdownTimeout.Duration)
 	defer cancel()
+	go func() { // Hurry (a stop signal) cuts the handover's waits short
+		select {
+		case <-d.hurry:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	resume, endForwarding, takenOver := d.resign(ctx)
 	defer endForwarding()
 	if !takenOver {

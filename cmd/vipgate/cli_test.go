@@ -463,15 +463,28 @@ func TestReloadUnderLoadLosesNothing(t *testing.T) {
 			for i := 1; i <= 20; i++ {
 				if i%2 == 0 {
 					// Invalid: the running configuration must stay as it is.
+					refused := strings.Count(n.stderr.String(), "reload refused")
 					writeFile(t, dir, "v.toml", "[global]\nshutdown_timeout = \"never\"\n")
+					n.signal(syscall.SIGHUP)
+					waitFor(t, 2*time.Second, func() bool { return strings.Count(n.stderr.String(), "reload refused") > refused })
 				} else {
 					lastValid = fmt.Sprintf("g%d", i)
 					write(lastValid)
 				}
-				n.signal(syscall.SIGHUP)
-				time.Sleep(150 * time.Millisecond)
-				// A new connection gets the configuration in force.
-				if got, ok := probe.do(); !ok || got != lastValid {
+				if i%2 == 1 {
+					n.signal(syscall.SIGHUP)
+				}
+				// A new connection gets the configuration in force, once
+				// the reload ran (it waits for a file written within
+				// 250 ms to settle).
+				var got string
+				var ok bool
+				for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+					if got, ok = probe.do(); ok && got == lastValid {
+						break
+					}
+				}
+				if !ok || got != lastValid {
 					t.Errorf("after reload %d: new connection saw generation %q (ok=%v), want %q", i, got, ok, lastValid)
 				}
 			}

@@ -527,8 +527,9 @@ func TestNetnsVRRPReloadOnMaster(t *testing.T) {
 		t.Fatalf("reload that renamed the instance and changed its priority caused a switchover:%s", l.histories())
 	}
 
-	removed := time.Now()
 	a.writeConfig(nodeConfig{noVRRP: true})
+	time.Sleep(settleAge) // saved a moment ago: the reload does not wait for it
+	removed := time.Now()
 	a.signal(syscall.SIGHUP)
 	took := b.watch.waitFor(t, true, 3*time.Second).Sub(removed)
 	bound := skewTime(90) + advertInt

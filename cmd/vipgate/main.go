@@ -52,7 +52,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	noHost := fs.Bool("no-host", false, "with -t: skip the checks against this host (interfaces, files)")
 	sig := fs.String("s", "", "send a `signal` to the running instance: reload, stop, quit, handover")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: vipgate [-c FILE] | -t [--no-host] [-c FILE] | -s reload|stop|quit|handover [-c FILE] | status [-c FILE] | version\n")
+		fmt.Fprintf(stderr, "usage: vipgate [-c FILE] | -t [--no-host] [-c FILE] | -s reload|stop|quit|handover|reopen [-c FILE] | status [-c FILE] | version\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -210,9 +210,11 @@ func signalRunning(path, name string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vipgate: %v\n", err)
 		return 1
 	}
-	pid, err := pidfile.Read(pidPath)
+	// Only a pid a running vipgate holds: one left by a crash may name
+	// an unrelated process by now.
+	pid, err := pidfile.Running(pidPath)
 	if err != nil {
-		fmt.Fprintf(stderr, "vipgate: no running instance: %v\n", err)
+		fmt.Fprintf(stderr, "vipgate: no running instance: %v; nothing signalled\n", err)
 		return 1
 	}
 	if err := syscall.Kill(pid, sig); err != nil {
@@ -238,6 +240,11 @@ func raiseFileLimit() (uint64, error) {
 }
 
 func serve(path string, stderr io.Writer) int {
+	// A reader of stdout or stderr that goes away (a log pipe restarting)
+	// must not end the process as kill -9 would, VIPs and pid file left
+	// behind: writes fail with EPIPE instead, as nginx and keepalived
+	// have them.
+	signal.Ignore(syscall.SIGPIPE)
 	cfg, err := config.Load(path)
 	if err != nil {
 		printProblems(stderr, path, err)
@@ -251,6 +258,15 @@ func serve(path string, stderr io.Writer) int {
 	}
 	log := logger.Logger
 	defer func() { _ = log.Sync() }()
+	// cannotStart reports a failed start in the error log and, when that
+	// is a file, on the terminal too: whoever ran the command sees why.
+	cannotStart := func(err error) int {
+		log.Error("cannot start", zap.Error(err))
+		if g.ErrorLog != "" && g.ErrorLog != "stderr" {
+			fmt.Fprintf(stderr, "vipgate: cannot start: %v\n", err)
+		}
+		return 1
+	}
 	for _, w := range cfg.Warnings {
 		log.Warn("configuration warning", zap.String("problem", w))
 	}
@@ -261,8 +277,7 @@ func serve(path string, stderr io.Writer) int {
 	}
 	access, err := accesslog.Open(accessLogSettings(&g))
 	if err != nil {
-		log.Error("cannot open access log", zap.Error(err))
-		return 1
+		return cannotStart(fmt.Errorf("access log: %w", err))
 	}
 	access.ReportErrors(func(target string, err error) {
 		if err != nil {
@@ -278,43 +293,49 @@ func serve(path string, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
-	if err := pidfile.Claim(g.PidFile); err != nil {
-		log.Error("cannot start", zap.Error(err))
-		return 1
+	pf, err := pidfile.Claim(g.PidFile)
+	if err != nil {
+		return cannotStart(err)
 	}
-	defer pidfile.Remove(g.PidFile)
+	defer pf.Release()
 
 	if err := caps.Check(cfg); err != nil {
-		log.Error("cannot start", zap.Error(err))
-		return 1
+		return cannotStart(err)
 	}
 	d, err := daemon.Start(cfg, daemon.Options{Log: log, AccessLog: access, Version: version})
 	if err != nil {
-		log.Error("cannot start", zap.Error(err))
-		return 1
+		return cannotStart(err)
 	}
 	log.Info("vipgate started", zap.String("version", version), zap.String("node", g.NodeName), zap.Int("pid", os.Getpid()), zap.String("config", path))
 	notify(log, sdnotify.SdNotifyReady)
 	stopWatchdog := startWatchdog(d, log)
 	defer stopWatchdog()
-	for s := range sigs {
+	var next os.Signal // a stop asked for while a handover ran
+	for {
+		s := next
+		if s == nil {
+			s = <-sigs
+		}
+		next = nil
 		switch s {
 		case syscall.SIGHUP:
 			notify(log, sdnotify.SdNotifyReloading)
 			reload(d, access, logger, &g, path, log)
 			notify(log, sdnotify.SdNotifyReady)
 		case syscall.SIGUSR1:
-			if err := logger.Reopen(); err != nil {
-				log.Error("reopen error log", zap.Error(err))
+			errLogErr := logger.Reopen()
+			if errLogErr != nil {
+				log.Error("reopen error log: lines still go to the old file", zap.Error(errLogErr))
 			}
-			if err := access.Reopen(); err != nil {
-				log.Error("reopen access log", zap.Error(err))
+			accessErr := access.Reopen()
+			if accessErr != nil {
+				log.Error("reopen access log: lines still go to the old file", zap.Error(accessErr))
 			}
-			log.Info("log files reopened")
+			if errLogErr == nil && accessErr == nil {
+				log.Info("log files reopened")
+			}
 		case syscall.SIGUSR2:
-			if err := d.Handover(); err != nil {
-				log.Error("handover", zap.Error(err))
-			}
+			next = handover(d, sigs, log)
 		case syscall.SIGQUIT:
 			notify(log, sdnotify.SdNotifyStopping)
 			log.Info("SIGQUIT: stopping at once")
@@ -350,13 +371,73 @@ func serve(path string, stderr io.Writer) int {
 			}
 		}
 	}
-	return 0
+}
+
+// handover runs d.Handover (SIGUSR2), which may wait shutdown_timeout for
+// requests in flight, and answers the signals that come meanwhile: a stop
+// is returned, to be served once the handover ended; SIGQUIT, or a second
+// stop, cuts the handover short first.
+func handover(d *daemon.Daemon, sigs <-chan os.Signal, log *zap.Logger) (stop os.Signal) {
+	done := make(chan error, 1)
+	go func() { done <- d.Handover() }()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				log.Error("handover", zap.Error(err))
+			}
+			return stop
+		case s := <-sigs:
+			switch s {
+			case syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGINT:
+				if s == syscall.SIGQUIT || stop != nil {
+					log.Warn("handover cut short to stop", zap.String("signal", s.String()))
+					d.Hurry()
+				} else {
+					log.Info("stop asked during a handover: stopping once it ended", zap.String("signal", s.String()))
+				}
+				if stop != syscall.SIGQUIT {
+					stop = s
+				}
+			default:
+				log.Info("handover under way: signal ignored", zap.String("signal", s.String()))
+			}
+		}
+	}
+}
+
+// settleWait bounds how long a reload waits for a file being written.
+const (
+	settleAge  = 250 * time.Millisecond
+	settleWait = 3 * time.Second
+)
+
+// loadSettled reads the configuration once the file stopped changing: a
+// SIGHUP that lands while a deploy tool or an editor is still writing it
+// would otherwise apply the part written so far, which may be valid TOML
+// and a valid configuration with a listener or server less. A file
+// modified within settleAge is read again after that quiet time.
+func loadSettled(path string) (*config.Config, error) {
+	deadline := time.Now().Add(settleWait)
+	for {
+		before, err := os.Stat(path)
+		if err == nil && time.Since(before.ModTime()) < settleAge && time.Now().Before(deadline) {
+			time.Sleep(min(settleAge-time.Since(before.ModTime()), settleAge)) // a clock step: no longer
+			continue
+		}
+		cfg, err := config.Load(path)
+		after, serr := os.Stat(path)
+		if err == nil && serr == nil && before != nil && (after.ModTime() != before.ModTime() || after.Size() != before.Size()) && time.Now().Before(deadline) {
+			continue // written to while it was read
+		}
+		return cfg, err
+	}
 }
 
 // reload applies the file at path (SIGHUP). started holds the global
 // settings the process started with, for those a reload cannot change.
 func reload(d *daemon.Daemon, access *accesslog.Writer, logger *logging.Logger, started *config.Global, path string, log *zap.Logger) {
-	cfg, err := config.Load(path)
+	cfg, err := loadSettled(path)
 	if err != nil {
 		var p *config.Problems
 		var list []string
