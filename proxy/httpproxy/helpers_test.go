@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/vipgate/vipgate/balancer"
@@ -67,6 +68,7 @@ type testGateway struct {
 	gens    []*Server
 	access  *syncBuffer
 	wg      sync.WaitGroup
+	log     *zap.Logger // the generations' log; nil: the test's
 }
 
 type syncBuffer struct {
@@ -147,7 +149,11 @@ func (g *testGateway) build(tomlText string) *Server {
 		}
 		ups[name] = u
 	}
-	s, err := New(cfg.HTTP, Deps{Log: zaptest.NewLogger(t), AccessLog: accesslog.New(g.access), Upstreams: ups, UpstreamConfig: cfg.Upstream})
+	log := g.log
+	if log == nil {
+		log = zaptest.NewLogger(t)
+	}
+	s, err := New(cfg.HTTP, Deps{Log: log, AccessLog: accesslog.New(g.access), Upstreams: ups, UpstreamConfig: cfg.Upstream})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -13,10 +13,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
-
-	"github.com/vipgate/vipgate/balancer"
-	"github.com/vipgate/vipgate/config"
-	"github.com/vipgate/vipgate/internal/accesslog"
 )
 
 // startGatewayObserved is startGateway with the proxy's log (at info and
@@ -25,35 +21,8 @@ func startGatewayObserved(t *testing.T, tomlText string) (*testGateway, *observe
 	t.Helper()
 	g := startGateway(t, tomlText)
 	core, logs := observer.New(zapcore.InfoLevel)
-	text := strings.ReplaceAll(tomlText, "LISTEN", g.addr)
-	text = "[global]\nadmin_listen = \"\"\n" + text
-	cfg, err := config.Parse([]byte(text), "test.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ups := map[string]*balancer.Upstream{}
-	for name, uc := range cfg.Upstream {
-		spec := balancer.UpstreamSpec{Name: name, Balance: uc.Balance}
-		for _, sc := range uc.Server {
-			spec.Servers = append(spec.Servers, balancer.ServerSpec{
-				Address: sc.Address, Weight: *sc.Weight, MaxFails: *sc.MaxFails, FailTimeout: sc.FailTimeout.Duration,
-				Backup: sc.Backup, Down: sc.Down, MaxConns: sc.MaxConns,
-			})
-		}
-		u, err := g.table.Build(spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ups[name] = u
-	}
-	s, err := New(cfg.HTTP, Deps{Log: zap.New(core), AccessLog: accesslog.New(g.access), Upstreams: ups, UpstreamConfig: cfg.Upstream})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.gens = append(g.gens, s)
-	if old := g.current.Swap(s); old != nil {
-		old.Retire()
-	}
+	g.log = zap.New(core)
+	g.reload(tomlText)
 	return g, logs
 }
 
