@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+
+	"github.com/vipgate/vipgate/proxy"
 )
 
 // Server is the admin HTTP server.
@@ -33,7 +35,7 @@ func Start(addr string, src Source, log *zap.Logger) (*Server, error) {
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 		log.Warn("admin API listens on a non-loopback address: anyone who reaches it sees the node's status", zap.String("admin_listen", addr))
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen(proxy.Network(addr), addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin_listen %s: %w", addr, err)
 	}

@@ -39,7 +39,9 @@ func Parse(data []byte, path string) (*Config, error) {
 	var typeProblems []*Problem
 	var raw map[string]any
 	if _, err := toml.Decode(string(data), &raw); err != nil {
-		return nil, &Problems{List: []error{decodeProblem(err, path)}}
+		p := decodeProblem(err, path)
+		p.Message += quoteHint(data, p.Line)
+		return nil, &Problems{List: []error{p}}
 	}
 	checkTypes(raw, reflect.TypeOf(cfg).Elem(), "", func(key, msg string) {
 		typeProblems = append(typeProblems, &Problem{File: path, Line: pos.line(key), Key: key, Message: msg})
@@ -80,7 +82,7 @@ func Parse(data []byte, path string) (*Config, error) {
 		}
 		k := seen[bare]
 		seen[bare]++
-		p := &Problem{File: path, Key: key.String(), Message: "unknown key"}
+		p := &Problem{File: path, Key: key.String(), Message: unknownKeyMessage(key, hasUnder(bare, unknownTables))}
 		if occ := pos.occurrences[bare]; k < len(occ) {
 			p.Key, p.Line = occ[k].path, occ[k].line
 		}
@@ -97,6 +99,17 @@ func Parse(data []byte, path string) (*Config, error) {
 		return nil, problems(err)
 	}
 	return cfg, nil
+}
+
+// hasUnder reports whether an unknown key lies under the key bare: bare
+// is then a table.
+func hasUnder(bare string, unknown map[string]bool) bool {
+	for k := range unknown {
+		if strings.HasPrefix(k, bare+".") {
+			return true
+		}
+	}
+	return false
 }
 
 func underUnknown(key toml.Key, unknown map[string]bool) bool {

@@ -31,7 +31,8 @@ func checkTypes(v any, t reflect.Type, path string, report func(key, msg string)
 		}
 	case reflect.Bool:
 		if _, ok := v.(bool); !ok {
-			return mismatch("a boolean")
+			// nginx's on/off, keepalived's yes/no: TOML writes true/false.
+			return mismatch("a boolean (true or false, without quotes)")
 		}
 	case reflect.Int, reflect.Int64, reflect.Int32:
 		if _, ok := v.(int64); !ok {

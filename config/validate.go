@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -172,11 +173,22 @@ func (v *validator) global() {
 			v.fail(f.key, "must be a path without control characters")
 		}
 	}
+	// nginx's "access_log PATH FORMAT buffer=32k flush=5s" and "error_log
+	// PATH LEVEL", copied whole, would name a file with a space in it.
+	if path, _, ok := strings.Cut(strings.TrimSpace(g.AccessLog), " "); ok {
+		v.fail("global.access_log", "%q is a file name with a space: nginx's access_log parameters are keys here: access_log = %q, access_log_buffer = \"32k\", access_log_flush = \"5s\" (the format is nginx's combined, log_format is the error log's)", g.AccessLog, path)
+	}
+	if path, level, ok := strings.Cut(strings.TrimSpace(g.ErrorLog), " "); ok {
+		v.fail("global.error_log", "%q is a file name with a space: nginx's error_log level is a key here: error_log = %q, log_level = %q", g.ErrorLog, path, strings.TrimSpace(level))
+	}
 }
 
 // ParseListen checks a listen address ("0.0.0.0:80", "[::]:443",
 // "192.0.2.50:8888") and returns it in canonical form.
 func ParseListen(addr string) (string, error) {
+	if msg, ok := nginxParameters(addr); ok {
+		return "", errors.New("invalid listen address " + msg)
+	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "", fmt.Errorf("invalid listen address %q: want host:port, IPv6 in brackets ([::]:80)", addr)
@@ -213,6 +225,9 @@ func unbracketedIPv6(hostPort string) bool {
 }
 
 func checkHostPort(addr string) error {
+	if msg, ok := nginxParameters(addr); ok {
+		return errors.New("invalid address " + msg)
+	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("invalid address %q: want host:port, IPv6 in brackets ([2001:db8::1]:80)", addr)
@@ -423,6 +438,8 @@ func (v *validator) httpServer(index int, h *HTTPServer) {
 	for i, name := range h.ServerName {
 		sp := fmt.Sprintf("%s.server_name[%d]", path, i)
 		switch {
+		case len(strings.Fields(name)) > 1:
+			v.fail(sp, "%q holds several names: write each as an item of the list, server_name = [\"%s\"]", name, strings.Join(strings.Fields(name), "\", \""))
 		case strings.TrimSpace(name) == "" || strings.ContainsAny(name, " /\t\r\n"):
 			v.fail(sp, "invalid server name %q", name)
 		case strings.HasPrefix(name, "~"):
@@ -566,10 +583,18 @@ func (v *validator) location(path string, l *Location, seen map[string]bool) {
 			l.Target = t
 		}
 	}
+	seenHeader := map[string]string{} // canonical name -> the key written
 	for _, name := range sortedKeys(l.ProxySetHeader) {
 		if !validHeaderName(name) {
 			v.fail(path+".proxy_set_header", "invalid header name %q", name)
 		}
+		// Header names ignore case: two keys naming one header would
+		// send either value, whichever the map gives last.
+		canon := strings.ToLower(name)
+		if first, dup := seenHeader[canon]; dup {
+			v.fail(path+".proxy_set_header", "%s and %s name the same header (names ignore case): keep one", first, name)
+		}
+		seenHeader[canon] = name
 		if strings.ContainsAny(l.ProxySetHeader[name], "\r\n\x00") {
 			v.fail(path+".proxy_set_header", "value of %s must not contain CR, LF or NUL", name)
 		} else {
@@ -961,6 +986,10 @@ func (v *validator) vrrp(path string, r *VRRP, identities, names map[string]stri
 		}
 		s, ok := v.cfg.VRRPScript[name]
 		if !ok {
+			if f := strings.Fields(name); len(f) > 1 {
+				v.fail(tp, "%q: list the script's name alone, track_script = [%q]; its weight is the weight key of [vrrp_script.%s] (keepalived's per-instance weight has no counterpart)", name, f[0], f[0])
+				continue
+			}
 			v.fail(tp, "no [vrrp_script.%s] is defined", name)
 			continue
 		}

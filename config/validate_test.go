@@ -166,7 +166,7 @@ func TestValidateHTTP(t *testing.T) {
 			"http[1].listen[0]", "different accept_proxy_protocol"},
 		{"server_name twice on one address", upApp + srv(`"127.0.0.1:80"`, "server_name = [\"a\"]\n") + "[[http]]\nlisten = [\"127.0.0.1:80\"]\nserver_name = [\"a\"] # <-\n" + loc,
 			"http[1].server_name[0]", `"a" is already a server_name of http[0]`},
-		{"server_name invalid", upApp + "[[http]]\nlisten = [\"127.0.0.1:80\"]\nserver_name = [\"a b\"] # <-\n" + loc, "http[0].server_name[0]", "invalid server name"},
+		{"server_name invalid", upApp + "[[http]]\nlisten = [\"127.0.0.1:80\"]\nserver_name = [\"a/b\"] # <-\n" + loc, "http[0].server_name[0]", "invalid server name"},
 		// Taken as plain names they never matched, every request going to
 		// the default server.
 		{"server_name regex", upApp + "[[http]]\nlisten = [\"127.0.0.1:80\"]\nserver_name = ['~^(www|api)\\.example\\.com$'] # <-\n" + loc, "http[0].server_name[0]", "regular expression server names are not supported"},
@@ -338,7 +338,7 @@ func TestTypeErrors(t *testing.T) {
 		{"integer where a string goes", "[global]\nlog_level = 3 # <-\n", "global.log_level", "must be a string, not an integer"},
 		{"string where an integer goes", upApp + "[[upstream.app.server]]\naddress = \"127.0.0.2:8080\"\nweight = \"3\" # <-\n", "upstream.app.server[1].weight", "must be an integer, not a string"},
 		{"float where an integer goes", "[upstream.app]\nkeepalive = 1.5 # <-\n[[upstream.app.server]]\naddress = \"127.0.0.1:1\"\n", "upstream.app.keepalive", "must be an integer, not a float"},
-		{"string where a boolean goes", upApp + "backup = \"yes\" # <-\n", "upstream.app.server[0].backup", "must be a boolean, not a string"},
+		{"string where a boolean goes", upApp + "backup = \"yes\" # <-\n", "upstream.app.server[0].backup", "must be a boolean (true or false, without quotes), not a string"},
 		{"date where a string goes", "[global]\nadmin_listen = 1979-05-27 # <-\n", "global.admin_listen", "must be a string, not a date or time"},
 		{"string where an array goes", upApp + "[[http]]\nlisten = \"0.0.0.0:80\" # <-\n[[http.location]]\npath = \"/\"\nproxy_pass = \"http://app\"\n", "http[0].listen", "must be an array, not a string"},
 		{"integer in an array of strings", upApp + "[[http]]\nlisten = [\"127.0.0.1:80\", 8080] # <-\n[[http.location]]\npath = \"/\"\nproxy_pass = \"http://app\"\n", "http[0].listen[1]", "must be a string, not an integer"},

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"sort"
 	"sync"
@@ -411,9 +412,23 @@ func Listen(addr string) (net.Listener, error) {
 	// Plain TCP, not Go's MPTCP default: the stop sequence attaches a socket
 	// filter to hold new connections, which MPTCP listeners refuse.
 	lc.SetMultipathTCP(false)
-	l, err := lc.Listen(context.Background(), "tcp", addr)
+	l, err := lc.Listen(context.Background(), Network(addr), addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
 	return l, nil
+}
+
+// Network is the network to listen on addr with: "tcp4" for an IPv4
+// address, so that 0.0.0.0 is IPv4 only as nginx's "listen 80" (Go's "tcp"
+// makes it a dual-stack [::] socket, which also serves IPv6 clients and
+// takes [::1]'s port); "tcp" for the rest ([::] stays dual-stack).
+func Network(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err == nil {
+		if ip, perr := netip.ParseAddr(host); perr == nil && ip.Is4() {
+			return "tcp4"
+		}
+	}
+	return "tcp"
 }
