@@ -504,9 +504,16 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 			g.http.Drain()
 		}
 	}
-	_, endForwarding, _ := d.resign(ctx)
-	for _, g := range gens {
-		g.closeLongLived(true)
+	_, endForwarding, handedOver := d.resign(ctx)
+	if handedOver {
+		// The VIPs went to the new master: the long-lived connections'
+		// packets now reach it, so closing them at once sends their
+		// clients there (spec step 3). Without a handover (no VRRP, a
+		// BACKUP, a MASTER nobody took over from) they run on, as in
+		// nginx's graceful stop, until shutdown_timeout.
+		for _, g := range gens {
+			g.closeLongLived(true)
+		}
 	}
 	d.listeners.Close()
 	endForwarding()
@@ -561,7 +568,8 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 // returned resume undoes the hold (handover); endForwarding stops the
 // handing on (it ends by itself shortly after the new master is known).
 // takenOver is false when no new master was heard within
-// Master_Down_Interval: the VIPs are still here (see Manager.Resign).
+// Master_Down_Interval: the VIPs are still here (see Manager.Resign); and
+// on a node that was not MASTER, which had nothing to hand over.
 func (d *Daemon) resign(ctx context.Context) (resume, endForwarding func(), takenOver bool) {
 	var advert time.Duration
 	var vips []netip.Addr
@@ -582,7 +590,7 @@ func (d *Daemon) resign(ctx context.Context) (resume, endForwarding func(), take
 	}
 	if advert == 0 { // not a MASTER: nothing to hand over
 		d.vrrp.Resign(ctx)
-		return func() {}, func() {}, true
+		return func() {}, func() {}, false
 	}
 	wait := func(d time.Duration) {
 		t := time.NewTimer(d)
