@@ -84,9 +84,11 @@ type instance struct {
 	stopped  bool
 	// lastOpenErr keeps a failing socket from logging every poll.
 	lastOpenErr string
-	// dropWarned is when a peer's adverts dropped for a configuration
-	// mismatch were last logged, by reason and peer (run's goroutine).
-	dropWarned map[string]time.Time
+	// dropWarned is when adverts dropped for a configuration mismatch
+	// were last logged, by reason (under mu: the socket's reader drops
+	// off-link packets too). Not by peer: spoofed sources would make it
+	// grow, and page the operator, once per packet.
+	dropWarned map[DropReason]time.Time
 
 	mu     sync.Mutex
 	status InstanceStatus
@@ -293,8 +295,19 @@ func (in *instance) detach() {
 	in.sock, in.openGen, in.sockGen = nil, 0, 0
 }
 
-// deliver queues an advert from the socket's reader for the loop.
+// deliver queues an advert from the socket's reader for the loop. One
+// that crossed a router (TTL or hop limit not 255) is dropped here: a
+// flood of them from off the link, spoofed sources and all, must not push
+// a live master's adverts out of the queue (the backup would take the
+// VIP: a split brain).
 func (in *instance) deliver(item rxItem) {
+	if item.r.TTL >= 0 && item.r.TTL != 255 {
+		in.mu.Lock()
+		in.status.Drops[DropBadTTL]++
+		in.mu.Unlock()
+		in.warnMismatch(DropBadTTL, item.r.Src, dropf(DropBadTTL, "ttl %d from %v", item.r.TTL, item.r.Src))
+		return
+	}
 	select {
 	case in.rx <- item:
 	default:
@@ -351,24 +364,31 @@ func peerMismatch(r DropReason) bool {
 	return false
 }
 
-// mismatchWarnEvery bounds the warnings about one peer's dropped adverts
-// (they come every advert interval).
+// mismatchWarnEvery bounds the warnings about dropped adverts of one
+// reason (a peer's come every advert interval).
 const mismatchWarnEvery = time.Minute
 
-// warnMismatch logs a peer's advert dropped for a configuration mismatch
-// as a warning (keepalived logs each one), at most once a minute per peer
-// and reason.
+// warnMismatch logs an advert dropped for a configuration mismatch as a
+// warning (keepalived logs each one), at most once a minute per reason;
+// the drop counters count them all.
 func (in *instance) warnMismatch(reason DropReason, src netip.Addr, err error) {
-	key := string(reason) + "/" + src.String()
 	now := in.m.now()
-	if last, ok := in.dropWarned[key]; ok && now.Sub(last) < mismatchWarnEvery {
-		in.log.Debug("advert dropped", zap.String("reason", string(reason)), zap.Error(err))
+	in.mu.Lock()
+	last, ok := in.dropWarned[reason]
+	quiet := ok && now.Sub(last) < mismatchWarnEvery
+	if !quiet {
+		if in.dropWarned == nil {
+			in.dropWarned = map[DropReason]time.Time{}
+		}
+		in.dropWarned[reason] = now
+	}
+	in.mu.Unlock()
+	if quiet {
+		if ce := in.log.Check(zap.DebugLevel, "advert dropped"); ce != nil {
+			ce.Write(zap.String("reason", string(reason)), zap.Error(err))
+		}
 		return
 	}
-	if in.dropWarned == nil {
-		in.dropWarned = map[string]time.Time{}
-	}
-	in.dropWarned[key] = now
 	in.log.Warn("advert from a peer dropped: configuration mismatch (both nodes may hold the VIP)",
 		zap.String("reason", string(reason)), zap.Stringer("peer", src), zap.Error(err))
 }

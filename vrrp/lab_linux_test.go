@@ -635,10 +635,16 @@ func TestLabBadAdvertsDropped(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	sts, ifs := na.report(t)
 	st := sts[0]
-	for _, r := range []vrrp.DropReason{vrrp.DropBadTTL, vrrp.DropBadChecksum, vrrp.DropTruncated, vrrp.DropBadVersion} {
+	for _, r := range []vrrp.DropReason{vrrp.DropBadChecksum, vrrp.DropTruncated, vrrp.DropBadVersion} {
 		if st.Drops[r] != 5 {
 			t.Errorf("drops[%s] = %d, want 5 (all: %v)", r, st.Drops[r], st.Drops)
 		}
+	}
+	// TTL 64: the IPv4 socket's filter drops it in the kernel, before it
+	// is queued (a flood of them must not push real adverts out), so it
+	// is counted nowhere; what matters is that it changed nothing (below).
+	if st.Drops[vrrp.DropBadTTL] != 0 {
+		t.Errorf("drops[bad_ttl] = %d: a TTL 64 advert reached the instance past the socket filter", st.Drops[vrrp.DropBadTTL])
 	}
 	// The other VRID is nobody's here: counted on the interface.
 	if len(ifs) != 1 || ifs[0].Drops[vrrp.DropWrongVRID] != 5 || st.Drops[vrrp.DropWrongVRID] != 0 {

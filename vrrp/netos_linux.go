@@ -16,6 +16,7 @@ import (
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/net/bpf"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
@@ -198,12 +199,36 @@ func newConn4(c net.PacketConn, ifi *net.Interface) (*conn4, error) {
 		{"multicast TTL", func() error { return pc.SetMulticastTTL(255) }},
 		{"multicast loop", func() error { return pc.SetMulticastLoopback(false) }},
 		{"multicast interface", func() error { return pc.SetMulticastInterface(ifi) }},
+		{"off-link filter", func() error { return pc.SetBPF(onLinkOnly4) }},
 	} {
 		if err := step.err(); err != nil {
 			return nil, fmt.Errorf("%s on %s: %w", step.what, ifi.Name, err)
 		}
 	}
 	return &conn4{pc: pc, ifi: ifi}, nil
+}
+
+// onLinkOnly4 is a socket filter that lets in only IPv4 packets with TTL
+// 255: an advert that crossed a router is invalid (RFC 5798 7.1), and a
+// flood of them from off the link, each from another spoofed source,
+// would otherwise fill the socket's buffer faster than it is read, and
+// push a live master's adverts out: the backup would take the VIP (a split
+// brain). The kernel drops them before they are queued; the TTL check on
+// each packet read stays (IPv6 sockets do not see the hop limit in a
+// filter).
+var onLinkOnly4 = mustAssemble([]bpf.Instruction{
+	bpf.LoadAbsolute{Off: 8, Size: 1}, // the IPv4 header's TTL: raw sockets see the header
+	bpf.JumpIf{Cond: bpf.JumpEqual, Val: 255, SkipFalse: 1},
+	bpf.RetConstant{Val: 1 << 16}, // the whole packet
+	bpf.RetConstant{Val: 0},       // dropped
+})
+
+func mustAssemble(prog []bpf.Instruction) []bpf.RawInstruction {
+	raw, err := bpf.Assemble(prog)
+	if err != nil {
+		panic(err)
+	}
+	return raw
 }
 
 func (c *conn4) Read(b []byte) (int, received, error) {

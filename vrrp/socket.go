@@ -316,5 +316,9 @@ func (s *sharedSocket) dispatch(b []byte, r received) {
 		return
 	}
 	s.mu.Unlock()
+	if r.TTL >= 0 && r.TTL != 255 {
+		m.in.deliver(rxItem{r: r}) // dropped there, without a copy
+		return
+	}
 	m.in.deliver(rxItem{b: slices.Clone(b), r: r})
 }
