@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -98,7 +99,32 @@ func Handler(src Source) http.Handler {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
+		if rebound(r) {
+			http.Error(w, "the admin API answers a host name from this host only as localhost: use http://127.0.0.1:PORT or http://localhost:PORT", http.StatusMisdirectedRequest)
+			return
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, 1024)
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// rebound tells a request from this host whose Host is a name other than
+// localhost: what a web page the operator opens sends after DNS rebinding
+// (its own name made to resolve to 127.0.0.1, so that its script reads
+// /status as same-origin). Remote scrapers may use names; local tools use
+// an address or localhost.
+func rebound(r *http.Request) bool {
+	remote, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil || !remote.Addr().Unmap().IsLoopback() {
+		return false
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
+	if _, err := netip.ParseAddr(host); err == nil {
+		return false
+	}
+	return !strings.EqualFold(host, "localhost")
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,7 +51,44 @@ func Running(path string) (int, error) {
 	} else if !held {
 		return 0, fmt.Errorf("pid file %s names pid %d, but %w", path, pid, ErrStale)
 	}
+	// The lock must be the named process's own: whoever can write the
+	// file's directory could otherwise name any pid and hold a lock.
+	if holders, err := lockHolders(f); err == nil && !slices.Contains(holders, pid) {
+		return 0, fmt.Errorf("pid file %s names pid %d, but the lock on it is held by pid %v: not a vipgate's pid file", path, pid, holders)
+	}
 	return pid, nil
+}
+
+// lockHolders lists the pids holding a flock on f, from /proc/locks
+// ("1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF").
+func lockHolders(f *os.File) ([]int, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil, errors.New("no inode")
+	}
+	data, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 6 || fields[1] != "FLOCK" {
+			continue
+		}
+		dev := strings.Split(fields[5], ":")
+		if len(dev) != 3 || dev[2] != strconv.FormatUint(sys.Ino, 10) {
+			continue
+		}
+		if pid, err := strconv.Atoi(fields[4]); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
 }
 
 // locked reports whether another open file description holds a lock on f.

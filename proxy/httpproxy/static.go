@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -26,7 +27,10 @@ func (s *Server) serveStatic(w http.ResponseWriter, r *http.Request, v *vhost, r
 	if strings.HasSuffix(uri, "/") {
 		name = filepath.Join(name, "index.html")
 	}
-	f, err := os.Open(name)
+	// O_NONBLOCK, as nginx: opening a FIFO (one a local user made in an
+	// upload directory) would otherwise wait for a writer for good,
+	// holding the request and an OS thread.
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		status := http.StatusNotFound
 		if errors.Is(err, fs.ErrPermission) {
@@ -39,6 +43,12 @@ func (s *Server) serveStatic(w http.ResponseWriter, r *http.Request, v *vhost, r
 	st, err := f.Stat()
 	if err != nil {
 		s.errorResponse(w, v, http.StatusInternalServerError)
+		return
+	}
+	if !st.IsDir() && !st.Mode().IsRegular() {
+		// A FIFO, socket or device: not a file to serve (nginx: "is not
+		// a regular file", 404).
+		s.errorResponse(w, v, http.StatusNotFound)
 		return
 	}
 	if st.IsDir() {
