@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,17 +36,61 @@ func runScript(ctx context.Context, cmdline string, args []string, userName stri
 	if err := checkScriptFile(path); err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, path, append(fields[1:], args...)...)
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-	cmd.WaitDelay = time.Second
-	if userName != "" && os.Geteuid() == 0 {
-		cred, err := lookupCredential(userName)
+	if runsAsRoot(userName) {
+		if err := checkRootScript(path); err != nil {
+			return err
+		}
+	}
+	argv := append(fields[1:], args...)
+	var attr *syscall.SysProcAttr
+	switch {
+	case os.Geteuid() == 0:
+		// Root: the switch to script_user drops every capability.
+		if userName != "" {
+			cred, err := lookupCredential(userName)
+			if err != nil {
+				return err
+			}
+			attr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
+		}
+	default:
+		// Not root, with capabilities (systemd's AmbientCapabilities):
+		// ambient capabilities pass to every program it runs, so a
+		// script would get NET_ADMIN, NET_RAW and SETUID, and could make
+		// itself root. setpriv (util-linux) clears them, and switches to
+		// script_user with the CAP_SETUID/CAP_SETGID vipgate holds for it.
+		wrapped, err := dropPrivileges(userName, path, argv)
 		if err != nil {
 			return err
 		}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
+		path, argv = wrapped[0], wrapped[1:]
+		attr = &syscall.SysProcAttr{Setpgid: true}
 	}
+	cmd := exec.CommandContext(ctx, path, argv...)
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.WaitDelay = time.Second
+	cmd.SysProcAttr = attr
 	return cmd.Run()
+}
+
+// dropPrivileges returns the command line that runs path with argv as
+// userName (when it is not this process's user) and without capabilities.
+func dropPrivileges(userName, path string, argv []string) ([]string, error) {
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		return nil, fmt.Errorf("scripts run without vipgate's capabilities through setpriv (util-linux): %w", err)
+	}
+	line := []string{setpriv, "--inh-caps=-all", "--ambient-caps=-all"}
+	if userName != "" {
+		cred, err := lookupCredential(userName)
+		if err != nil {
+			return nil, err
+		}
+		if int(cred.Uid) != os.Geteuid() || int(cred.Gid) != os.Getegid() {
+			line = append(line, fmt.Sprintf("--reuid=%d", cred.Uid), fmt.Sprintf("--regid=%d", cred.Gid), "--clear-groups")
+		}
+	}
+	return append(append(line, "--", path), argv...), nil
 }
 
 // errScriptRefused marks a script not run because others may change it.
@@ -70,6 +115,54 @@ func checkScriptFile(path string) error {
 		return &refusedError{fmt.Sprintf("refusing %s: writable by group %d (mode %v); only root or the owner may write it", path, sys.Gid, mode)}
 	}
 	return nil
+}
+
+// runsAsRoot tells whether a script run for userName runs as root.
+func runsAsRoot(userName string) bool {
+	if userName == "" {
+		return os.Geteuid() == 0
+	}
+	cred, err := lookupCredential(userName)
+	return err == nil && cred.Uid == 0
+}
+
+// checkRootScript refuses a script that runs as root when a user other
+// than root could change it: the file must be root's, and so must every
+// directory on its path, none writable by others (one that is, with the
+// sticky bit, as /tmp, lets nobody replace root's file). Otherwise that
+// user could make root run anything (keepalived's enable_script_security).
+func checkRootScript(path string) error {
+	resolved, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return err
+	}
+	resolved, err = filepath.Abs(resolved)
+	if err != nil {
+		return err
+	}
+	for p := resolved; ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		sys, ok := st.Sys().(*syscall.Stat_t)
+		if !ok {
+			return nil
+		}
+		mode := st.Mode()
+		sticky := mode.IsDir() && mode&os.ModeSticky != 0
+		switch {
+		case sys.Uid != 0:
+			return &refusedError{fmt.Sprintf("refusing %s: it runs as root, but %s belongs to uid %d, who could change what root runs", path, p, sys.Uid)}
+		case mode.Perm()&0o002 != 0 && !sticky:
+			return &refusedError{fmt.Sprintf("refusing %s: it runs as root, but %s is writable by everyone", path, p)}
+		case mode.Perm()&0o020 != 0 && sys.Gid != 0 && !sticky:
+			return &refusedError{fmt.Sprintf("refusing %s: it runs as root, but %s is writable by group %d", path, p, sys.Gid)}
+		}
+		if p == filepath.Dir(p) {
+			return nil
+		}
+	}
 }
 
 func lookupCredential(name string) (*syscall.Credential, error) {
