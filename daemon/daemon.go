@@ -190,6 +190,15 @@ func (d *Daemon) applyLocked(cfg *config.Config) error {
 		d.swapAdmin(nil, "")
 		newAdmin, err = d.startAdmin(*cfg.Global.AdminListen)
 	}
+	adminAddr := *cfg.Global.AdminListen
+	if err != nil && d.admin == nil && freedAdmin == "" {
+		// No API runs (at start, or it could not listen before): a port
+		// a local user took first must not keep the proxy and VRRP down.
+		// Served without it; the next reload tries again.
+		d.log.Error("admin API cannot listen: serving without it until a reload can bind it",
+			zap.String("admin_listen", adminAddr), zap.Error(err))
+		newAdmin, adminAddr, err = nil, "", nil
+	}
 	if err != nil {
 		restoreAdmin()
 		gen.shutdownNow()
@@ -233,7 +242,7 @@ func (d *Daemon) applyLocked(cfg *config.Config) error {
 	}
 	d.gensMu.Unlock()
 	d.generation.Store(id)
-	d.swapAdmin(newAdmin, *cfg.Global.AdminListen)
+	d.swapAdmin(newAdmin, adminAddr)
 	d.log.Info("configuration applied", zap.Uint64("generation", id), zap.String("file", cfg.Path),
 		zap.Int("listeners", len(gen.handlers)), zap.Int("upstreams", len(gen.upstreams)), zap.Int("vrrp_instances", len(vcfgs)))
 	return nil
