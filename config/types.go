@@ -91,6 +91,10 @@ type HTTPServer struct {
 	SendTimeout         Duration `toml:"send_timeout"`
 	ClientHeaderMaxSize Size     `toml:"client_header_max_size"`
 	AcceptProxyProtocol bool     `toml:"accept_proxy_protocol"`
+	// SetRealIPFrom lists the sources whose PROXY header's address is
+	// trusted as $remote_addr (nginx's set_real_ip_from with real_ip_header
+	// proxy_protocol); empty: every source's.
+	SetRealIPFrom []string `toml:"set_real_ip_from"`
 	// UnderscoresInHeaders passes client header fields whose name has an
 	// underscore; off, they are dropped, as nginx's defaults
 	// (underscores_in_headers off, ignore_invalid_headers on) do.
@@ -100,6 +104,8 @@ type HTTPServer struct {
 
 	// ErrorPages maps a status code to a file, from ErrorPage.
 	ErrorPages map[int]string `toml:"-"`
+	// RealIPFrom is SetRealIPFrom parsed.
+	RealIPFrom []netip.Prefix `toml:"-"`
 }
 
 // Location match kinds, from the path's prefix as in nginx.
@@ -149,6 +155,7 @@ type Stream struct {
 	ProxyPass            string   `toml:"proxy_pass"`
 	ProxyProtocol        string   `toml:"proxy_protocol"`
 	AcceptProxyProtocol  bool     `toml:"accept_proxy_protocol"`
+	SetRealIPFrom        []string `toml:"set_real_ip_from"` // as [[http]]'s
 	ProxyProtocolTimeout Duration `toml:"proxy_protocol_timeout"`
 	ProxyConnectTimeout  Duration `toml:"proxy_connect_timeout"`
 	ProxyTimeout         Duration `toml:"proxy_timeout"`
@@ -158,6 +165,8 @@ type Stream struct {
 	// Upstream is set when ProxyPass names an upstream, Address when it is host:port.
 	Upstream string `toml:"-"`
 	Address  string `toml:"-"`
+	// RealIPFrom is SetRealIPFrom parsed.
+	RealIPFrom []netip.Prefix `toml:"-"`
 }
 
 // VRRP is one [[vrrp]], keepalived's vrrp_instance.

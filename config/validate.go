@@ -183,6 +183,28 @@ func (v *validator) global() {
 	}
 }
 
+// realIPFrom checks set_real_ip_from: addresses or CIDR ranges, only
+// with accept_proxy_protocol.
+func (v *validator) realIPFrom(path string, list []string, accept bool) []netip.Prefix {
+	if len(list) > 0 && !accept {
+		v.fail(path+".set_real_ip_from", "needs accept_proxy_protocol = true: it names the sources whose PROXY header is trusted")
+	}
+	var out []netip.Prefix
+	for i, s := range list {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				v.fail(fmt.Sprintf("%s.set_real_ip_from[%d]", path, i), "%q is not an address or CIDR range (192.0.2.0/24, 2001:db8::/32)", s)
+				continue
+			}
+			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out
+}
+
 // ParseListen checks a listen address ("0.0.0.0:80", "[::]:443",
 // "192.0.2.50:8888") and returns it in canonical form.
 func ParseListen(addr string) (string, error) {
@@ -428,6 +450,7 @@ func (v *validator) httpServer(index int, h *HTTPServer) {
 	if h == nil {
 		return
 	}
+	h.RealIPFrom = v.realIPFrom(path, h.SetRealIPFrom, h.AcceptProxyProtocol)
 	if len(h.Listen) == 0 {
 		v.fail(path+".listen", "at least one address is required")
 	}
@@ -466,6 +489,9 @@ func (v *validator) httpServer(index int, h *HTTPServer) {
 			}
 			if other.AcceptProxyProtocol != h.AcceptProxyProtocol {
 				v.fail(lp, "http[%d] also listens on %s with a different accept_proxy_protocol; the PROXY header belongs to the socket", j, addr)
+			}
+			if !slices.Equal(other.SetRealIPFrom, h.SetRealIPFrom) {
+				v.fail(lp, "http[%d] also listens on %s with a different set_real_ip_from; the PROXY header belongs to the socket", j, addr)
 			}
 			for k, name := range h.ServerName {
 				if oneOf(name, other.ServerName...) {
@@ -677,6 +703,7 @@ func (v *validator) stream(path string, s *Stream) {
 	if s == nil {
 		return
 	}
+	s.RealIPFrom = v.realIPFrom(path, s.SetRealIPFrom, s.AcceptProxyProtocol)
 	if len(s.Listen) == 0 {
 		v.fail(path+".listen", "at least one address is required")
 	}

@@ -166,6 +166,8 @@ func TestValidateHTTP(t *testing.T) {
 			"http[1].listen[0]", "different accept_proxy_protocol"},
 		{"server_name twice on one address", upApp + srv(`"127.0.0.1:80"`, "server_name = [\"a\"]\n") + "[[http]]\nlisten = [\"127.0.0.1:80\"]\nserver_name = [\"a\"] # <-\n" + loc,
 			"http[1].server_name[0]", `"a" is already a server_name of http[0]`},
+		{"set_real_ip_from without accept_proxy_protocol", upApp + "[[http]]\nlisten = [\"127.0.0.1:80\"]\nset_real_ip_from = [\"10.0.0.0/8\"] # <-\n" + loc, "http[0].set_real_ip_from", "needs accept_proxy_protocol"},
+		{"set_real_ip_from not an address", upApp + "[[http]]\nlisten = [\"127.0.0.1:80\"]\naccept_proxy_protocol = true\nset_real_ip_from = [\"lb.example\"] # <-\n" + loc, "http[0].set_real_ip_from[0]", "not an address or CIDR"},
 		{"server_name invalid", upApp + "[[http]]\nlisten = [\"127.0.0.1:80\"]\nserver_name = [\"a/b\"] # <-\n" + loc, "http[0].server_name[0]", "invalid server name"},
 		// Taken as plain names they never matched, every request going to
 		// the default server.

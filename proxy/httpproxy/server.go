@@ -125,6 +125,9 @@ type listenGroup struct {
 	names      serverNames
 	dflt       *vhost
 	proxyProto bool
+	// realIPFrom: the sources whose PROXY header's address is trusted
+	// (set_real_ip_from); empty: all.
+	realIPFrom []netip.Prefix
 	tlsConfig  *tls.Config
 	http       *http.Server
 	ln         *chanListener
@@ -203,6 +206,7 @@ func New(servers []*config.HTTPServer, deps Deps) (*Server, error) {
 			}
 			g.names.add(v)
 			g.proxyProto = g.proxyProto || hc.AcceptProxyProtocol
+			g.realIPFrom = hc.RealIPFrom // the same for every server on it (validated)
 		}
 	}
 	// net/http's own messages (bad TLS records, handler panics) are debug
@@ -446,6 +450,7 @@ func (g *listenGroup) ServeConn(c net.Conn) {
 	var remote netip.AddrPort
 	local := c.LocalAddr() // $server_port is the socket's, also behind PROXY protocol (as nginx)
 	if g.proxyProto {
+		peer := addrPortOf(c.RemoteAddr())
 		pc, src, _, err := proxyproto.ReadHeader(c, g.hdrTimeout)
 		if err != nil {
 			s.log.Debug("PROXY protocol header refused", zap.String("listen", g.addr),
@@ -455,7 +460,7 @@ func (g *listenGroup) ServeConn(c net.Conn) {
 			return
 		}
 		c = pc
-		if src != nil {
+		if src != nil && proxyproto.Trusted(g.realIPFrom, peer.Addr()) {
 			remote = addrPortOf(src)
 		}
 	}

@@ -141,6 +141,37 @@ proxy_pass = "http://app"
 	}
 }
 
+// set_real_ip_from: a PROXY header from a source it does not list is
+// still required, but does not make its address the client's (anyone who
+// reaches the listener past the balancer could name any address); from a
+// listed source it does, as nginx's realip module.
+func TestSetRealIPFromTrustsOnlyListedSources(t *testing.T) {
+	for _, tc := range []struct{ from, want string }{
+		{`["192.0.2.0/24"]`, "127.0.0.1"},
+		{`["127.0.0.0/8", "2001:db8::1"]`, "198.51.100.10"},
+	} {
+		b := startBackend(t, "b")
+		gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+`
+[[http]]
+listen = ["LISTEN"]
+accept_proxy_protocol = true
+set_real_ip_from = `+tc.from+`
+[[http.location]]
+path = "/"
+proxy_pass = "http://app"
+`)
+		raw := rawExchange(t, gw.addr, "PROXY TCP4 198.51.100.10 192.0.2.1 5555 80\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+		_, body, _ := strings.Cut(raw, "\r\n\r\n")
+		s := decodeSeen(t, body)
+		if got := s.Header.Get("X-Real-Ip"); got != tc.want {
+			t.Errorf("set_real_ip_from %s, header from 127.0.0.1 naming 198.51.100.10: X-Real-IP %q, want %q", tc.from, got, tc.want)
+		}
+		if !strings.HasPrefix(gw.access.String(), tc.want+" - - [") {
+			t.Errorf("set_real_ip_from %s: access log %q, want $remote_addr %s", tc.from, gw.access.String(), tc.want)
+		}
+	}
+}
+
 func TestAccessLogLine(t *testing.T) {
 	b := startBackend(t, "b")
 	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+proxyAllToApp)

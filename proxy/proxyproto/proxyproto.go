@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -387,4 +388,21 @@ func Parse(b []byte, eof bool) (n int, src, dst net.Addr, err error) {
 	}
 	src, dst = headerAddrs(h)
 	return n, src, dst, nil
+}
+
+// Trusted tells whether a PROXY header that came from peer names the
+// client (set_real_ip_from; an empty list trusts every source). From
+// another source the header is still required, but the connection's own
+// address stays the client's, as nginx's realip module has it.
+func Trusted(from []netip.Prefix, peer netip.Addr) bool {
+	if len(from) == 0 {
+		return true
+	}
+	peer = peer.Unmap()
+	for _, p := range from {
+		if p.Contains(peer) {
+			return true
+		}
+	}
+	return false
 }

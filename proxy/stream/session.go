@@ -272,8 +272,10 @@ func (ss *session) readHeader() {
 			return
 		}
 		if hn > 0 {
-			ss.hdrSrc, ss.hdrDst = src, dst
-			if src != nil {
+			// From a source set_real_ip_from does not list, the header
+			// is read and dropped: the peer stays the client.
+			if src != nil && proxyproto.Trusted(ss.r.cfg.RealIPFrom, ss.clientAddr.Addr()) {
+				ss.hdrSrc, ss.hdrDst = src, dst
 				ss.clientAddr = addrPort(src)
 				ss.localAddr = addrPort(dst)
 			}

@@ -365,6 +365,30 @@ func TestAcceptProxyProtocolForwardsBytesBehindHeader(t *testing.T) {
 	}
 }
 
+// set_real_ip_from: from a source it does not list, the PROXY header is
+// read and dropped: the server and the access log see the peer itself.
+func TestSetRealIPFromTrustsOnlyListedSources(t *testing.T) {
+	for _, tc := range []struct{ from, want string }{
+		{`["192.0.2.0/24"]`, "src=127.0.0.1:"},
+		{`["127.0.0.1"]`, "src=[2001:db8::7]:5555"},
+	} {
+		be := headerBackend(t, "127.0.0.1")
+		p := newProxy(t, "127.0.0.1", func(l string) string {
+			return streamConf(l, be.addr, "accept_proxy_protocol = true\nset_real_ip_from = "+tc.from+"\nproxy_protocol = \"v2\"", "")
+		})
+		c := p.dial()
+		c.Write([]byte("PROXY TCP6 2001:db8::7 2001:db8::1 5555 1883\r\nCONNECT"))
+		got, err := readAllWithin(t, c, 3*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		if !strings.HasPrefix(string(got), tc.want) || !strings.HasSuffix(string(got), "first=CONNECT") {
+			t.Errorf("set_real_ip_from %s: server saw %q, want it to start with %q", tc.from, got, tc.want)
+		}
+	}
+}
+
 func TestAcceptProxyProtocolRefusals(t *testing.T) {
 	be := startBackend(t, "127.0.0.1", echo)
 	p := newProxy(t, "127.0.0.1", func(l string) string {
