@@ -314,3 +314,29 @@ func TestDownloadCutAfterHeadIsLoggedWithTheStatusSent(t *testing.T) {
 		t.Errorf("the client received \"HTTP/1.1 200 OK\" and part of the body, then closed; access log:\n%s\nwant status 200 (the status sent, as nginx), not 499", line)
 	}
 }
+
+// A client that sends part of a request head and leaves is logged 400 with
+// the request line read and 0 bytes, as nginx ("client prematurely closed
+// connection while reading client request headers"): scanners that
+// probe and drop show in the access log. A connection closed before any
+// byte, or between requests, logs nothing.
+func TestHeadCutByTheClientIsLogged(t *testing.T) {
+	b := startBackend(t, "b")
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+proxyAllToApp)
+	for _, sent := range []string{"GET /partial HTTP/1.1\r\nHost: a\r\n", "", "\r\n"} {
+		c, err := net.Dial("tcp", gw.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(c, sent)
+		_ = c.(*net.TCPConn).CloseWrite()
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, _ = io.ReadAll(c)
+		c.Close()
+	}
+	time.Sleep(100 * time.Millisecond)
+	lines := strings.Split(strings.TrimSpace(gw.access.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], `"GET /partial HTTP/1.1" 400 0 `) {
+		t.Errorf("access log:\n%s\nwant one line: \"GET /partial HTTP/1.1\" 400 0", gw.access.String())
+	}
+}

@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -345,7 +346,10 @@ func (c *fastConn) serve() bool {
 		}
 		first = false
 		if he := c.readHead(headerTimeout, firstHead); he != nil {
-			if he.Status != 0 {
+			switch {
+			case he.Unanswered:
+				c.s.logRefusedFrom(c.remote, he.withLine(c.pending()))
+			case he.Status != 0:
 				c.refuse(he)
 			}
 			return false
@@ -403,6 +407,8 @@ func (c *fastConn) readHead(timeout time.Duration, armed bool) *HeadError {
 				return &HeadError{Status: 408, Reason: "client_header_timeout"}
 			case err == errBufferFull:
 				return &HeadError{Status: 431, Reason: "request header fields too large"}
+			case err == io.EOF && len(bytes.TrimLeft(c.pending(), "\r\n")) > 0:
+				return &HeadError{Status: 400, Reason: "the client closed the connection in the middle of a request head", Unanswered: true}
 			}
 			return &HeadError{}
 		}

@@ -320,7 +320,11 @@ func (s *Server) logRefusedFrom(remote netip.AddrPort, he *HeadError) {
 	b = append(b, "\" "...)
 	b = strconv.AppendInt(b, int64(he.Status), 10)
 	b = append(b, ' ')
-	b = strconv.AppendInt(b, int64(len(errorBody(he.Status))), 10) // the error page sent
+	sent := len(errorBody(he.Status)) // the error page
+	if he.Unanswered {
+		sent = 0
+	}
+	b = strconv.AppendInt(b, int64(sent), 10)
 	b = append(b, " \"-\" \"-\" \"-\" 0.000 -\n"...)
 	s.access.Write(b)
 }

@@ -25,6 +25,9 @@ type HeadError struct {
 	// Line is the request line as read, for the access log's $request
 	// (the part read of one too long; "" when none was read).
 	Line string
+	// Unanswered: the client left mid-head; logged (as nginx's 400), but
+	// there is nobody to answer.
+	Unanswered bool
 }
 
 // maxLoggedLine bounds the request line a refusal logs.
