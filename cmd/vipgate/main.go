@@ -198,7 +198,7 @@ func signalRunning(path, name string, stdout, stderr io.Writer) int {
 		cfg, err := config.Load(path)
 		if err != nil {
 			printProblems(stderr, path, err)
-			fmt.Fprintf(stderr, "vipgate: reload refused: the running instance keeps its configuration\n")
+			fmt.Fprintf(stderr, "vipgate: reload refused: nothing was signalled (a running instance keeps its configuration)\n")
 			return 1
 		}
 		for _, w := range cfg.Warnings {
