@@ -123,8 +123,8 @@ func rebound(r *http.Request) bool {
 		host = h
 	}
 	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
-	if _, err := netip.ParseAddr(host); err == nil {
-		return false
+	if _, err := netip.ParseAddr(host); err == nil || host == "" {
+		return false // an address, or none (admin_listen = ":9900")
 	}
 	return !strings.EqualFold(host, "localhost")
 }

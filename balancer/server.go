@@ -1,6 +1,9 @@
 package balancer
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Server is one server of one config generation's Upstream. Its state
 // (failures, health, connections, counters) is shared with the same
@@ -19,6 +22,9 @@ type Server struct {
 	backup      bool
 	down        bool
 	single      bool // the upstream's only primary server, and no backup: failures never count
+	// activeChecked: an active health check reports on it (SetActiveHealth
+	// was called), so Available follows that check, not passive failures.
+	activeChecked atomic.Bool
 
 	// Smooth weighted round robin state, guarded by upstream.mu.
 	currentWeight   int
@@ -131,6 +137,7 @@ func (s *Server) AddBytes(sent, received int64) {
 // rise/fall counting). An unhealthy server is never picked, even when it is
 // the only one.
 func (s *Server) SetActiveHealth(up bool, reason string) {
+	s.activeChecked.Store(true)
 	st := s.state
 	now := s.upstream.table.nowNano()
 	st.mu.Lock()

@@ -68,7 +68,8 @@ func (u *Upstream) Pick(req PickRequest) (*Server, error) {
 
 // Available reports whether at least one server could be picked now if it
 // had no connection limit: neither down, unhealthy nor passively failed
-// (a failed server whose fail_timeout elapsed counts, it gets the probe).
+// (a failed server whose fail_timeout elapsed counts, it gets the probe;
+// with an active health check, that check decides).
 // Servers that are merely full count as available: they are alive.
 func (u *Upstream) Available() bool {
 	now := u.table.nowNano()
@@ -76,7 +77,11 @@ func (u *Upstream) Available() bool {
 		if s.down || s.state.unhealth.Load() {
 			continue
 		}
-		if s.single || !s.passivelyFailed(now) {
+		// A server an active check says is up counts: a blip in which
+		// every server failed a request once (max_fails 1) must not take
+		// a tracked upstream down (VRRP FAULT, the VIP moving away and
+		// back) for the whole fail_timeout while the checks pass.
+		if s.single || s.activeChecked.Load() || !s.passivelyFailed(now) {
 			return true
 		}
 	}

@@ -81,6 +81,14 @@ func unknownKeyHint(key []string, name string, isTable bool) string {
 		// An unknown table named after a directive ([vrrp_instance.VI_1]).
 		return hint
 	}
+	if len(key) == 3 && key[0] == "upstream" && len(key[2]) > 3 {
+		// [[upstream.app.servers]]: a mistyped table of the upstream.
+		for _, k := range keysOf(reflect.TypeFor[Upstream]()) {
+			if editDistance(key[2], k) <= 2 {
+				return fmt.Sprintf("did you mean %s?", k)
+			}
+		}
+	}
 	if len(key) == 3 && key[0] == "upstream" && isTable {
 		// [upstream.tomcat.local]: TOML reads the dot as a nested table.
 		return fmt.Sprintf("if %q is the upstream's name, quote it: [upstream.%q] and [[upstream.%q.server]] (a dot in a bare table name nests tables)",
@@ -194,12 +202,12 @@ func nginxParameters(value string) (msg string, ok bool) {
 // quoteHint is added to a syntax error on a line whose value is written
 // bare, as in nginx.conf ("address = 127.0.0.1:8080", "timeout = 30s"):
 // the decoder's words ("Invalid float value") do not say it wants quotes.
-func quoteHint(data []byte, line int) string {
+func quoteHint(data []byte, line int, key string) string {
 	lines := strings.Split(string(data), "\n")
 	if line < 1 || line > len(lines) {
 		return ""
 	}
-	key, value, ok := strings.Cut(lines[line-1], "=")
+	k, value, ok := strings.Cut(lines[line-1], "=")
 	if !ok {
 		return ""
 	}
@@ -211,5 +219,42 @@ func quoteHint(data []byte, line int) string {
 	if _, err := strconv.ParseFloat(strings.ReplaceAll(value, "_", ""), 64); err == nil {
 		return ""
 	}
-	return fmt.Sprintf(" (a text value is written in quotes: %s = %q)", strings.TrimSpace(key), value)
+	name := strings.TrimSpace(k)
+	switch kindOf(strings.Split(key, ".")) {
+	case reflect.Bool:
+		switch strings.ToLower(value) {
+		case "on", "yes":
+			return fmt.Sprintf(" (write %s = true: booleans are true or false, without quotes)", name)
+		case "off", "no":
+			return fmt.Sprintf(" (write %s = false: booleans are true or false, without quotes)", name)
+		}
+		return " (booleans are true or false, without quotes)"
+	case reflect.Slice:
+		return fmt.Sprintf(" (a list is written in brackets, its text items in quotes: %s = [%q])", name, value)
+	}
+	return fmt.Sprintf(" (a text value is written in quotes: %s = %q)", name, value)
+}
+
+// kindOf is the kind of the field a key path (table names and key, no
+// array indices) decodes into; Invalid when unknown.
+func kindOf(key []string) reflect.Kind {
+	if len(key) < 2 {
+		return reflect.Invalid
+	}
+	for _, t := range tables {
+		if !matchPath(t.path, key[:len(key)-1]) {
+			continue
+		}
+		for i := range t.typ.NumField() {
+			f := t.typ.Field(i)
+			if tag, _, _ := strings.Cut(f.Tag.Get("toml"), ","); tag == key[len(key)-1] {
+				ft := f.Type
+				if ft.Kind() == reflect.Pointer {
+					ft = ft.Elem()
+				}
+				return ft.Kind()
+			}
+		}
+	}
+	return reflect.Invalid
 }

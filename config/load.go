@@ -40,7 +40,7 @@ func Parse(data []byte, path string) (*Config, error) {
 	var raw map[string]any
 	if _, err := toml.Decode(string(data), &raw); err != nil {
 		p := decodeProblem(err, path)
-		p.Message += quoteHint(data, p.Line)
+		p.Message += quoteHint(data, p.Line, p.Key)
 		return nil, &Problems{List: []error{p}}
 	}
 	checkTypes(raw, reflect.TypeOf(cfg).Elem(), "", func(key, msg string) {

@@ -174,13 +174,48 @@ func (v *validator) global() {
 		}
 	}
 	// nginx's "access_log PATH FORMAT buffer=32k flush=5s" and "error_log
-	// PATH LEVEL", copied whole, would name a file with a space in it.
-	if path, _, ok := strings.Cut(strings.TrimSpace(g.AccessLog), " "); ok {
-		v.fail("global.access_log", "%q is a file name with a space: nginx's access_log parameters are keys here: access_log = %q, access_log_buffer = \"32k\", access_log_flush = \"5s\" (the format is nginx's combined, log_format is the error log's)", g.AccessLog, path)
+	// PATH LEVEL", copied whole, would name a file with a space in it (a
+	// path may have spaces: only nginx's words after one are refused).
+	if path, ok := nginxLogParams(g.AccessLog, isAccessLogParam); ok {
+		v.fail("global.access_log", "%q: nginx's access_log parameters are keys here: access_log = %q, access_log_buffer = \"32k\", access_log_flush = \"5s\" (the format is nginx's combined; log_format is the error log's)", g.AccessLog, path)
 	}
-	if path, level, ok := strings.Cut(strings.TrimSpace(g.ErrorLog), " "); ok {
-		v.fail("global.error_log", "%q is a file name with a space: nginx's error_log level is a key here: error_log = %q, log_level = %q", g.ErrorLog, path, strings.TrimSpace(level))
+	if path, ok := nginxLogParams(g.ErrorLog, isLogLevel); ok {
+		level := g.ErrorLog[strings.LastIndexAny(g.ErrorLog, " \t")+1:]
+		v.fail("global.error_log", "%q: nginx's error_log level is a key here: error_log = %q, log_level = %q", g.ErrorLog, path, level)
 	}
+}
+
+// nginxLogParams splits "PATH WORD..." when every word after the path is
+// one of nginx's log parameters (param), and returns the path.
+func nginxLogParams(value string, param func(string) bool) (string, bool) {
+	fields := strings.Fields(value)
+	if len(fields) < 2 {
+		return "", false
+	}
+	for _, f := range fields[1:] {
+		if !param(f) {
+			return "", false
+		}
+	}
+	return fields[0], true
+}
+
+// isAccessLogParam: a log format's name (main, combined) or one of
+// access_log's key=value parameters.
+func isAccessLogParam(f string) bool {
+	if k, _, ok := strings.Cut(f, "="); ok {
+		return oneOf(k, "buffer", "flush", "gzip", "if")
+	}
+	for i, r := range f {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return f != ""
+}
+
+func isLogLevel(f string) bool {
+	return oneOf(f, "debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
 }
 
 // realIPFrom checks set_real_ip_from: addresses or CIDR ranges, only

@@ -39,6 +39,11 @@ func status(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		fmt.Fprintf(stderr, "vipgate: %s/status answered %s: %s\n", addr, resp.Status, strings.TrimSpace(string(msg)))
+		return 1
+	}
 	var st admin.Status
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&st); err != nil {
 		fmt.Fprintf(stderr, "vipgate: %s/status: %v\n", addr, err)

@@ -158,22 +158,33 @@ func (p *connPool) sweep() {
 		p.mu.Unlock()
 		return
 	}
-	idle := append([]*upConn(nil), p.idle...)
+	type seen struct {
+		c         *upConn
+		idleSince time.Time
+	}
+	idle := make([]seen, len(p.idle))
+	for i, c := range p.idle {
+		idle[i] = seen{c, c.idleSince}
+	}
 	p.mu.Unlock()
 	now := time.Now()
-	var gone []*upConn
-	for _, c := range idle {
-		if now.Sub(c.idleSince) > upIdleTimeout || !c.idleClean() {
-			gone = append(gone, c)
+	var gone []seen
+	for _, e := range idle {
+		// peekGone touches no field of the connection: a request may
+		// take it meanwhile and check it itself.
+		if now.Sub(e.idleSince) > upIdleTimeout || peekGone(e.c.nc) {
+			gone = append(gone, e)
 		}
 	}
 	p.mu.Lock()
 	var closing []*upConn
-	for _, c := range gone {
+	for _, e := range gone {
 		for i, ic := range p.idle {
-			if ic == c {
+			// Still idle since the check: not taken and put back meanwhile
+			// (what the peek saw then was an answer in flight).
+			if ic == e.c && ic.idleSince.Equal(e.idleSince) {
 				p.remove(i)
-				closing = append(closing, c)
+				closing = append(closing, ic)
 				break
 			}
 		}
@@ -296,6 +307,34 @@ func (c *upConn) idleClean() bool {
 		return false
 	}
 	return !c.idleDirty
+}
+
+// peekGone reports whether nc, idle, has something to read (see
+// idleClean), for the sweeper: it uses nothing kept in the connection.
+func peekGone(nc net.Conn) bool {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	var b [1]byte
+	dirty := false
+	if err := raw.Control(func(fd uintptr) {
+		for {
+			_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+			if err == unix.EINTR {
+				continue
+			}
+			dirty = err != unix.EAGAIN
+			return
+		}
+	}); err != nil {
+		return true
+	}
+	return dirty
 }
 
 // peekCallback is the RawConn.Control callback of idleClean.
