@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestSecAdminRefusesForeignHost: the admin API listens on loopback and
+// TestAdminRefusesForeignHost: the admin API listens on loopback and
 // has no authentication, so the one thing keeping a web page the
 // operator opens from reading /status (backend addresses, VIPs, config
 // path, pid) is the browser's same-origin rule, which DNS rebinding
@@ -15,7 +15,7 @@ import (
 // loopback-only API should answer only requests whose Host is a loopback
 // address or localhost (as e.g. the Docker and Kubernetes local APIs
 // and many exporters do).
-func TestSecAdminRefusesForeignHost(t *testing.T) {
+func TestAdminRefusesForeignHost(t *testing.T) {
 	h := Handler(SourceFunc(func() Status { return sample(false) }))
 	for _, path := range []string{"/status", "/metrics", "/healthz"} {
 		req := httptest.NewRequest(http.MethodGet, "http://evil.example:9900"+path, nil)

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// TestReviewTransientFailureKeepsTrackedUpstreamDown: the daemon feeds
+// TestTransientFailureKeepsTrackedUpstreamDown: the daemon feeds
 // track_upstream from Upstream.Available (and /healthz answers 503 from
 // it). Every server of an upstream failing once (one timeout each during
 // a short blip, max_fails 1 by default) used to make it unavailable only
@@ -14,7 +14,7 @@ import (
 // health check (required for track_upstream) reports every server up:
 // the node goes FAULT and the VIP moves to the peer (whose counts are
 // clean: it has no traffic), and back when fail_timeout ends.
-func TestReviewTransientFailureKeepsTrackedUpstreamDown(t *testing.T) {
+func TestTransientFailureKeepsTrackedUpstreamDown(t *testing.T) {
 	tab, clk := newTestTable()
 	u := mustBuild(t, tab, UpstreamSpec{Servers: servers(1, 1)})
 	for _, s := range u.Servers() {

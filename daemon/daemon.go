@@ -513,13 +513,13 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 			g.http.Drain()
 		}
 	}
-	_, endForwarding, handedOver := d.resign(ctx)
-	if handedOver {
-		// The VIPs went to the new master: the long-lived connections'
-		// packets now reach it, so closing them at once sends their
-		// clients there (spec step 3). Without a handover (no VRRP, a
-		// BACKUP, a MASTER nobody took over from) they run on, as in
-		// nginx's graceful stop, until shutdown_timeout.
+	_, endForwarding, _ := d.resign(ctx)
+	if len(d.current.Load().cfg.VRRP) > 0 {
+		// A MASTER's VIPs went to the new master, or away with this node:
+		// closing the long-lived connections at once sends their clients
+		// to reconnect there (spec step 3); a BACKUP or FAULT node just
+		// stops. Without VRRP (vipgate as a plain nginx replacement) they
+		// run on, as in nginx's graceful stop, until shutdown_timeout.
 		for _, g := range gens {
 			g.closeLongLived(true)
 		}
@@ -577,8 +577,8 @@ func (d *Daemon) Stop(timeout time.Duration) error {
 // returned resume undoes the hold (handover); endForwarding stops the
 // handing on (it ends by itself shortly after the new master is known).
 // takenOver is false when no new master was heard within
-// Master_Down_Interval: the VIPs are still here (see Manager.Resign); and
-// on a node that was not MASTER, which had nothing to hand over.
+// Master_Down_Interval (see Manager.Resign), and on a node that was not
+// MASTER, which had nothing to hand over.
 func (d *Daemon) resign(ctx context.Context) (resume, endForwarding func(), takenOver bool) {
 	var advert time.Duration
 	var vips []netip.Addr

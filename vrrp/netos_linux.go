@@ -208,20 +208,29 @@ func newConn4(c net.PacketConn, ifi *net.Interface) (*conn4, error) {
 	return &conn4{pc: pc, ifi: ifi}, nil
 }
 
-// onLinkOnly4 is a socket filter that lets in only IPv4 packets with TTL
-// 255: an advert that crossed a router is invalid (RFC 5798 7.1), and a
-// flood of them from off the link, each from another spoofed source,
-// would otherwise fill the socket's buffer faster than it is read, and
-// push a live master's adverts out: the backup would take the VIP (a split
-// brain). The kernel drops them before they are queued; the TTL check on
-// each packet read stays (IPv6 sockets do not see the hop limit in a
-// filter).
-var onLinkOnly4 = mustAssemble([]bpf.Instruction{
-	bpf.LoadAbsolute{Off: 8, Size: 1}, // the IPv4 header's TTL: raw sockets see the header
-	bpf.JumpIf{Cond: bpf.JumpEqual, Val: 255, SkipFalse: 1},
-	bpf.RetConstant{Val: 1 << 16}, // the whole packet
-	bpf.RetConstant{Val: 0},       // dropped
-})
+// onLinkOnly4 and onLinkOnly6 are socket filters that let in only
+// packets with TTL / hop limit 255: an advert that crossed a router is
+// invalid (RFC 5798 7.1), and a flood of them from off the link, each from
+// another spoofed source, would otherwise fill the socket's buffer faster
+// than it is read, and push a live master's adverts out: the backup would
+// take the VIP (a split brain). The kernel drops them before they are
+// queued; the check on each packet read stays.
+var (
+	onLinkOnly4 = onLinkOnly(8) // the IPv4 header's TTL
+	onLinkOnly6 = onLinkOnly(7) // the IPv6 header's hop limit
+)
+
+// onLinkOnly reads the byte at off in the network header (SKF_NET_OFF:
+// raw IPv6 sockets start at the payload) and accepts 255 only.
+func onLinkOnly(off uint32) []bpf.RawInstruction {
+	const netOff = 0xfff00000 // SKF_NET_OFF, -0x100000
+	return mustAssemble([]bpf.Instruction{
+		bpf.LoadAbsolute{Off: netOff + off, Size: 1},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 255, SkipFalse: 1},
+		bpf.RetConstant{Val: 1 << 16}, // the whole packet
+		bpf.RetConstant{Val: 0},       // dropped
+	})
+}
 
 func mustAssemble(prog []bpf.Instruction) []bpf.RawInstruction {
 	raw, err := bpf.Assemble(prog)
@@ -297,6 +306,7 @@ func newConn6(c net.PacketConn, ifi *net.Interface) (*conn6, error) {
 		{"multicast hop limit", func() error { return pc.SetMulticastHopLimit(255) }},
 		{"multicast loop", func() error { return pc.SetMulticastLoopback(false) }},
 		{"multicast interface", func() error { return pc.SetMulticastInterface(ifi) }},
+		{"off-link filter", func() error { return pc.SetBPF(onLinkOnly6) }},
 	} {
 		if err := step.err(); err != nil {
 			return nil, fmt.Errorf("%s on %s: %w", step.what, ifi.Name, err)

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// TestSecRootScriptChangeableByOthersRefused: with script_user = "root"
+// TestRootScriptChangeableByOthersRefused: with script_user = "root"
 // (usual for notify scripts migrated from keepalived, which restart
 // services or change routes), a script that another user can change is
 // a way for that user to run commands as root. runScript refuses files
@@ -18,7 +18,7 @@ import (
 // owns (who can replace it by a rename). keepalived's
 // enable_script_security refuses both: every path component must be
 // writable by root only.
-func TestSecRootScriptChangeableByOthersRefused(t *testing.T) {
+func TestRootScriptChangeableByOthersRefused(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (chown)")
 	}

@@ -37,9 +37,11 @@ func runScript(ctx context.Context, cmdline string, args []string, userName stri
 		return err
 	}
 	if runsAsRoot(userName) {
-		if err := checkRootScript(path); err != nil {
+		resolved, err := checkRootScript(path)
+		if err != nil {
 			return err
 		}
+		path = resolved // what was checked is what runs: a link may change
 	}
 	argv := append(fields[1:], args...)
 	var attr *syscall.SysProcAttr
@@ -129,40 +131,58 @@ func runsAsRoot(userName string) bool {
 // checkRootScript refuses a script that runs as root when a user other
 // than root could change it: the file must be root's, and so must every
 // directory on its path, none writable by others (one that is, with the
-// sticky bit, as /tmp, lets nobody replace root's file). Otherwise that
-// user could make root run anything (keepalived's enable_script_security).
-func checkRootScript(path string) error {
-	resolved, err := filepath.EvalSymlinks(path)
+// sticky bit, as /tmp, lets nobody replace root's file); the same for the
+// path as written when it goes through symbolic links, and for the links.
+// Otherwise that user could make root run anything (keepalived's
+// enable_script_security). It returns the resolved path, to run that.
+func checkRootScript(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	resolved, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return "", err
+	}
+	for _, walk := range []struct {
+		p    string
+		stat func(string) (os.FileInfo, error)
+	}{{resolved, os.Stat}, {abs, os.Lstat}} {
+		for p := walk.p; ; p = filepath.Dir(p) {
+			if err := rootOnly(path, p, walk.stat); err != nil {
+				return "", err
+			}
+			if p == filepath.Dir(p) {
+				break
+			}
+		}
+	}
+	return resolved, nil
+}
+
+// rootOnly refuses p (a part of script's path) when a user other than root
+// could change it.
+func rootOnly(script, p string, stat func(string) (os.FileInfo, error)) error {
+	st, err := stat(p)
 	if err != nil {
 		return err
 	}
-	resolved, err = filepath.Abs(resolved)
-	if err != nil {
-		return err
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
 	}
-	for p := resolved; ; p = filepath.Dir(p) {
-		st, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		sys, ok := st.Sys().(*syscall.Stat_t)
-		if !ok {
-			return nil
-		}
-		mode := st.Mode()
-		sticky := mode.IsDir() && mode&os.ModeSticky != 0
-		switch {
-		case sys.Uid != 0:
-			return &refusedError{fmt.Sprintf("refusing %s: it runs as root, but %s belongs to uid %d, who could change what root runs", path, p, sys.Uid)}
-		case mode.Perm()&0o002 != 0 && !sticky:
-			return &refusedError{fmt.Sprintf("refusing %s: it runs as root, but %s is writable by everyone", path, p)}
-		case mode.Perm()&0o020 != 0 && sys.Gid != 0 && !sticky:
-			return &refusedError{fmt.Sprintf("refusing %s: it runs as root, but %s is writable by group %d", path, p, sys.Gid)}
-		}
-		if p == filepath.Dir(p) {
-			return nil
-		}
+	mode := st.Mode()
+	sticky := mode.IsDir() && mode&os.ModeSticky != 0
+	link := mode&os.ModeSymlink != 0 // a link's own mode bits mean nothing
+	switch {
+	case sys.Uid != 0:
+		return &refusedError{fmt.Sprintf("refusing %s: it runs as root, but %s belongs to uid %d, who could change what root runs", script, p, sys.Uid)}
+	case !link && mode.Perm()&0o002 != 0 && !sticky:
+		return &refusedError{fmt.Sprintf("refusing %s: it runs as root, but %s is writable by everyone", script, p)}
+	case !link && mode.Perm()&0o020 != 0 && sys.Gid != 0 && !sticky:
+		return &refusedError{fmt.Sprintf("refusing %s: it runs as root, but %s is writable by group %d", script, p, sys.Gid)}
 	}
+	return nil
 }
 
 func lookupCredential(name string) (*syscall.Credential, error) {

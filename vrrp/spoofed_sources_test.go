@@ -9,7 +9,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 )
 
-// TestSecSpoofedSourcesBounded: a packet of IP protocol 112 that crossed a
+// TestSpoofedSourcesBounded: a packet of IP protocol 112 that crossed a
 // router (TTL < 255) is dropped before anything else is checked but
 // still warned about and remembered once per source address. Anyone who
 // can route packets to the node (its address on the VRRP interface is
@@ -17,7 +17,7 @@ import (
 // every one is a WARN "configuration mismatch (both nodes may hold the
 // VIP)" (paging the operator for a split brain that is not there) and a
 // map entry that is never removed (memory grows without bound).
-func TestSecSpoofedSourcesBounded(t *testing.T) {
+func TestSpoofedSourcesBounded(t *testing.T) {
 	n := &fakeNet{}
 	core, logs := observer.New(zap.WarnLevel)
 	m := newManager(zap.New(core), newFakeOS(n, "192.0.2.1"))

@@ -12,7 +12,7 @@ import (
 	"github.com/vipgate/vipgate/internal/testutil"
 )
 
-// TestSecAdminPortSquatKeepsProxyDown: admin_listen defaults to
+// TestAdminPortSquatKeepsProxyDown: admin_listen defaults to
 // 127.0.0.1:9900, an unprivileged port. Any local user may bind it
 // first (before a boot, a restart by systemd, an upgrade); vipgate then
 // refuses to start at all: no HTTP/stream proxy and no VRRP on this node,
@@ -20,7 +20,7 @@ import (
 // monitoring instead. nginx and keepalived listen on nothing a local
 // user can take. The status API failing to bind should be an error in
 // the log (and /healthz reason), not keep the front end down.
-func TestSecAdminPortSquatKeepsProxyDown(t *testing.T) {
+func TestAdminPortSquatKeepsProxyDown(t *testing.T) {
 	squat, err := net.Listen("tcp", "127.0.0.1:0") // the local user's listener
 	if err != nil {
 		t.Fatal(err)

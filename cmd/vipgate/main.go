@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -244,7 +245,11 @@ func serve(path string, stderr io.Writer) int {
 	// must not end the process as kill -9 would, VIPs and pid file left
 	// behind: writes fail with EPIPE instead, as nginx and keepalived
 	// have them.
-	signal.Ignore(syscall.SIGPIPE)
+	// Notify, not Ignore: an ignored signal stays ignored in the scripts
+	// vipgate runs (a "yes | head" in a check would never end), a handled
+	// one is reset for them. Nobody reads the channel: a signal that does
+	// not fit is dropped, which is all that is wanted.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	cfg, err := config.Load(path)
 	if err != nil {
 		printProblems(stderr, path, err)
@@ -310,13 +315,14 @@ func serve(path string, stderr io.Writer) int {
 	notify(log, sdnotify.SdNotifyReady)
 	stopWatchdog := startWatchdog(d, log)
 	defer stopWatchdog()
-	var next os.Signal // a stop asked for while a handover ran
+	var next []os.Signal // signals that came while a handover ran
 	for {
-		s := next
-		if s == nil {
+		var s os.Signal
+		if len(next) > 0 {
+			s, next = next[0], next[1:]
+		} else {
 			s = <-sigs
 		}
-		next = nil
 		switch s {
 		case syscall.SIGHUP:
 			notify(log, sdnotify.SdNotifyReloading)
@@ -374,33 +380,36 @@ func serve(path string, stderr io.Writer) int {
 }
 
 // handover runs d.Handover (SIGUSR2), which may wait shutdown_timeout for
-// requests in flight, and answers the signals that come meanwhile: a stop
-// is returned, to be served once the handover ended; SIGQUIT, or a second
-// stop, cuts the handover short first.
-func handover(d *daemon.Daemon, sigs <-chan os.Signal, log *zap.Logger) (stop os.Signal) {
+// requests in flight, and answers the signals that come meanwhile: they
+// are returned, to be served once the handover ended (a reload, a log
+// reopen, a stop, each once, in the order they came); SIGQUIT, or a
+// second stop, cuts the handover short first.
+func handover(d *daemon.Daemon, sigs <-chan os.Signal, log *zap.Logger) (pending []os.Signal) {
 	done := make(chan error, 1)
 	go func() { done <- d.Handover() }()
+	stop := false
 	for {
 		select {
 		case err := <-done:
 			if err != nil {
 				log.Error("handover", zap.Error(err))
 			}
-			return stop
+			return pending
 		case s := <-sigs:
 			switch s {
 			case syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGINT:
-				if s == syscall.SIGQUIT || stop != nil {
+				if s == syscall.SIGQUIT || stop {
 					log.Warn("handover cut short to stop", zap.String("signal", s.String()))
 					d.Hurry()
 				} else {
 					log.Info("stop asked during a handover: stopping once it ended", zap.String("signal", s.String()))
 				}
-				if stop != syscall.SIGQUIT {
-					stop = s
-				}
+				stop = true
 			default:
-				log.Info("handover under way: signal ignored", zap.String("signal", s.String()))
+				log.Info("handover under way: signal served once it ended", zap.String("signal", s.String()))
+			}
+			if !slices.Contains(pending, s) {
+				pending = append(pending, s)
 			}
 		}
 	}
@@ -421,9 +430,13 @@ func loadSettled(path string) (*config.Config, error) {
 	deadline := time.Now().Add(settleWait)
 	for {
 		before, err := os.Stat(path)
-		if err == nil && time.Since(before.ModTime()) < settleAge && time.Now().Before(deadline) {
-			time.Sleep(min(settleAge-time.Since(before.ModTime()), settleAge)) // a clock step: no longer
-			continue
+		// An mtime in the future (copied with its time from a host whose
+		// clock is ahead, or the clock stepped back) says nothing: settled.
+		if err == nil {
+			if age := time.Since(before.ModTime()); age >= 0 && age < settleAge && time.Now().Before(deadline) {
+				time.Sleep(settleAge - age)
+				continue
+			}
 		}
 		cfg, err := config.Load(path)
 		after, serr := os.Stat(path)

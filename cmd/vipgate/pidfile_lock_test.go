@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// TestSecSignalCommandChecksWhoHoldsTheLock: `vipgate -s` trusts any
+// TestSignalCommandChecksWhoHoldsTheLock: `vipgate -s` trusts any
 // process that holds a lock on the pid file as proof that the pid written
 // in it is a running vipgate. Whoever can write the pid file's directory
 // (with the shipped unit: /run/vipgate, owned by the vipgate user, so
@@ -18,7 +18,7 @@ import (
 // `vipgate -s reload|stop` (as root) then signals that pid: SIGHUP or
 // SIGTERM to any process on the host. The holder of the lock (listed in
 // /proc/locks) should be the pid in the file, and that pid a vipgate.
-func TestSecSignalCommandChecksWhoHoldsTheLock(t *testing.T) {
+func TestSignalCommandChecksWhoHoldsTheLock(t *testing.T) {
 	dir := t.TempDir()
 	backend := echoBackend(t, 0)
 	cfgPath := writeFile(t, dir, "v.toml", fmt.Sprintf(goodConfig, dir, backend.Listener.Addr(), freePort(t), "5s", "x"))

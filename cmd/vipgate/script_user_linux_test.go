@@ -12,7 +12,7 @@ import (
 	"github.com/vipgate/vipgate/internal/testutil"
 )
 
-// TestSecScriptUserIgnoredWhenNotRoot runs vipgate the way
+// TestScriptUserIgnoredWhenNotRoot runs vipgate the way
 // examples/systemd/vipgate.service does: as an unprivileged user holding
 // its capabilities as ambient ones, plus CAP_SETUID/CAP_SETGID, which
 // vipgate itself demands at start when global.script_user differs from
@@ -20,7 +20,7 @@ import (
 // the daemon's capabilities. It runs as the daemon's own user with
 // CAP_SETUID, CAP_SETGID, CAP_NET_ADMIN and CAP_NET_RAW in its effective
 // set: any script (and anything it starts) can become root.
-func TestSecScriptUserIgnoredWhenNotRoot(t *testing.T) {
+func TestScriptUserIgnoredWhenNotRoot(t *testing.T) {
 	setpriv := testutil.RequireCommand(t, "setpriv")
 	lab := netlab.New(t, netlab.Options{Hosts: 1})
 	h := lab.Hosts[0]

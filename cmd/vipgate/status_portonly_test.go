@@ -6,12 +6,12 @@ import (
 	"testing"
 )
 
-// TestReviewStatusWithPortOnlyAdminListen: admin_listen = ":PORT" (host
+// TestStatusWithPortOnlyAdminListen: admin_listen = ":PORT" (host
 // left out, as nginx's "listen 9900") validates and binds, but vipgate
 // status then asks http://:PORT/status, whose Host ":PORT" the DNS
 // rebinding check takes for a foreign name: status fails with a JSON
 // parse error of the 421 text.
-func TestReviewStatusWithPortOnlyAdminListen(t *testing.T) {
+func TestStatusWithPortOnlyAdminListen(t *testing.T) {
 	dir := t.TempDir()
 	backend := echoBackend(t, 0)
 	port, adminPort := freePort(t), freePort(t)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"os/user"
 	"strconv"
 	"strings"
@@ -137,6 +138,13 @@ func UnprivilegedPortStart() int {
 
 // Check returns an error naming every missing capability and why it is needed.
 func Check(cfg *config.Config) error {
+	if os.Geteuid() != 0 && hasScripts(cfg) {
+		// Not root: scripts run through setpriv, which drops vipgate's
+		// capabilities for them (see vrrp's runScript).
+		if _, err := exec.LookPath("setpriv"); err != nil {
+			return fmt.Errorf("track and notify scripts of a non-root vipgate run through setpriv (util-linux), which drops its capabilities for them: %w", err)
+		}
+	}
 	eff, err := Effective()
 	if err != nil {
 		return nil // not Linux /proc: nothing to check

@@ -10,13 +10,13 @@ import (
 	"time"
 )
 
-// TestSecStaticNonRegularFile: a FIFO (or any non-regular file) under a
+// TestStaticNonRegularFile: a FIFO (or any non-regular file) under a
 // root, e.g. one a local user made in an upload directory the front end
 // serves, is answered at once by nginx ("is not a regular file": 404; it
 // opens with O_NONBLOCK). vipgate opens it blocking: the request never
 // gets an answer, and each one pins an OS thread in open(2) for good, so
 // enough of them crash the process at Go's 10000-thread limit.
-func TestSecStaticNonRegularFile(t *testing.T) {
+func TestStaticNonRegularFile(t *testing.T) {
 	root := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(root, "static"), 0o755); err != nil {
 		t.Fatal(err)

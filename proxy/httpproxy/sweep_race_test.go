@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// TestReviewSweepRacesWithTake: the pool's sweeper peeks at a copy of the
+// TestSweepRacesWithTake: the pool's sweeper peeks at a copy of the
 // idle connections outside the lock, through upConn's shared peek state
 // (idleDirty, peekBuf, raw, bound once by bindRaw). A request that takes
 // the same connection meanwhile (get: take, then idleClean, as every
@@ -16,7 +16,7 @@ import (
 // land between the request's peek and its read of the finding, so a
 // connection the server closed is taken as clean (or the reverse).
 // Run with -race.
-func TestReviewSweepRacesWithTake(t *testing.T) {
+func TestSweepRacesWithTake(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -5,12 +5,12 @@ import (
 	"testing"
 )
 
-// TestReviewLogPathWithSpaceAccepted: a log file whose directory has a
+// TestLogPathWithSpaceAccepted: a log file whose directory has a
 // space in its name ("/srv/My Site/logs/access.log", nginx: access_log
 // "/srv/My Site/logs/access.log";) was accepted yesterday and is a valid
 // path; today's nginx-parameter check refuses every path with a space,
 // and for error_log tells the operator to write log_level = "Site/logs/error.log".
-func TestReviewLogPathWithSpaceAccepted(t *testing.T) {
+func TestLogPathWithSpaceAccepted(t *testing.T) {
 	for _, key := range []string{"access_log", "error_log"} {
 		t.Run(key, func(t *testing.T) {
 			file := "[global]\n" + key + " = \"/srv/My Site/logs/" + key + ".log\"\n" + httpApp
@@ -21,12 +21,12 @@ func TestReviewLogPathWithSpaceAccepted(t *testing.T) {
 	}
 }
 
-// TestReviewMistypedSubTableNotCalledDottedName: [[upstream.app.servers]]
+// TestMistypedSubTableNotCalledDottedName: [[upstream.app.servers]]
 // (a typo of server) or [upstream.app.healthcheck] is an unknown table
 // three keys deep under upstream, so the hint meant for
 // [upstream.tomcat.local] answers: "if "app.servers" is the upstream's
 // name, quote it". The upstream is app; the operator mistyped a table.
-func TestReviewMistypedSubTableNotCalledDottedName(t *testing.T) {
+func TestMistypedSubTableNotCalledDottedName(t *testing.T) {
 	for _, tc := range []struct{ name, file, key, want string }{
 		{"servers", "[upstream.app]\n[[upstream.app.servers]]\naddress = \"127.0.0.1:8080\"\n" + "[[upstream.app.server]]\naddress = \"127.0.0.1:8081\"\n",
 			"upstream.app.servers", "server"},
@@ -50,13 +50,13 @@ func TestReviewMistypedSubTableNotCalledDottedName(t *testing.T) {
 	}
 }
 
-// TestReviewQuoteHintFitsTheKeyType: the quote hint added to a syntax
+// TestQuoteHintFitsTheKeyType: the quote hint added to a syntax
 // error quotes whatever bare value the line holds, whatever the key's
 // type. For nginx's "proxy_buffering off;" it says to write
 // proxy_buffering = "off", which the next -t refuses ("must be a boolean
 // (true or false, without quotes)"); for "listen 0.0.0.0:80;" it says
 // listen = "0.0.0.0:80", which is refused as not a list.
-func TestReviewQuoteHintFitsTheKeyType(t *testing.T) {
+func TestQuoteHintFitsTheKeyType(t *testing.T) {
 	head := upApp + "[[http]]\n"
 	tail := "[[http.location]]\npath = \"/\"\nproxy_pass = \"http://app\"\n"
 	for _, tc := range []struct{ name, file, bad, want string }{
