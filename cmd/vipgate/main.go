@@ -440,8 +440,9 @@ func loadSettled(path string) (*config.Config, error) {
 		}
 		cfg, err := config.Load(path)
 		after, serr := os.Stat(path)
-		if err == nil && serr == nil && before != nil && (after.ModTime() != before.ModTime() || after.Size() != before.Size()) && time.Now().Before(deadline) {
-			continue // written to while it was read
+		changed := serr == nil && before != nil && (!after.ModTime().Equal(before.ModTime()) || after.Size() != before.Size())
+		if changed && time.Now().Before(deadline) {
+			continue // written to while it was read: valid or not, read it again
 		}
 		return cfg, err
 	}
