@@ -5,11 +5,11 @@ import (
 	"testing"
 )
 
-// TestLogPathWithSpaceAccepted: a log file whose directory has a
-// space in its name ("/srv/My Site/logs/access.log", nginx: access_log
-// "/srv/My Site/logs/access.log";) was accepted yesterday and is a valid
-// path; today's nginx-parameter check refuses every path with a space,
-// and for error_log tells the operator to write log_level = "Site/logs/error.log".
+// TestLogPathWithSpaceAccepted: a log file whose directory has a space in
+// its name ("/srv/My Site/logs/access.log"; nginx: access_log "/srv/My
+// Site/logs/access.log";) is a valid path: only nginx's parameters after
+// a path are refused, not every path with a space (and error_log must
+// not be told to write log_level = "Site/logs/error.log").
 func TestLogPathWithSpaceAccepted(t *testing.T) {
 	for _, key := range []string{"access_log", "error_log"} {
 		t.Run(key, func(t *testing.T) {

@@ -62,16 +62,11 @@ func TestNetnsBackupWithStreamJustStops(t *testing.T) {
 }
 
 // A MASTER that nobody takes over from (its backup down for maintenance,
-// a single node) and one stream client (MQTT). resign gives up after
-// Master_Down_Interval and the VIP goes (MASTER -> INIT, "no new master
-// heard"), but since today's change Stop no longer closes the long-lived
-// connections when nobody took over: they "run on until
-// shutdown_timeout", on an address this host no longer has. No packet of
-// theirs arrives or leaves; the FIN sent at shutdown_timeout leaves from
-// an address that is gone. The client learns nothing and hangs until its
-// own keepalive/timeout, where it used to get an EOF at once (360 ms on
-// fb9d891) and reconnect as soon as the VIP was back; and the stop takes
-// the whole shutdown_timeout (30 s by default) for nothing.
+// a single node) releases its VIP when it stops, after Master_Down_Interval
+// (MASTER -> INIT, "no new master heard"): its long-lived connections
+// (MQTT streams) must be closed then, not left to run until
+// shutdown_timeout on an address this host no longer has, where their
+// clients would learn nothing and hang until their own timeouts.
 func TestNetnsLoneMasterStopTellsStreamClients(t *testing.T) {
 	l := newHALab(t, 1)
 	a := l.nodes[0]

@@ -12,13 +12,12 @@ import (
 	"time"
 )
 
-// SIGQUIT "stops at once" (docs/config.md, Signals) and a second SIGTERM
-// cuts a graceful stop short, but while a handover (SIGUSR2) waits for an
-// in-flight request (up to shutdown_timeout) the main loop is busy: a
-// SIGQUIT or SIGTERM sent then is not even looked at until the handover
-// ends. An operator who ran `vipgate -s handover` and then `-s quit`
-// waits the whole shutdown_timeout (30 s by default).
-func TestNetnsSIGQUITDuringHandoverStopsAtOnce(t *testing.T) {
+// handoverUnderWay starts a pair in the lab with node-a MASTER (its
+// shutdown_timeout set), puts an upload in flight on node-a (sent from
+// node-a itself, so the VIP move does not touch it), sends node-a SIGUSR2
+// and returns once node-b holds the VIP: the handover then waits for the
+// upload, up to shutdown_timeout. conf is node-a's file.
+func handoverUnderWay(t *testing.T, shutdownTimeout string) (a *haNode, conf string) {
 	l := newHALab(t, 2)
 	a, b := l.nodes[0], l.nodes[1]
 	for _, n := range l.nodes {
@@ -29,7 +28,8 @@ func TestNetnsSIGQUITDuringHandoverStopsAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(a.conf, []byte(strings.Replace(string(text), `shutdown_timeout = "1s"`, `shutdown_timeout = "20s"`, 1)), 0o644); err != nil {
+	conf = strings.Replace(string(text), `shutdown_timeout = "1s"`, fmt.Sprintf("shutdown_timeout = %q", shutdownTimeout), 1)
+	if err := os.WriteFile(a.conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	os.Remove(filepath.Join(l.dir, a.name+".pid"))
@@ -37,8 +37,6 @@ func TestNetnsSIGQUITDuringHandoverStopsAtOnce(t *testing.T) {
 	b.start(nodeConfig{prio: 90})
 	l.waitSoleHolder(a, 5*time.Second)
 
-	// A request in flight on node-a: an upload whose body is still coming
-	// (sent from node-a itself, so the VIP move does not touch it).
 	var conn net.Conn
 	if err := a.host.Do(func() error {
 		c, err := net.DialTimeout("tcp", fmt.Sprintf("%v:80", labVIP), time.Second)
@@ -47,19 +45,65 @@ func TestNetnsSIGQUITDuringHandoverStopsAtOnce(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	io.WriteString(conn, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\npart")
 	time.Sleep(200 * time.Millisecond)
 
 	a.signal(syscall.SIGUSR2)
-	b.watch.waitFor(t, true, 3*time.Second) // the handover is under way
+	b.watch.waitFor(t, true, 3*time.Second)
+	return a, conf
+}
+
+// SIGQUIT "stops at once" (docs/config.md, Signals), also while a
+// handover waits for an in-flight request: the signal loop was busy in
+// the handover, and an operator who ran `vipgate -s handover` and then
+// `-s quit` waited the whole shutdown_timeout.
+func TestNetnsSIGQUITDuringHandoverStopsAtOnce(t *testing.T) {
+	a, _ := handoverUnderWay(t, "20s")
 	time.Sleep(200 * time.Millisecond)
 	quit := time.Now()
 	a.signal(syscall.SIGQUIT)
-	err = a.proc.Wait(15 * time.Second)
+	err := a.proc.Wait(15 * time.Second)
 	took := time.Since(quit)
 	t.Logf("SIGQUIT during a handover: node-a exited after %s (%v)", took.Round(10*time.Millisecond), err)
 	if took > 3*time.Second {
 		t.Fatalf("SIGQUIT during a handover took %s to stop node-a (shutdown_timeout 20s); want at once", took.Round(10*time.Millisecond))
+	}
+}
+
+// A SIGHUP (or logrotate's SIGUSR1) that comes while a handover waits is
+// served once it ended: an operator who ran `vipgate -s handover`, then
+// `systemctl reload` for a changed file, must not keep the old one.
+func TestNetnsReloadDuringHandoverIsApplied(t *testing.T) {
+	a, conf := handoverUnderWay(t, "3s")
+	added := strings.Replace(conf, fmt.Sprintf(`listen = ["%v:80"]`, labVIP),
+		fmt.Sprintf(`listen = ["%v:80", "127.0.0.1:27080"]`, labVIP), 1)
+	if added == conf {
+		t.Fatal("listen line not found")
+	}
+	if err := os.WriteFile(a.conf, []byte(added), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Second) // settled: no loadSettled wait
+	os.Chtimes(a.conf, old, old)
+	a.signal(syscall.SIGHUP)
+
+	// The handover ends within shutdown_timeout (3s); the reload follows.
+	deadline := time.Now().Add(8 * time.Second)
+	for {
+		err := a.host.Do(func() error {
+			c, err := net.DialTimeout("tcp", "127.0.0.1:27080", 300*time.Millisecond)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the SIGHUP sent during a handover was never applied (new listener 127.0.0.1:27080: %v)\nnode-a log:\n%s", err, a.proc.Output())
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
