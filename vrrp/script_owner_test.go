@@ -50,9 +50,24 @@ func TestRootScriptChangeableByOthersRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A link in that directory to a root-owned script in a root-owned
+	// one: the target passes, but uid 65534 can repoint the link at any
+	// time (keepalived checks the path as written too).
+	rootScript := filepath.Join(base, "real.sh")
+	if err := os.WriteFile(rootScript, body, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(userDir, "link.sh")
+	if err := os.Symlink(rootScript, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(link, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct{ what, path string }{
 		{"a script owned by uid 65534 (mode 0755)", ownedByUser},
 		{"a root-owned script in a directory owned by uid 65534", inUserDir},
+		{"a link owned by uid 65534, in its directory, to a root-owned script", link},
 	} {
 		os.Remove(marker)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
