@@ -12,30 +12,22 @@ import (
 	"github.com/vipgate/vipgate/internal/testutil"
 )
 
-// TestScriptUserIgnoredWhenNotRoot runs vipgate the way
-// examples/systemd/vipgate.service does: as an unprivileged user holding
-// its capabilities as ambient ones, plus CAP_SETUID/CAP_SETGID, which
-// vipgate itself demands at start when global.script_user differs from
-// its own user. The track script must then run as script_user, without
-// the daemon's capabilities. It runs as the daemon's own user with
-// CAP_SETUID, CAP_SETGID, CAP_NET_ADMIN and CAP_NET_RAW in its effective
-// set: any script (and anything it starts) can become root.
-func TestScriptUserIgnoredWhenNotRoot(t *testing.T) {
+// unprivileged runs vipgate in a lab host the way
+// examples/systemd/vipgate.service does: as uid 65534 holding caps as
+// ambient capabilities, with one VRRP instance tracking a script (body,
+// given a directory everyone may write, out), run as scriptUser; path,
+// when set, is vipgate's PATH.
+func unprivileged(t *testing.T, body func(out string) string, scriptUser, caps, path string) (p *netlab.Process, out string) {
+	t.Helper()
 	setpriv := testutil.RequireCommand(t, "setpriv")
 	lab := netlab.New(t, netlab.Options{Hosts: 1})
-	h := lab.Hosts[0]
-	daemonUser, err := user.Lookup("daemon")
-	if err != nil {
-		t.Skip("no user daemon")
-	}
-
 	dir := t.TempDir()
 	for _, d := range []string{filepath.Dir(dir), dir} {
 		if err := os.Chmod(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	out := filepath.Join(dir, "out")
+	out = filepath.Join(dir, "out")
 	if err := os.Mkdir(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -50,9 +42,8 @@ func TestScriptUserIgnoredWhenNotRoot(t *testing.T) {
 	if err := os.WriteFile(bin, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	rec := filepath.Join(out, "rec.txt")
-	script := filepath.Join(dir, "rec.sh")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\necho \"$(id -u) $(awk '/^CapEff/{print $2}' /proc/self/status)\" >> "+rec+"\n"), 0o755); err != nil {
+	script := filepath.Join(dir, "check.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n"+body(out)+"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	conf := filepath.Join(dir, "vg.toml")
@@ -61,7 +52,7 @@ node_name = "np"
 pid_file = "`+filepath.Join(out, "vg.pid")+`"
 admin_listen = ""
 access_log = "off"
-script_user = "daemon"
+script_user = "`+scriptUser+`"
 [vrrp_script.chk]
 script = "`+script+`"
 interval = "200ms"
@@ -76,11 +67,30 @@ track_script = ["chk"]
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	caps := "+net_admin,+net_raw,+setuid,+setgid"
-	p := h.Start(t, setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
-		"--inh-caps="+caps, "--ambient-caps="+caps, bin, "-c", conf)
-	defer p.Kill()
+	args := []string{setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+		"--inh-caps=" + caps, "--ambient-caps=" + caps, bin, "-c", conf}
+	if path != "" {
+		args = append([]string{"PATH=" + path}, args...)
+	}
+	p = lab.Hosts[0].Start(t, "/usr/bin/env", args...)
+	t.Cleanup(p.Kill)
+	return p, out
+}
 
+// A non-root vipgate (the shipped unit: an unprivileged user with its
+// capabilities as ambient ones, plus CAP_SETUID/CAP_SETGID for a
+// script_user of its own) runs track scripts as script_user and without
+// its capabilities: they ran as its own user with SETUID, SETGID,
+// NET_ADMIN and NET_RAW effective, so any script could make itself root.
+func TestScriptUserAppliedWhenNotRoot(t *testing.T) {
+	daemonUser, err := user.Lookup("daemon")
+	if err != nil {
+		t.Skip("no user daemon")
+	}
+	p, out := unprivileged(t, func(out string) string {
+		return `echo "$(id -u) $(awk '/^CapEff/{print $2}' /proc/self/status)" >> ` + filepath.Join(out, "rec.txt")
+	}, "daemon", "+net_admin,+net_raw,+setuid,+setgid", "")
+	rec := filepath.Join(out, "rec.txt")
 	var line string
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if b, err := os.ReadFile(rec); err == nil && strings.Contains(string(b), "\n") {
@@ -101,7 +111,20 @@ track_script = ["chk"]
 	if strings.Trim(f[1], "0") != "" {
 		t.Errorf("track script ran with effective capabilities %s (want none)", f[1])
 	}
-	if t.Failed() && !strings.Contains(p.Output(), "script_user") {
-		t.Errorf("and vipgate logged nothing about script_user not being applied")
+}
+
+// Without setpriv (a busybox-based image, a PATH without /usr/bin), a
+// non-root vipgate with scripts refuses to start and says why: it started,
+// then every script failed and the node went FAULT (on a pair, both).
+func TestNetnsMissingSetprivRefusedAtStart(t *testing.T) {
+	p, _ := unprivileged(t, func(string) string { return "exit 0" }, "nobody", "+net_admin,+net_raw", "/nonexistent")
+	exited := p.Wait(3*time.Second) == nil || !strings.Contains(p.Output(), "vipgate started")
+	log := p.Output()
+	if strings.Contains(log, "to\": \"FAULT") || !exited {
+		t.Fatalf("no setpriv in PATH: vipgate started anyway, and its script check fails at run time (node FAULT: %v):\n%s",
+			strings.Contains(log, "to\": \"FAULT"), log)
+	}
+	if !strings.Contains(log, "setpriv") {
+		t.Errorf("vipgate refused to start without saying setpriv is missing:\n%s", log)
 	}
 }
