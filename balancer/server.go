@@ -1,9 +1,6 @@
 package balancer
 
-import (
-	"sync/atomic"
-	"time"
-)
+import "time"
 
 // Server is one server of one config generation's Upstream. Its state
 // (failures, health, connections, counters) is shared with the same
@@ -22,9 +19,6 @@ type Server struct {
 	backup      bool
 	down        bool
 	single      bool // the upstream's only primary server, and no backup: failures never count
-	// activeChecked: an active health check reports on it (SetActiveHealth
-	// was called), so Available follows that check, not passive failures.
-	activeChecked atomic.Bool
 
 	// Smooth weighted round robin state, guarded by upstream.mu.
 	currentWeight   int
@@ -137,8 +131,8 @@ func (s *Server) AddBytes(sent, received int64) {
 // rise/fall counting). An unhealthy server is never picked, even when it is
 // the only one.
 func (s *Server) SetActiveHealth(up bool, reason string) {
-	s.activeChecked.Store(true)
 	st := s.state
+	st.activeChecked.Store(true)
 	now := s.upstream.table.nowNano()
 	st.mu.Lock()
 	st.unhealth.Store(!up)
@@ -152,6 +146,13 @@ func (s *Server) SetActiveHealth(up bool, reason string) {
 	if changed {
 		s.upstream.table.notify([]ServerStatus{c})
 	}
+}
+
+// ClearActiveHealth records that the server's active health check was
+// removed: it is healthy, and passive failures decide again.
+func (s *Server) ClearActiveHealth(reason string) {
+	s.SetActiveHealth(true, reason)
+	s.state.activeChecked.Store(false)
 }
 
 // Status returns a snapshot of the server's state and counters.

@@ -70,7 +70,11 @@ type serverState struct {
 	accessed atomic.Int64 // unix ns of the last failure (nginx peer->accessed)
 	checked  atomic.Int64 // unix ns when the current fail_timeout window began (nginx peer->checked)
 	unhealth atomic.Bool  // the active check says down
-	conns    atomic.Int64
+	// activeChecked: an active health check reports on it, so Available
+	// follows that check, not passive failures (shared by generations: a
+	// check kept across a reload reports only changes).
+	activeChecked atomic.Bool
+	conns         atomic.Int64
 
 	requests      atomic.Uint64
 	failuresTotal atomic.Uint64

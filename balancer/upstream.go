@@ -81,7 +81,7 @@ func (u *Upstream) Available() bool {
 		// every server failed a request once (max_fails 1) must not take
 		// a tracked upstream down (VRRP FAULT, the VIP moving away and
 		// back) for the whole fail_timeout while the checks pass.
-		if s.single || s.activeChecked.Load() || !s.passivelyFailed(now) {
+		if s.single || s.state.activeChecked.Load() || !s.passivelyFailed(now) {
 			return true
 		}
 	}

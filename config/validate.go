@@ -200,18 +200,13 @@ func nginxLogParams(value string, param func(string) bool) (string, bool) {
 	return fields[0], true
 }
 
-// isAccessLogParam: a log format's name (main, combined) or one of
-// access_log's key=value parameters.
+// isAccessLogParam: one of access_log's key=value parameters, or the usual
+// format names (a file named "access log" stays a file name).
 func isAccessLogParam(f string) bool {
 	if k, _, ok := strings.Cut(f, "="); ok {
 		return oneOf(k, "buffer", "flush", "gzip", "if")
 	}
-	for i, r := range f {
-		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return f != ""
+	return oneOf(f, "main", "combined", "gzip")
 }
 
 func isLogLevel(f string) bool {

@@ -202,7 +202,7 @@ func (m *Manager) Apply(checks map[string]UpstreamChecks) {
 			decided[key] = c.decided.Load()
 		}
 		if uc, configured := checks[key.upstream]; configured && uc.Spec.Type == "" {
-			c.server.Load().SetActiveHealth(true, "active health check removed")
+			c.server.Load().ClearActiveHealth("active health check removed")
 		}
 	}
 	for key, w := range wanted {

@@ -109,7 +109,7 @@ func newInstance(m *Manager, cfg Config) *instance {
 	in.scripts = newScriptSet(in)
 	in.updateStatus()
 	in.sock = m.acquireSocket(cfg.sockKey())
-	in.sock.setMember(in, cfg.VRID, len(cfg.UnicastPeers) == 0)
+	in.sock.setMember(in, cfg.VRID, cfg.UnicastPeers)
 	return in
 }
 
@@ -295,19 +295,8 @@ func (in *instance) detach() {
 	in.sock, in.openGen, in.sockGen = nil, 0, 0
 }
 
-// deliver queues an advert from the socket's reader for the loop. One
-// that crossed a router (TTL or hop limit not 255) is dropped here: a
-// flood of them from off the link, spoofed sources and all, must not push
-// a live master's adverts out of the queue (the backup would take the
-// VIP: a split brain).
+// deliver queues an advert from the socket's reader for the loop.
 func (in *instance) deliver(item rxItem) {
-	if item.r.TTL >= 0 && item.r.TTL != 255 {
-		in.mu.Lock()
-		in.status.Drops[DropBadTTL]++
-		in.mu.Unlock()
-		in.warnMismatch(DropBadTTL, item.r.Src, dropf(DropBadTTL, "ttl %d from %v", item.r.TTL, item.r.Src))
-		return
-	}
 	select {
 	case in.rx <- item:
 	default:
@@ -317,6 +306,19 @@ func (in *instance) deliver(item rxItem) {
 		in.status.Drops[DropQueueFull]++
 		in.mu.Unlock()
 	}
+}
+
+// dropRouted counts an advert that crossed a router (TTL or hop limit not
+// 255) from a source that is not a unicast peer, dropped by the socket's
+// reader before the instance's queue: a flood of them from off the link,
+// spoofed sources and all, must not push a live master's adverts out of
+// the queue (the backup would take the VIP: a split brain). The socket's
+// filter drops most of them in the kernel already.
+func (in *instance) dropRouted(r received) {
+	in.mu.Lock()
+	in.status.Drops[DropBadTTL]++
+	in.mu.Unlock()
+	in.warnMismatch(DropBadTTL, r.Src, dropf(DropBadTTL, "ttl %d from %v", r.TTL, r.Src))
 }
 
 func (in *instance) receive(item rxItem) {
@@ -551,7 +553,7 @@ func (in *instance) reconfigure(cfg Config) {
 	// Unicast or multicast: the shared socket joins the group while any
 	// of its instances needs it. A changed source is taken at once.
 	if len(old.UnicastPeers) == 0 != (len(cfg.UnicastPeers) == 0) {
-		in.sock.setMember(in, cfg.VRID, len(cfg.UnicastPeers) == 0)
+		in.sock.setMember(in, cfg.VRID, cfg.UnicastPeers)
 	}
 	if old.SourceIP != cfg.SourceIP && in.sockGen != 0 {
 		in.sockGen = 0

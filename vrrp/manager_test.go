@@ -63,6 +63,8 @@ func (c *fakeConn) Write(b []byte, src, dst netip.Addr) error {
 	return nil
 }
 
+func (c *fakeConn) Filter([]netip.Addr) error { return nil }
+
 func (c *fakeConn) Join(on bool) error {
 	c.node.mu.Lock()
 	err := c.node.joinErr

@@ -15,6 +15,11 @@ type advertConn interface {
 	Write(b []byte, src, dst netip.Addr) error
 	// Join joins (true) or leaves (false) the VRRP multicast group.
 	Join(on bool) error
+	// Filter has the kernel drop, before they are queued, packets that
+	// crossed a router (TTL / hop limit not 255) unless they come from
+	// one of routedFrom (unicast peers, which keepalived hears across
+	// routers).
+	Filter(routedFrom []netip.Addr) error
 	Close() error
 }
 

@@ -199,7 +199,7 @@ func newConn4(c net.PacketConn, ifi *net.Interface) (*conn4, error) {
 		{"multicast TTL", func() error { return pc.SetMulticastTTL(255) }},
 		{"multicast loop", func() error { return pc.SetMulticastLoopback(false) }},
 		{"multicast interface", func() error { return pc.SetMulticastInterface(ifi) }},
-		{"off-link filter", func() error { return pc.SetBPF(onLinkOnly4) }},
+		{"off-link filter", func() error { return pc.SetBPF(onLinkOnly(4, nil)) }},
 	} {
 		if err := step.err(); err != nil {
 			return nil, fmt.Errorf("%s on %s: %w", step.what, ifi.Name, err)
@@ -208,28 +208,55 @@ func newConn4(c net.PacketConn, ifi *net.Interface) (*conn4, error) {
 	return &conn4{pc: pc, ifi: ifi}, nil
 }
 
-// onLinkOnly4 and onLinkOnly6 are socket filters that let in only
-// packets with TTL / hop limit 255: an advert that crossed a router is
-// invalid (RFC 5798 7.1), and a flood of them from off the link, each from
-// another spoofed source, would otherwise fill the socket's buffer faster
-// than it is read, and push a live master's adverts out: the backup would
+// onLinkOnly is a socket filter that lets in only packets with TTL / hop
+// limit 255, and those from routedFrom (unicast peers, heard across
+// routers as keepalived hears them): an advert that crossed a router is
+// otherwise invalid (RFC 5798 7.1), and a flood of them from off the link,
+// each from another spoofed source, would fill the socket's buffer faster
+// than it is read and push a live master's adverts out: the backup would
 // take the VIP (a split brain). The kernel drops them before they are
-// queued; the check on each packet read stays.
-var (
-	onLinkOnly4 = onLinkOnly(8) // the IPv4 header's TTL
-	onLinkOnly6 = onLinkOnly(7) // the IPv6 header's hop limit
-)
-
-// onLinkOnly reads the byte at off in the network header (SKF_NET_OFF:
-// raw IPv6 sockets start at the payload) and accepts 255 only.
-func onLinkOnly(off uint32) []bpf.RawInstruction {
-	const netOff = 0xfff00000 // SKF_NET_OFF, -0x100000
-	return mustAssemble([]bpf.Instruction{
-		bpf.LoadAbsolute{Off: netOff + off, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 255, SkipFalse: 1},
-		bpf.RetConstant{Val: 1 << 16}, // the whole packet
-		bpf.RetConstant{Val: 0},       // dropped
-	})
+// queued; the checks on each packet read stay. The header is read through
+// SKF_NET_OFF (raw IPv6 sockets start at the payload).
+func onLinkOnly(family int, routedFrom []netip.Addr) []bpf.RawInstruction {
+	const netOff = 0xfff00000             // SKF_NET_OFF, -0x100000
+	ttlAt, srcAt := uint32(8), uint32(12) // IPv4: TTL, source address
+	if family == 6 {
+		ttlAt, srcAt = 7, 8 // IPv6: hop limit, source address
+	}
+	// Each check jumps to accept (the last instruction) when it matches;
+	// jumps are filled in once the program's length is known.
+	var prog []bpf.Instruction
+	var toAccept []int // indexes of JumpIf whose SkipTrue leads to accept
+	prog = append(prog, bpf.LoadAbsolute{Off: netOff + ttlAt, Size: 1})
+	toAccept = append(toAccept, len(prog))
+	prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: 255})
+	for _, peer := range routedFrom {
+		b := peer.AsSlice()
+		if len(b) != map[int]int{4: 4, 6: 16}[family] {
+			continue
+		}
+		words := len(b) / 4
+		for w := range words {
+			prog = append(prog, bpf.LoadAbsolute{Off: netOff + srcAt + uint32(4*w), Size: 4})
+			val := uint32(b[4*w])<<24 | uint32(b[4*w+1])<<16 | uint32(b[4*w+2])<<8 | uint32(b[4*w+3])
+			if w < words-1 {
+				// A word that differs: on to the next peer.
+				prog = append(prog, bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: val, SkipTrue: uint8(2 * (words - 1 - w))})
+				continue
+			}
+			toAccept = append(toAccept, len(prog))
+			prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: val})
+		}
+	}
+	prog = append(prog, bpf.RetConstant{Val: 0}) // dropped
+	accept := len(prog)
+	prog = append(prog, bpf.RetConstant{Val: 1 << 16}) // the whole packet
+	for _, i := range toAccept {
+		j := prog[i].(bpf.JumpIf)
+		j.SkipTrue = uint8(accept - i - 1)
+		prog[i] = j
+	}
+	return mustAssemble(prog)
 }
 
 func mustAssemble(prog []bpf.Instruction) []bpf.RawInstruction {
@@ -265,6 +292,10 @@ func (c *conn4) Write(b []byte, src, dst netip.Addr) error {
 	cm := &ipv4.ControlMessage{Src: src.AsSlice(), IfIndex: c.ifi.Index}
 	_, err := c.pc.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice()})
 	return err
+}
+
+func (c *conn4) Filter(routedFrom []netip.Addr) error {
+	return c.pc.SetBPF(onLinkOnly(4, routedFrom))
 }
 
 func (c *conn4) Join(on bool) error {
@@ -306,7 +337,7 @@ func newConn6(c net.PacketConn, ifi *net.Interface) (*conn6, error) {
 		{"multicast hop limit", func() error { return pc.SetMulticastHopLimit(255) }},
 		{"multicast loop", func() error { return pc.SetMulticastLoopback(false) }},
 		{"multicast interface", func() error { return pc.SetMulticastInterface(ifi) }},
-		{"off-link filter", func() error { return pc.SetBPF(onLinkOnly6) }},
+		{"off-link filter", func() error { return pc.SetBPF(onLinkOnly(6, nil)) }},
 	} {
 		if err := step.err(); err != nil {
 			return nil, fmt.Errorf("%s on %s: %w", step.what, ifi.Name, err)
@@ -344,6 +375,10 @@ func (c *conn6) Write(b []byte, src, dst netip.Addr) error {
 	}
 	_, err := c.pc.WriteTo(b, cm, to)
 	return err
+}
+
+func (c *conn6) Filter(routedFrom []netip.Addr) error {
+	return c.pc.SetBPF(onLinkOnly(6, routedFrom))
 }
 
 func (c *conn6) Join(on bool) error {

@@ -66,7 +66,9 @@ type receivePolicy struct {
 // its address list differs from ours (a peer configuration mismatch), or a
 // *DropError.
 func (rp *receivePolicy) check(b []byte, r received) (*Packet, bool, error) {
-	if r.TTL >= 0 && r.TTL != 255 {
+	// In unicast mode the peers may be routers away, as keepalived allows
+	// ("but not if unicast"); the sender check below still applies.
+	if r.TTL >= 0 && r.TTL != 255 && len(rp.Peers) == 0 {
 		return nil, false, dropf(DropBadTTL, "ttl %d from %v", r.TTL, r.Src)
 	}
 	p, err := Parse(b, r.Src, r.Dst, rp.Checksum)

@@ -33,15 +33,25 @@ func runScript(ctx context.Context, cmdline string, args []string, userName stri
 		return errors.New("empty command")
 	}
 	path := fields[0]
+	if !strings.Contains(path, "/") {
+		// A bare name ("pidof nginx"), as -t accepts it: found in the PATH
+		// the script runs with.
+		found, err := lookPath(path)
+		if err != nil {
+			return err
+		}
+		path = found
+	}
 	if err := checkScriptFile(path); err != nil {
 		return err
 	}
 	if runsAsRoot(userName) {
-		resolved, err := checkRootScript(path)
-		if err != nil {
+		// The path as written runs (a multi-call program such as
+		// /usr/bin/pidof -> killall5 needs its name); every link on it was
+		// checked to be root's, so nobody else can repoint it.
+		if err := checkRootScript(path); err != nil {
 			return err
 		}
-		path = resolved // what was checked is what runs: a link may change
 	}
 	argv := append(fields[1:], args...)
 	var attr *syscall.SysProcAttr
@@ -69,7 +79,7 @@ func runScript(ctx context.Context, cmdline string, args []string, userName stri
 		attr = &syscall.SysProcAttr{Setpgid: true}
 	}
 	cmd := exec.CommandContext(ctx, path, argv...)
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.Env = []string{"PATH=" + scriptPATH}
 	cmd.WaitDelay = time.Second
 	cmd.SysProcAttr = attr
 	return cmd.Run()
@@ -93,6 +103,20 @@ func dropPrivileges(userName, path string, argv []string) ([]string, error) {
 		}
 	}
 	return append(append(line, "--", path), argv...), nil
+}
+
+// scriptPATH is the PATH scripts run with, and where a bare name is found.
+const scriptPATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// lookPath finds name in scriptPATH.
+func lookPath(name string) (string, error) {
+	for _, dir := range filepath.SplitList(scriptPATH) {
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: not found in %s", name, scriptPATH)
 }
 
 // errScriptRefused marks a script not run because others may change it.
@@ -134,15 +158,15 @@ func runsAsRoot(userName string) bool {
 // sticky bit, as /tmp, lets nobody replace root's file); the same for the
 // path as written when it goes through symbolic links, and for the links.
 // Otherwise that user could make root run anything (keepalived's
-// enable_script_security). It returns the resolved path, to run that.
-func checkRootScript(path string) (string, error) {
+// enable_script_security).
+func checkRootScript(path string) error {
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return "", err
+		return err
 	}
 	resolved, err := filepath.EvalSymlinks(abs)
 	if err != nil {
-		return "", err
+		return err
 	}
 	for _, walk := range []struct {
 		p    string
@@ -150,14 +174,14 @@ func checkRootScript(path string) (string, error) {
 	}{{resolved, os.Stat}, {abs, os.Lstat}} {
 		for p := walk.p; ; p = filepath.Dir(p) {
 			if err := rootOnly(path, p, walk.stat); err != nil {
-				return "", err
+				return err
 			}
 			if p == filepath.Dir(p) {
 				break
 			}
 		}
 	}
-	return resolved, nil
+	return nil
 }
 
 // rootOnly refuses p (a part of script's path) when a user other than root

@@ -59,8 +59,8 @@ type InterfaceStatus struct {
 const rxBufSize = 1 << 16
 
 type sockMember struct {
-	in        *instance
-	multicast bool
+	in    *instance
+	peers []netip.Addr // unicast peers; none: multicast
 }
 
 // sharedSocket is the socket of one interface and family.
@@ -76,10 +76,14 @@ type sharedSocket struct {
 	conn    advertConn           // nil while closed
 	gen     int                  // increases at every open
 	joined  bool
-	opens   uint64
-	drops   map[DropReason]uint64
-	stop    chan struct{} // closed when conn is closed
-	readerD chan struct{} // closed when conn's reader has ended
+	// routedFrom is what the socket's filter lets in past its TTL check:
+	// every member's unicast peers (filtered: whether it was set on conn).
+	routedFrom []netip.Addr
+	filtered   bool
+	opens      uint64
+	drops      map[DropReason]uint64
+	stop       chan struct{} // closed when conn is closed
+	readerD    chan struct{} // closed when conn's reader has ended
 }
 
 // acquireSocket returns the socket of k, creating it, with one more
@@ -157,13 +161,13 @@ func (s *sharedSocket) snapshot() InterfaceStatus {
 	return st
 }
 
-// setMember registers in (or updates its mode) under its VRID.
-func (s *sharedSocket) setMember(in *instance, vrid uint8, multicast bool) {
+// setMember registers in (or updates its unicast peers) under its VRID.
+func (s *sharedSocket) setMember(in *instance, vrid uint8, peers []netip.Addr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.members[vrid] = sockMember{in: in, multicast: multicast}
+	s.members[vrid] = sockMember{in: in, peers: peers}
 	if err := s.syncJoinLocked(); err != nil {
-		s.log.Error("VRRP multicast group membership: retried at the next link poll", zap.Error(err))
+		s.log.Error("VRRP socket: multicast group membership or off-link filter: retried at the next link poll", zap.Error(err))
 	}
 }
 
@@ -175,18 +179,32 @@ func (s *sharedSocket) removeMember(in *instance, vrid uint8) {
 		delete(s.members, vrid)
 	}
 	if err := s.syncJoinLocked(); err != nil {
-		s.log.Error("VRRP multicast group membership", zap.Error(err))
+		s.log.Error("VRRP socket: multicast group membership or off-link filter", zap.Error(err))
 	}
 }
 
 // syncJoinLocked joins the group while a member is in multicast mode and
-// leaves it when none is (unicast-only instances hear only their peers).
+// leaves it when none is (unicast-only instances hear only their peers),
+// and lets the members' unicast peers past the socket's TTL filter.
 func (s *sharedSocket) syncJoinLocked() error {
 	want := false
+	var routed []netip.Addr
 	for _, m := range s.members {
-		want = want || m.multicast
+		want = want || len(m.peers) == 0
+		routed = append(routed, m.peers...)
 	}
-	if s.conn == nil || want == s.joined {
+	slices.SortFunc(routed, func(a, b netip.Addr) int { return a.Compare(b) })
+	routed = slices.Compact(routed)
+	if s.conn == nil {
+		return nil
+	}
+	if !s.filtered || !slices.Equal(routed, s.routedFrom) {
+		if err := s.conn.Filter(routed); err != nil {
+			return err
+		}
+		s.routedFrom, s.filtered = routed, true
+	}
+	if want == s.joined {
 		return nil
 	}
 	if err := s.conn.Join(want); err != nil {
@@ -213,7 +231,7 @@ func (s *sharedSocket) ensureOpen() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	s.conn, s.joined = conn, false
+	s.conn, s.joined, s.filtered = conn, false, false
 	if err := s.syncJoinLocked(); err != nil {
 		conn.Close()
 		s.conn = nil
@@ -316,8 +334,10 @@ func (s *sharedSocket) dispatch(b []byte, r received) {
 		return
 	}
 	s.mu.Unlock()
-	if r.TTL >= 0 && r.TTL != 255 {
-		m.in.deliver(rxItem{r: r}) // dropped there, without a copy
+	if r.TTL >= 0 && r.TTL != 255 && !slices.Contains(m.peers, r.Src.Unmap()) {
+		// Crossed a router, and not from a unicast peer: dropped before
+		// the instance's queue (see deliver).
+		m.in.dropRouted(r)
 		return
 	}
 	m.in.deliver(rxItem{b: slices.Clone(b), r: r})

@@ -107,3 +107,20 @@ func TestNetnsReloadDuringHandoverIsApplied(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// Signals queued behind a second SIGUSR2 during a handover stay queued:
+// `vipgate -s handover` twice, then `systemctl stop`, while the first
+// handover waits for an upload. The stop was lost (the list of signals
+// still to serve was replaced by the second handover's), vipgate ran on
+// and systemd killed it with SIGKILL, VIPs and pid file left behind.
+func TestNetnsStopQueuedBehindSecondHandoverIsServed(t *testing.T) {
+	a, _ := handoverUnderWay(t, "3s")
+	a.signal(syscall.SIGUSR2) // pressed twice
+	time.Sleep(100 * time.Millisecond)
+	a.signal(syscall.SIGTERM) // then: systemctl stop
+	// The handover ends within shutdown_timeout (3s), the second one at
+	// once (not MASTER any more); the stop follows.
+	if err := a.proc.Wait(10 * time.Second); err != nil {
+		t.Fatalf("SIGTERM sent during a handover, after a second SIGUSR2, was never served: node-a still runs 10s later (%v)\nnode-a log:\n%s", err, a.proc.Output())
+	}
+}

@@ -341,7 +341,12 @@ func serve(path string, stderr io.Writer) int {
 				log.Info("log files reopened")
 			}
 		case syscall.SIGUSR2:
-			next = handover(d, sigs, log)
+			// Signals still queued (behind this SIGUSR2) stay first.
+			for _, p := range handover(d, sigs, log) {
+				if !slices.Contains(next, p) {
+					next = append(next, p)
+				}
+			}
 		case syscall.SIGQUIT:
 			notify(log, sdnotify.SdNotifyStopping)
 			log.Info("SIGQUIT: stopping at once")

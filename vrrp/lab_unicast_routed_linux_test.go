@@ -1,0 +1,58 @@
+package vrrp_test
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/vipgate/vipgate/internal/netlab"
+	"github.com/vipgate/vipgate/vrrp"
+	"golang.org/x/net/ipv4"
+)
+
+// In unicast_peer mode the peers are often in other subnets (cloud zones),
+// their adverts routed, TTL below 255. keepalived checks TTL/hop limit 255
+// only without unicast peers ("MUST verify that the IPv4 TTL/IPv6 HL is
+// 255 (but not if unicast)", vrrp.c); the socket filter and the
+// per-packet check must let the listed peer's routed adverts in, or each
+// node hears nobody and both are MASTER (split brain). Here the peer's
+// routed advert (TTL 64) with a higher priority makes the MASTER step
+// down, as it does keepalived.
+func TestLabUnicastRoutedPeerHeard(t *testing.T) {
+	lab := netlab.New(t, netlab.Options{Hosts: 2})
+	a, peer := lab.Hosts[0], lab.Hosts[1]
+	cfg := fastConfig(100)
+	cfg.UnicastPeers = []netip.Addr{peer.Addr4.Addr()}
+	startNode(t, a, cfg)
+	waitFor(t, settle, "a MASTER", func() bool { return a.HasAddr(vip4) })
+
+	var pc *ipv4.PacketConn
+	if err := peer.Do(func() error {
+		c, err := net.ListenPacket("ip4:112", peer.Addr4.Addr().String())
+		if err != nil {
+			return err
+		}
+		pc = ipv4.NewPacketConn(c)
+		return pc.SetTTL(64) // two subnets apart: one router on the way
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	p := vrrp.Packet{Version: 3, VRID: 51, Priority: 254, Interval: 100 * time.Millisecond, Addrs: []netip.Addr{vip4}}
+	b, err := p.Marshal(peer.Addr4.Addr(), a.Addr4.Addr(), vrrp.ChecksumPseudoHeader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := pc.WriteTo(b, nil, &net.IPAddr{IP: a.Addr4.Addr().AsSlice()}); err != nil {
+			t.Fatal(err)
+		}
+		if !a.HasAddr(vip4) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("unicast mode: 3 s of priority-254 adverts from the listed peer %v with TTL 64 (routed, as keepalived's unicast peers may be) and a still MASTER: they are dropped (keepalived accepts them in unicast mode); both nodes would be MASTER", peer.Addr4.Addr())
+}
