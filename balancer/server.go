@@ -155,6 +155,20 @@ func (s *Server) ClearActiveHealth(reason string) {
 	s.state.activeChecked.Store(false)
 }
 
+// ForgetActiveHealth drops the verdict of a check that stopped because the
+// server (or its upstream) left the configuration. Nothing is reported:
+// the server no longer exists for operators, but its state is kept aside
+// for a reload that lists it again, and there it must start healthy.
+func (s *Server) ForgetActiveHealth() {
+	st := s.state
+	now := s.upstream.table.nowNano()
+	st.mu.Lock()
+	st.unhealth.Store(false)
+	st.activeChecked.Store(false)
+	st.changedLocked(now)
+	st.mu.Unlock()
+}
+
 // Status returns a snapshot of the server's state and counters.
 func (s *Server) Status() ServerStatus {
 	return s.state.status(s.upstream.table.nowNano())

@@ -201,8 +201,16 @@ func (m *Manager) Apply(checks map[string]UpstreamChecks) {
 		if ok {
 			decided[key] = c.decided.Load()
 		}
-		if uc, configured := checks[key.upstream]; configured && uc.Spec.Type == "" {
-			c.server.Load().ClearActiveHealth("active health check removed")
+		if !ok {
+			// No check replaces it: healthy, passive failures decide
+			// again. A server still configured says so; one that left
+			// the configuration (its state kept for a reload that brings
+			// it back) is cleared without a word.
+			if uc, configured := checks[key.upstream]; configured && uc.Spec.Type == "" {
+				c.server.Load().ClearActiveHealth("active health check removed")
+			} else {
+				c.server.Load().ForgetActiveHealth()
+			}
 		}
 	}
 	for key, w := range wanted {

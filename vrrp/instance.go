@@ -552,7 +552,8 @@ func (in *instance) reconfigure(cfg Config) {
 	in.exec(in.fsm.reconfigure(in.m.now(), cfg.fsmConfig(src)))
 	// Unicast or multicast: the shared socket joins the group while any
 	// of its instances needs it. A changed source is taken at once.
-	if len(old.UnicastPeers) == 0 != (len(cfg.UnicastPeers) == 0) {
+	if !slices.Equal(old.UnicastPeers, cfg.UnicastPeers) {
+		// The mode, or the peers the socket's filter lets in.
 		in.sock.setMember(in, cfg.VRID, cfg.UnicastPeers)
 	}
 	if old.SourceIP != cfg.SourceIP && in.sockGen != 0 {

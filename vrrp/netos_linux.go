@@ -218,43 +218,43 @@ func newConn4(c net.PacketConn, ifi *net.Interface) (*conn4, error) {
 // queued; the checks on each packet read stay. The header is read through
 // SKF_NET_OFF (raw IPv6 sockets start at the payload).
 func onLinkOnly(family int, routedFrom []netip.Addr) []bpf.RawInstruction {
-	const netOff = 0xfff00000             // SKF_NET_OFF, -0x100000
-	ttlAt, srcAt := uint32(8), uint32(12) // IPv4: TTL, source address
+	const netOff = 0xfff00000                      // SKF_NET_OFF, -0x100000
+	ttlAt, srcAt, size := uint32(8), uint32(12), 4 // IPv4: TTL, source address
 	if family == 6 {
-		ttlAt, srcAt = 7, 8 // IPv6: hop limit, source address
+		ttlAt, srcAt, size = 7, 8, 16 // IPv6: hop limit, source address
 	}
-	// Each check jumps to accept (the last instruction) when it matches;
-	// jumps are filled in once the program's length is known.
-	var prog []bpf.Instruction
-	var toAccept []int // indexes of JumpIf whose SkipTrue leads to accept
-	prog = append(prog, bpf.LoadAbsolute{Off: netOff + ttlAt, Size: 1})
-	toAccept = append(toAccept, len(prog))
-	prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: 255})
+	accept := bpf.RetConstant{Val: 1 << 16} // the whole packet
+	// Every match is followed by its own accept, so that every jump is
+	// short (a classic BPF jump skips at most 255 instructions, whatever
+	// the number of peers).
+	prog := []bpf.Instruction{
+		bpf.LoadAbsolute{Off: netOff + ttlAt, Size: 1},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 255, SkipFalse: 1},
+		accept,
+	}
 	for _, peer := range routedFrom {
 		b := peer.AsSlice()
-		if len(b) != map[int]int{4: 4, 6: 16}[family] {
+		if len(b) != size {
 			continue
 		}
-		words := len(b) / 4
+		words := size / 4
 		for w := range words {
 			prog = append(prog, bpf.LoadAbsolute{Off: netOff + srcAt + uint32(4*w), Size: 4})
 			val := uint32(b[4*w])<<24 | uint32(b[4*w+1])<<16 | uint32(b[4*w+2])<<8 | uint32(b[4*w+3])
 			if w < words-1 {
-				// A word that differs: on to the next peer.
-				prog = append(prog, bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: val, SkipTrue: uint8(2 * (words - 1 - w))})
+				// A word that differs: on to the next peer, past this
+				// peer's remaining loads, jumps and accept.
+				prog = append(prog, bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: val, SkipTrue: uint8(2*(words-1-w) + 1)})
 				continue
 			}
-			toAccept = append(toAccept, len(prog))
-			prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: val})
+			prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: val, SkipFalse: 1}, accept)
 		}
 	}
 	prog = append(prog, bpf.RetConstant{Val: 0}) // dropped
-	accept := len(prog)
-	prog = append(prog, bpf.RetConstant{Val: 1 << 16}) // the whole packet
-	for _, i := range toAccept {
-		j := prog[i].(bpf.JumpIf)
-		j.SkipTrue = uint8(accept - i - 1)
-		prog[i] = j
+	if len(prog) > 4096 {
+		// Beyond the kernel's limit (hundreds of peers): no kernel filter;
+		// the checks on each packet read still apply.
+		return mustAssemble([]bpf.Instruction{accept})
 	}
 	return mustAssemble(prog)
 }

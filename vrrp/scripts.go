@@ -108,7 +108,8 @@ func dropPrivileges(userName, path string, argv []string) ([]string, error) {
 // scriptPATH is the PATH scripts run with, and where a bare name is found.
 const scriptPATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// lookPath finds name in scriptPATH.
+// lookPath finds name in scriptPATH, then in vipgate's own PATH (where
+// -t looked for it).
 func lookPath(name string) (string, error) {
 	for _, dir := range filepath.SplitList(scriptPATH) {
 		p := filepath.Join(dir, name)
@@ -116,7 +117,10 @@ func lookPath(name string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("%s: not found in %s", name, scriptPATH)
+	if p, err := exec.LookPath(name); err == nil {
+		return filepath.Abs(p)
+	}
+	return "", fmt.Errorf("%s: not found in %s nor in vipgate's PATH", name, scriptPATH)
 }
 
 // errScriptRefused marks a script not run because others may change it.
