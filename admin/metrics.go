@@ -13,6 +13,7 @@ var (
 	descListener      = prometheus.NewDesc("vipgate_listener_serving", "1 when the listener's accept loop serves.", []string{"listen"}, nil)
 	descAccepted      = prometheus.NewDesc("vipgate_listener_accepted_total", "Connections accepted.", []string{"listen"}, nil)
 	descAcceptErrors  = prometheus.NewDesc("vipgate_listener_accept_errors_total", "Failed accepts (EMFILE, ...).", []string{"listen"}, nil)
+	descHTTPRefused   = prometheus.NewDesc("vipgate_http_proxy_header_refused_total", "Connections to [[http]] listeners closed for their PROXY header, by reason.", []string{"listen", "reason"}, nil)
 	descHTTP          = prometheus.NewDesc("vipgate_http_responses_total", "Responses sent to clients by status class.", []string{"code"}, nil)
 	descStreams       = prometheus.NewDesc("vipgate_stream_active", "Open TCP stream sessions.", nil, nil)
 	descVRRPState     = prometheus.NewDesc("vipgate_vrrp_state", "1 for the instance's current state.", []string{"instance", "state"}, nil)
@@ -35,6 +36,7 @@ var (
 	descStreamBytes   = prometheus.NewDesc("vipgate_stream_bytes_total", "Bytes forwarded, by direction (to_upstream, to_client).", []string{"upstream", "direction"}, nil)
 	descStreamConnF   = prometheus.NewDesc("vipgate_stream_connect_failures_total", "Failed or timed-out connects to servers.", []string{"upstream"}, nil)
 	descStreamNoSrv   = prometheus.NewDesc("vipgate_stream_no_server_total", "Clients closed because no server could be picked or reached.", []string{"upstream"}, nil)
+	descStreamEnded   = prometheus.NewDesc("vipgate_stream_ended_badly_total", "Connected streams ended by an error or proxy_timeout, by how (upstream_error, client_error, timeout).", []string{"upstream", "how"}, nil)
 	descStreamAcc     = prometheus.NewDesc("vipgate_stream_accepted_total", "Connections accepted by stream listeners.", []string{"listen"}, nil)
 	descStreamRefused = prometheus.NewDesc("vipgate_stream_proxy_header_refused_total", "Inbound PROXY headers refused, by reason.", []string{"listen", "reason"}, nil)
 	descUpstreamAvail = prometheus.NewDesc("vipgate_upstream_available", "1 when at least one server can be picked.", []string{"upstream"}, nil)
@@ -44,10 +46,10 @@ var (
 type collector struct{ src Source }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descGeneration, descReloads, descListener, descAccepted, descAcceptErrors, descHTTP, descStreams,
+	for _, d := range []*prometheus.Desc{descGeneration, descReloads, descListener, descAccepted, descAcceptErrors, descHTTPRefused, descHTTP, descStreams,
 		descVRRPState, descVRRPPrio, descVRRPTrans, descVRRPSent, descVRRPRecv, descVRRPDrops, descVRRPIfDrops, descVRRPMismatch, descVRRPVIPs,
 		descServerUp, descServerActive, descServerReqs, descServerFails, descServerResp, descServerTime, descUpstreamAvail,
-		descStreamActive, descStreamTotal, descStreamBytes, descStreamConnF, descStreamNoSrv, descStreamAcc, descStreamRefused, descAccessLines} {
+		descStreamActive, descStreamTotal, descStreamBytes, descStreamConnF, descStreamNoSrv, descStreamEnded, descStreamAcc, descStreamRefused, descAccessLines} {
 		ch <- d
 	}
 }
@@ -85,6 +87,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descListener, b2f(l.Serving), l.Address)
 		counter(descAccepted, l.Accepted, l.Address)
 		counter(descAcceptErrors, l.AcceptErrors, l.Address)
+		for _, reason := range sortedMap(l.ProxyHeaderRefused) {
+			counter(descHTTPRefused, l.ProxyHeaderRefused[reason], l.Address, reason)
+		}
 	}
 	for _, code := range sortedMap(st.HTTPResponses) {
 		counter(descHTTP, st.HTTPResponses[code], code)
@@ -99,6 +104,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descStreamBytes, u.BytesToClient, u.Upstream, "to_client")
 		counter(descStreamConnF, u.ConnectFailures, u.Upstream)
 		counter(descStreamNoSrv, u.NoServer, u.Upstream)
+		counter(descStreamEnded, u.UpstreamErrors, u.Upstream, "upstream_error")
+		counter(descStreamEnded, u.ClientErrors, u.Upstream, "client_error")
+		counter(descStreamEnded, u.Timeouts, u.Upstream, "timeout")
 	}
 	for _, l := range st.Streams.Listeners {
 		counter(descStreamAcc, l.Accepted, l.Listen)

@@ -65,6 +65,9 @@ type ListenerStatus struct {
 	Accepted     uint64 `json:"accepted"`
 	AcceptErrors uint64 `json:"accept_errors"`
 	LastError    string `json:"last_error,omitempty"`
+	// ProxyHeaderRefused: an [[http]] listener's connections closed for
+	// their PROXY header, by reason (stream listeners: streams.listeners).
+	ProxyHeaderRefused map[string]uint64 `json:"proxy_header_refused,omitempty"`
 }
 
 // VRRPStatus is one VRRP instance.
@@ -147,6 +150,9 @@ type StreamUpstream struct {
 	BytesToClient   uint64 `json:"bytes_to_client"`
 	ConnectFailures uint64 `json:"connect_failures"`
 	NoServer        uint64 `json:"no_server"`
+	UpstreamErrors  uint64 `json:"upstream_errors"`
+	ClientErrors    uint64 `json:"client_errors"`
+	Timeouts        uint64 `json:"timeouts"`
 }
 
 // StreamListener is one stream listener's counters.

@@ -23,7 +23,8 @@ func (d *Daemon) Status() admin.Status {
 		HTTPResponses: map[string]uint64{},
 	}
 	for _, l := range d.listeners.Status() {
-		st.Listeners = append(st.Listeners, admin.ListenerStatus{Address: l.Address, Serving: l.Serving, Accepted: l.Accepted, AcceptErrors: l.AcceptErrors, LastError: l.LastError})
+		st.Listeners = append(st.Listeners, admin.ListenerStatus{Address: l.Address, Serving: l.Serving, Accepted: l.Accepted, AcceptErrors: l.AcceptErrors, LastError: l.LastError,
+			ProxyHeaderRefused: d.httpResponses.HeaderRefusals(l.Address)})
 	}
 	_, st.Unhealthy = d.SelfCheck()
 	st.HTTPResponses = d.httpResponses.Snapshot()

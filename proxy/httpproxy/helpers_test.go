@@ -69,6 +69,8 @@ type testGateway struct {
 	access  *syncBuffer
 	wg      sync.WaitGroup
 	log     *zap.Logger // the generations' log; nil: the test's
+	// responses: shared by the generations, as the daemon's.
+	responses ResponseCounts
 }
 
 type syncBuffer struct {
@@ -153,7 +155,7 @@ func (g *testGateway) build(tomlText string) *Server {
 	if log == nil {
 		log = zaptest.NewLogger(t)
 	}
-	s, err := New(cfg.HTTP, Deps{Log: log, AccessLog: accesslog.New(g.access), Upstreams: ups, UpstreamConfig: cfg.Upstream})
+	s, err := New(cfg.HTTP, Deps{Log: log, AccessLog: accesslog.New(g.access), Upstreams: ups, UpstreamConfig: cfg.Upstream, Responses: &g.responses})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -63,8 +63,47 @@ type Deps struct {
 	Responses *ResponseCounts
 }
 
-// ResponseCounts counts the responses sent to clients by status class.
-type ResponseCounts struct{ byClass [5]atomic.Uint64 }
+// ResponseCounts counts what clients got: responses by status class, and
+// connections closed for their PROXY protocol header, per listener.
+type ResponseCounts struct {
+	byClass [5]atomic.Uint64
+
+	mu            sync.Mutex
+	headerRefused map[string]map[proxyproto.Reason]uint64 // by listen address
+}
+
+func (r *ResponseCounts) refusedHeader(listen string, reason proxyproto.Reason) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.headerRefused == nil {
+		r.headerRefused = map[string]map[proxyproto.Reason]uint64{}
+	}
+	m := r.headerRefused[listen]
+	if m == nil {
+		m = map[proxyproto.Reason]uint64{}
+		r.headerRefused[listen] = m
+	}
+	m[reason]++
+}
+
+// HeaderRefusals returns the refused PROXY headers of a listen address by
+// reason; nil when there were none.
+func (r *ResponseCounts) HeaderRefusals(listen string) map[string]uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.headerRefused[listen]
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]uint64, len(m))
+	for reason, n := range m {
+		out[string(reason)] = n
+	}
+	return out
+}
 
 func (r *ResponseCounts) observe(status int) {
 	if r == nil || status < 100 || status > 599 {
@@ -453,8 +492,15 @@ func (g *listenGroup) ServeConn(c net.Conn) {
 		peer := addrPortOf(c.RemoteAddr())
 		pc, src, _, err := proxyproto.ReadHeader(c, g.hdrTimeout)
 		if err != nil {
-			s.log.Debug("PROXY protocol header refused", zap.String("listen", g.addr),
-				zap.Stringer("peer", c.RemoteAddr()), zap.Error(err))
+			reason := proxyproto.ReasonOf(err)
+			if reason == "" {
+				reason = proxyproto.ReasonIO
+			}
+			s.responses.refusedHeader(g.addr, reason)
+			// As the stream proxy: a balancer that stopped sending the
+			// header (or a client past it) shows in the log.
+			s.log.Info("PROXY protocol header refused", zap.String("listen", g.addr),
+				zap.Stringer("client", c.RemoteAddr()), zap.String("reason", string(reason)), zap.Error(err))
 			_ = c.Close()
 			s.connClosed()
 			return

@@ -738,11 +738,21 @@ func (ss *session) other(d *dir) *dir {
 func (ss *session) fail(d *dir, write bool, err error) {
 	if d.fromClient != write { // reading from the client, or writing to it
 		ss.setEnd(endClientError)
+		// Clients vanish all the time (mobile devices): debug only, as
+		// nginx logs a client's reset at info.
+		if ce := ss.srvLog().Check(zap.DebugLevel, "stream: client connection failed"); ce != nil {
+			ce.Write(zap.String("listen", ss.r.listen), zap.Stringer("client", ss.clientAddr), zap.Bool("write", write), zap.Error(err))
+		}
 	} else {
 		ss.setEnd(endUpstreamError)
-	}
-	if ce := ss.srvLog().Check(zap.DebugLevel, "stream: socket error"); ce != nil {
-		ce.Write(zap.String("listen", ss.r.listen), zap.Stringer("client", ss.clientAddr), zap.Bool("write", write), zap.Error(err))
+		// A server resetting its streams (a broker crashing, a firewall
+		// dropping state) is what an operator looks for: nginx logs it
+		// at error ("recv() failed ... while proxying and reading from
+		// upstream").
+		if ce := ss.srvLog().Check(zap.WarnLevel, "stream: upstream server connection failed"); ce != nil {
+			ce.Write(zap.String("listen", ss.r.listen), zap.String("upstream", ss.r.name), zap.String("server", ss.tried[len(ss.tried)-1]),
+				zap.Stringer("client", ss.clientAddr), zap.Bool("write", write), zap.Error(err))
+		}
 	}
 	ss.teardown()
 }
@@ -823,7 +833,16 @@ func (ss *session) teardown() {
 		ss.lp.forget(ss.u.fd)
 	}
 	if ss.upActive {
-		ss.r.upCounters.active.Add(-1)
+		c := ss.r.upCounters
+		c.active.Add(-1)
+		switch ss.end {
+		case endUpstreamError:
+			c.upstreamErrors.Add(1)
+		case endClientError:
+			c.clientErrors.Add(1)
+		case endIdle, endWriteTimeout:
+			c.timeouts.Add(1)
+		}
 	}
 	if ss.server != nil {
 		ss.server.Release()

@@ -29,6 +29,10 @@ type upstreamCounters struct {
 	bytesToClient   atomic.Uint64
 	connectFailures atomic.Uint64
 	noServer        atomic.Uint64
+	// Connected streams that ended badly, by how.
+	upstreamErrors atomic.Uint64
+	clientErrors   atomic.Uint64
+	timeouts       atomic.Uint64
 }
 
 type listenerCounters struct {
@@ -77,6 +81,9 @@ type UpstreamStats struct {
 	BytesToClient   uint64 `json:"bytes_to_client"`   // forwarded from servers
 	ConnectFailures uint64 `json:"connect_failures"`  // failed or timed-out connects
 	NoServer        uint64 `json:"no_server"`         // clients closed because no server could be picked or reached
+	UpstreamErrors  uint64 `json:"upstream_errors"`   // connected streams ended by a reset or error on the server's side
+	ClientErrors    uint64 `json:"client_errors"`     // ... on the client's side
+	Timeouts        uint64 `json:"timeouts"`          // ... by proxy_timeout (nothing moved, or a peer that did not read)
 }
 
 // ListenerStats is one stream listener's counters.
@@ -101,6 +108,9 @@ func (s *Stats) Snapshot() (upstreams []UpstreamStats, listeners []ListenerStats
 			BytesToClient:   c.bytesToClient.Load(),
 			ConnectFailures: c.connectFailures.Load(),
 			NoServer:        c.noServer.Load(),
+			UpstreamErrors:  c.upstreamErrors.Load(),
+			ClientErrors:    c.clientErrors.Load(),
+			Timeouts:        c.timeouts.Load(),
 		})
 	}
 	for addr, c := range s.listeners {
