@@ -350,6 +350,12 @@ func (in *instance) receive(item rxItem) {
 				zap.Stringer("peer", item.r.Src), zap.Any("theirs", p.Addrs), zap.Any("ours", in.policy.VIPs))
 			in.mu.Lock()
 		}
+	} else if in.status.PeerMismatchFrom == item.r.Src.String() {
+		// Its addresses match again: a later mismatch is news.
+		in.status.PeerMismatchFrom = ""
+		in.mu.Unlock()
+		in.log.Info("peer advertises our virtual addresses again", zap.Stringer("peer", item.r.Src))
+		in.mu.Lock()
 	}
 	in.mu.Unlock()
 	in.exec(in.fsm.advert(in.m.now(), item.r.Src.Unmap(), p.Priority, p.Interval))
@@ -481,6 +487,23 @@ func (in *instance) removeVIPs(vips []VIP) {
 	}
 }
 
+// dropVIPsNotIn removes the VIPs held that a reload took out of the
+// instance's list.
+func (in *instance) dropVIPsNotIn(vips []VIP) {
+	var gone []VIP
+	for _, v := range in.held {
+		if !slices.Contains(vips, v) {
+			gone = append(gone, v)
+		}
+	}
+	in.removeVIPs(gone)
+	for _, v := range gone {
+		if !slices.Contains(in.held, v) {
+			in.log.Info("VIP removed by reload", zap.Stringer("vip", v.Prefix), zap.String("dev", in.cfg.device(v)))
+		}
+	}
+}
+
 func (in *instance) announce(vips []VIP) {
 	for _, v := range vips {
 		dev := in.cfg.device(v)
@@ -549,6 +572,9 @@ func (in *instance) reconfigure(cfg Config) {
 		src = cfg.SourceIP
 	}
 	in.policy = policyFor(&cfg, src)
+	in.mu.Lock()
+	in.status.PeerMismatchFrom = "" // checked against the new addresses: a mismatch is news
+	in.mu.Unlock()
 	in.exec(in.fsm.reconfigure(in.m.now(), cfg.fsmConfig(src)))
 	// Unicast or multicast: the shared socket joins the group while any
 	// of its instances needs it. A changed source is taken at once.
@@ -560,14 +586,10 @@ func (in *instance) reconfigure(cfg Config) {
 		in.sockGen = 0
 		in.attach()
 	}
-	// VIPs: removed ones go at once; added ones come only on a MASTER.
-	var gone []VIP
-	for _, v := range in.held {
-		if !slices.Contains(cfg.VIPs, v) {
-			gone = append(gone, v)
-		}
-	}
-	in.removeVIPs(gone)
+	// VIPs: removed ones go at once (Manager.Apply has every kept
+	// instance drop them before any adds, for a VIP that moves to
+	// another instance); added ones come only on a MASTER.
+	in.dropVIPsNotIn(cfg.VIPs)
 	if in.fsm.state == StateMaster && !in.fsm.resigning {
 		var added []VIP
 		for _, v := range cfg.VIPs {
@@ -576,12 +598,14 @@ func (in *instance) reconfigure(cfg Config) {
 			}
 		}
 		in.addVIPs()
+		for _, v := range added {
+			if slices.Contains(in.held, v) {
+				in.log.Info("VIP added by reload", zap.Stringer("vip", v.Prefix), zap.String("dev", in.cfg.device(v)))
+			}
+		}
 		in.announce(added)
 	}
-	if old.ScriptUser != cfg.ScriptUser {
-		in.scripts.stop() // restarted below as the new user
-	}
-	in.scripts.apply(cfg.Scripts)
+	in.scripts.apply(cfg.Scripts) // restarts every script when script_user changed
 	in.pollLinks(false)
 }
 

@@ -159,6 +159,14 @@ func (m *Manager) Apply(cfgs []Config) error {
 		in.call(in.shutdown)
 		in.wait()
 	}
+	// Kept instances drop the VIPs they lose before any instance adds
+	// its own: a VIP moved from one instance to another would otherwise
+	// be added by the one and then deleted by the other.
+	for _, c := range cfgs {
+		if in, ok := m.instances[c.Key()]; ok {
+			in.call(func() { in.dropVIPsNotIn(c.VIPs) })
+		}
+	}
 	m.order = m.order[:0]
 	for _, c := range cfgs {
 		k := c.Key()

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -303,8 +304,12 @@ type scriptSet struct {
 
 type trackedScript struct {
 	cfg    ScriptConfig
+	user   string
 	cancel context.CancelFunc
 	done   chan struct{}
+	// healthy is the loop's verdict, carried over to the loop that
+	// replaces it when a reload changes the script's settings.
+	healthy atomic.Bool
 }
 
 func newScriptSet(in *instance) *scriptSet {
@@ -312,19 +317,30 @@ func newScriptSet(in *instance) *scriptSet {
 }
 
 // apply starts new or changed scripts and stops removed ones; called on
-// the instance goroutine.
+// the instance goroutine. A script whose settings (or script_user)
+// changed keeps its verdict: one failing before the reload still fails
+// after it until rise runs pass (keepalived: "considered unsuccessful on
+// reload"); starting it healthy would take the VIP to a node whose check
+// fails.
 func (s *scriptSet) apply(cfgs []ScriptConfig) {
+	user := s.in.cfg.ScriptUser
 	want := map[string]ScriptConfig{}
 	for _, c := range cfgs {
 		want[c.Name] = c
 	}
+	carried := map[string]bool{}
 	for name, ts := range s.running {
-		if c, ok := want[name]; ok && c == ts.cfg {
+		c, ok := want[name]
+		if ok && c == ts.cfg && user == ts.user {
 			continue
 		}
 		ts.cancel()
 		<-ts.done
 		delete(s.running, name)
+		if ok {
+			carried[name] = ts.healthy.Load()
+			continue
+		}
 		s.in.exec(s.in.fsm.setTrack(s.in.m.now(), "script:"+name, false, 0))
 	}
 	for name, c := range want {
@@ -332,14 +348,15 @@ func (s *scriptSet) apply(cfgs []ScriptConfig) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		ts := &trackedScript{cfg: c, cancel: cancel, done: make(chan struct{})}
+		ts := &trackedScript{cfg: c, user: user, cancel: cancel, done: make(chan struct{})}
+		healthy, ok := carried[name]
+		ts.healthy.Store(healthy || !ok)
 		s.running[name] = ts
 		s.in.wg.Add(1)
-		user := s.in.cfg.ScriptUser
 		go func() {
 			defer s.in.wg.Done()
 			defer close(ts.done)
-			s.loop(ctx, c, user)
+			s.loop(ctx, ts)
 		}()
 	}
 }
@@ -353,12 +370,15 @@ func (s *scriptSet) stop() {
 }
 
 // loop runs one script every interval: fall failures in a row make it
-// failing, rise successes in a row healthy again. It starts healthy.
-func (s *scriptSet) loop(ctx context.Context, c ScriptConfig, user string) {
+// failing, rise successes in a row healthy again. It starts with the
+// verdict in ts.healthy.
+func (s *scriptSet) loop(ctx context.Context, ts *trackedScript) {
 	in := s.in
+	c, user := ts.cfg, ts.user
 	fall, rise := max(c.Fall, 1), max(c.Rise, 1)
-	healthy := true
+	healthy := ts.healthy.Load()
 	report := func() {
+		ts.healthy.Store(healthy)
 		fault, weight := false, 0
 		switch {
 		case healthy && c.Weight > 0:
