@@ -487,6 +487,13 @@ func (in *instance) removeVIPs(vips []VIP) {
 	}
 }
 
+// keepOnlyVIPs is the first step of a reload: the VIPs not in vips leave
+// the interface and the instance's list.
+func (in *instance) keepOnlyVIPs(vips []VIP) {
+	in.cfg.VIPs = slices.DeleteFunc(slices.Clone(in.cfg.VIPs), func(v VIP) bool { return !slices.Contains(vips, v) })
+	in.dropVIPsNotIn(vips)
+}
+
 // dropVIPsNotIn removes the VIPs held that a reload took out of the
 // instance's list.
 func (in *instance) dropVIPsNotIn(vips []VIP) {

@@ -160,11 +160,13 @@ func (m *Manager) Apply(cfgs []Config) error {
 		in.wait()
 	}
 	// Kept instances drop the VIPs they lose before any instance adds
-	// its own: a VIP moved from one instance to another would otherwise
-	// be added by the one and then deleted by the other.
+	// its own, and forget them (a renewal or a transition before their
+	// reconfigure must not take them back): a VIP moved from one
+	// instance to another would otherwise be added by the one and then
+	// deleted by the other.
 	for _, c := range cfgs {
 		if in, ok := m.instances[c.Key()]; ok {
-			in.call(func() { in.dropVIPsNotIn(c.VIPs) })
+			in.call(func() { in.keepOnlyVIPs(c.VIPs) })
 		}
 	}
 	m.order = m.order[:0]

@@ -1,6 +1,7 @@
 package vrrp
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 )
@@ -22,6 +23,17 @@ type advertConn interface {
 	Filter(routedFrom []netip.Addr) error
 	Close() error
 }
+
+// filterFallbackError is Filter's answer when the kernel refused the
+// off-link filter (too many peers for net.core.optmem_max) and the socket
+// takes every advert instead: each is still checked as it is read.
+type filterFallbackError struct{ err error }
+
+func (e *filterFallbackError) Error() string {
+	return fmt.Sprintf("off-link filter refused, every advert checked as it is read: %v", e.err)
+}
+
+func (e *filterFallbackError) Unwrap() error { return e.err }
 
 // netOS is everything the runner needs from the operating system, small so
 // that the runner is tested with a fake and the real one in namespaces.

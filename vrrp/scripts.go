@@ -310,6 +310,9 @@ type trackedScript struct {
 	// healthy is the loop's verdict, carried over to the loop that
 	// replaces it when a reload changes the script's settings.
 	healthy atomic.Bool
+	// log is the instance's logger, which a reload replaces while the
+	// loop runs.
+	log atomic.Pointer[zap.Logger]
 }
 
 func newScriptSet(in *instance) *scriptSet {
@@ -332,6 +335,7 @@ func (s *scriptSet) apply(cfgs []ScriptConfig) {
 	for name, ts := range s.running {
 		c, ok := want[name]
 		if ok && c == ts.cfg && user == ts.user {
+			ts.log.Store(s.in.log)
 			continue
 		}
 		ts.cancel()
@@ -351,6 +355,7 @@ func (s *scriptSet) apply(cfgs []ScriptConfig) {
 		ts := &trackedScript{cfg: c, user: user, cancel: cancel, done: make(chan struct{})}
 		healthy, ok := carried[name]
 		ts.healthy.Store(healthy || !ok)
+		ts.log.Store(s.in.log)
 		s.running[name] = ts
 		s.in.wg.Add(1)
 		go func() {
@@ -388,8 +393,15 @@ func (s *scriptSet) loop(ctx context.Context, ts *trackedScript) {
 		case !healthy && c.Weight == 0:
 			fault = true
 		}
+		// The instance runs it later: by then a reload may have stopped
+		// this loop (and cleared or handed on its track).
+		track := func() {
+			if s.running[c.Name] == ts {
+				in.exec(in.fsm.setTrack(in.m.now(), "script:"+c.Name, fault, weight))
+			}
+		}
 		select {
-		case in.cmds <- func() { in.exec(in.fsm.setTrack(in.m.now(), "script:"+c.Name, fault, weight)) }:
+		case in.cmds <- track:
 		case <-in.done:
 		case <-ctx.Done(): // apply or stop is waiting for us on the loop goroutine
 		}
@@ -413,24 +425,24 @@ func (s *scriptSet) loop(ctx context.Context, ts *trackedScript) {
 		if errors.Is(err, errScriptRefused) {
 			if err.Error() != refused {
 				refused = err.Error()
-				in.log.Error("vrrp_script not run: counted as failing until its file is fixed", zap.String("script", c.Name), zap.Error(err))
+				ts.log.Load().Error("vrrp_script not run: counted as failing until its file is fixed", zap.String("script", c.Name), zap.Error(err))
 			}
 		} else {
 			refused = ""
 		}
 		if err != nil {
 			fails, oks = fails+1, 0
-			in.log.Debug("vrrp_script failed", zap.String("script", c.Name), zap.Error(err))
+			ts.log.Load().Debug("vrrp_script failed", zap.String("script", c.Name), zap.Error(err))
 			if healthy && fails >= fall {
 				healthy = false
-				in.log.Warn("vrrp_script now failing", zap.String("script", c.Name), zap.Int("fall", fall), zap.Error(err))
+				ts.log.Load().Warn("vrrp_script now failing", zap.String("script", c.Name), zap.Int("fall", fall), zap.Error(err))
 				report()
 			}
 		} else {
 			oks, fails = oks+1, 0
 			if !healthy && oks >= rise {
 				healthy = true
-				in.log.Info("vrrp_script healthy again", zap.String("script", c.Name), zap.Int("rise", rise))
+				ts.log.Load().Info("vrrp_script healthy again", zap.String("script", c.Name), zap.Int("rise", rise))
 				report()
 			}
 		}

@@ -200,7 +200,11 @@ func (s *sharedSocket) syncJoinLocked() error {
 	}
 	if !s.filtered || !slices.Equal(routed, s.routedFrom) {
 		if err := s.conn.Filter(routed); err != nil {
-			return err
+			var fallback *filterFallbackError
+			if !errors.As(err, &fallback) {
+				return err
+			}
+			s.log.Warn("VRRP socket: the kernel refused the off-link filter (net.core.optmem_max); adverts are checked as they are read", zap.Int("unicast_peers", len(routed)), zap.Error(fallback.err))
 		}
 		s.routedFrom, s.filtered = routed, true
 	}

@@ -498,9 +498,15 @@ func (g *listenGroup) ServeConn(c net.Conn) {
 			}
 			s.responses.refusedHeader(g.addr, reason)
 			// As the stream proxy: a balancer that stopped sending the
-			// header (or a client past it) shows in the log.
-			s.log.Info("PROXY protocol header refused", zap.String("listen", g.addr),
-				zap.Stringer("client", c.RemoteAddr()), zap.String("reason", string(reason)), zap.Error(err))
+			// header (or a client past it) shows in the log; its TCP
+			// health checks (nothing sent) do not.
+			level := zap.InfoLevel
+			if reason == proxyproto.ReasonEmpty {
+				level = zap.DebugLevel
+			}
+			if ce := s.log.Check(level, "PROXY protocol header refused"); ce != nil {
+				ce.Write(zap.String("listen", g.addr), zap.Stringer("client", c.RemoteAddr()), zap.String("reason", string(reason)), zap.Error(err))
+			}
 			_ = c.Close()
 			s.connClosed()
 			return

@@ -29,9 +29,11 @@ type Reason string
 
 // Reasons a header is refused.
 const (
-	// ReasonMissing: the first bytes are not a PROXY signature, or the peer
-	// closed before sending any byte.
+	// ReasonMissing: the first bytes are not a PROXY signature.
 	ReasonMissing Reason = "missing"
+	// ReasonEmpty: the peer closed before sending any byte: usually the
+	// TCP health check of the balancer in front, not worth a log line.
+	ReasonEmpty Reason = "empty"
 	// ReasonTimeout: the header was not complete within the timeout (a
 	// client that sends nothing, or stops in the middle of the header).
 	ReasonTimeout Reason = "timeout"
@@ -53,7 +55,7 @@ const (
 )
 
 // Reasons lists every Reason, so counters can be created up front.
-var Reasons = []Reason{ReasonMissing, ReasonTimeout, ReasonTruncated, ReasonTooLong, ReasonBadFamily, ReasonBadLength, ReasonMalformed, ReasonIO}
+var Reasons = []Reason{ReasonMissing, ReasonEmpty, ReasonTimeout, ReasonTruncated, ReasonTooLong, ReasonBadFamily, ReasonBadLength, ReasonMalformed, ReasonIO}
 
 // HeaderError is the error ReadHeader returns for a refused header.
 type HeaderError struct {
@@ -225,7 +227,7 @@ func ioFailure(err error, nothingRead bool) error {
 	case errors.As(err, &ne) && ne.Timeout():
 		return &HeaderError{Reason: ReasonTimeout, Err: err}
 	case errors.Is(err, io.EOF) && nothingRead:
-		return &HeaderError{Reason: ReasonMissing, Err: errors.New("connection closed before any byte")}
+		return &HeaderError{Reason: ReasonEmpty, Err: errors.New("connection closed before any byte")}
 	case errors.Is(err, io.EOF):
 		return &HeaderError{Reason: ReasonTruncated, Err: io.ErrUnexpectedEOF}
 	default:

@@ -134,7 +134,7 @@ func TestReadHeaderRefuses(t *testing.T) {
 		want  Reason
 	}{
 		{name: "nothing sent", send: "", want: ReasonTimeout},
-		{name: "closed without a byte", send: "", close: true, want: ReasonMissing},
+		{name: "closed without a byte", send: "", close: true, want: ReasonEmpty},
 		{name: "plain MQTT instead of a header", send: "\x10\x0c\x00\x04MQTT", want: ReasonMissing},
 		{name: "HTTP request", send: "GET / HTTP/1.1\r\n\r\n", want: ReasonMissing},
 		{name: "P but not PROXY", send: "PUT / HTTP/1.1\r\n", want: ReasonMissing},

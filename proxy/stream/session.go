@@ -305,7 +305,11 @@ func (ss *session) refuseHeader(err error) {
 	}
 	ss.status = 400
 	ss.setEnd(endProxyHeader + endReason(reason))
-	if ce := r.srv.log.Check(zap.InfoLevel, "stream: PROXY protocol header refused"); ce != nil {
+	level := zap.InfoLevel
+	if reason == proxyproto.ReasonEmpty {
+		level = zap.DebugLevel // the TCP health check of the balancer in front
+	}
+	if ce := r.srv.log.Check(level, "stream: PROXY protocol header refused"); ce != nil {
 		ce.Write(zap.String("listen", r.listen), zap.Stringer("client", ss.clientAddr), zap.String("reason", string(reason)), zap.Error(err))
 	}
 	ss.teardown()
