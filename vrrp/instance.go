@@ -105,7 +105,7 @@ func newInstance(m *Manager, cfg Config) *instance {
 	in.fsm = newFSM(cfg.fsmConfig(cfg.SourceIP))
 	in.policy = policyFor(&cfg, cfg.SourceIP)
 	in.status = InstanceStatus{Drops: map[DropReason]uint64{}}
-	in.notify = newNotifier(in.log, m.runScript)
+	in.notify = newNotifier(m.runScript)
 	in.scripts = newScriptSet(in)
 	in.updateStatus()
 	in.sock = m.acquireSocket(cfg.sockKey())
@@ -414,7 +414,7 @@ func (in *instance) exec(acts []action) {
 		case actGARP:
 			in.announce(in.cfg.VIPs)
 		case actNotify:
-			in.notify.queue(in.cfg, a.To, a.Priority)
+			in.notify.queue(in.log, in.cfg, a.To, a.Priority)
 		case actTransition:
 			in.transition(a)
 		case actResigned:

@@ -237,7 +237,10 @@ func (m *Manager) SetTrack(source string, instances []string, fault bool, weight
 		in := m.instances[k]
 		in.call(func() {
 			applies := instances == nil || contains(instances, in.cfg.Name)
-			if !applies && !(old.instances == nil || contains(old.instances, in.cfg.Name)) {
+			// An instance a reload renamed holds the track under the
+			// name it had: it must be cleared too, or its fault stays.
+			_, holds := in.fsm.tracks["ext:"+source]
+			if !applies && !holds && !(old.instances == nil || contains(old.instances, in.cfg.Name)) {
 				return
 			}
 			f, w := fault, weight

@@ -268,7 +268,11 @@ var acceptAll = mustAssemble([]bpf.Instruction{bpf.RetConstant{Val: 1 << 16}})
 // setFilter attaches the off-link filter, or every advert when the kernel
 // refuses it.
 func setFilter(set func([]bpf.RawInstruction) error, family int, routedFrom []netip.Addr) error {
-	err := set(onLinkOnly(family, routedFrom))
+	prog := onLinkOnly(family, routedFrom)
+	err := set(prog)
+	if err == nil && len(prog) == len(acceptAll) && len(routedFrom) > 0 {
+		return &filterFallbackError{fmt.Errorf("%d unicast peers need more than %d instructions", len(routedFrom), maxFilterInstructions)}
+	}
 	if err == nil {
 		return nil
 	}

@@ -233,15 +233,14 @@ func lookupCredential(name string) (*syscall.Credential, error) {
 // notifier runs an instance's notify scripts one after the other, in the
 // order of the transitions.
 type notifier struct {
-	log  *zap.Logger
 	run  scriptRunner
 	jobs chan func()
 	wg   sync.WaitGroup
 	once sync.Once
 }
 
-func newNotifier(log *zap.Logger, run scriptRunner) *notifier {
-	n := &notifier{log: log, run: run, jobs: make(chan func(), 32)}
+func newNotifier(run scriptRunner) *notifier {
+	n := &notifier{run: run, jobs: make(chan func(), 32)}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -252,7 +251,9 @@ func newNotifier(log *zap.Logger, run scriptRunner) *notifier {
 	return n
 }
 
-func (n *notifier) queue(cfg Config, to State, prio uint8) {
+// queue runs the notify scripts of a transition; log is the instance's
+// logger of the moment (a reload may rename the instance).
+func (n *notifier) queue(log *zap.Logger, cfg Config, to State, prio uint8) {
 	var scripts [][2]string // cmdline, state
 	state := to.String()
 	switch to {
@@ -279,13 +280,13 @@ func (n *notifier) queue(cfg Config, to State, prio uint8) {
 			ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
 			defer cancel()
 			if err := n.run(ctx, cmdline, args, user); err != nil {
-				n.log.Warn("notify script failed", zap.String("script", cmdline), zap.String("state", to.String()), zap.Error(err))
+				log.Warn("notify script failed", zap.String("script", cmdline), zap.String("state", to.String()), zap.Error(err))
 			}
 		}
 		select {
 		case n.jobs <- job:
 		default:
-			n.log.Warn("notify queue full: script skipped", zap.String("script", cmdline), zap.String("state", to.String()))
+			log.Warn("notify queue full: script skipped", zap.String("script", cmdline), zap.String("state", to.String()))
 		}
 	}
 }

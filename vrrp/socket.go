@@ -204,7 +204,7 @@ func (s *sharedSocket) syncJoinLocked() error {
 			if !errors.As(err, &fallback) {
 				return err
 			}
-			s.log.Warn("VRRP socket: the kernel refused the off-link filter (net.core.optmem_max); adverts are checked as they are read", zap.Int("unicast_peers", len(routed)), zap.Error(fallback.err))
+			s.log.Warn("VRRP socket: no off-link filter in the kernel (too many unicast peers, or net.core.optmem_max); adverts are checked as they are read", zap.Int("unicast_peers", len(routed)), zap.Error(fallback.err))
 		}
 		s.routedFrom, s.filtered = routed, true
 	}
