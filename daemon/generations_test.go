@@ -29,6 +29,27 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// echoListener is a TCP echo server on loopback, closed when the test
+// ends.
+func echoListener(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	return ln
+}
+
 const reviewCfg = `
 [global]
 pid_file = "%[1]s/vipgate.pid"

@@ -15,20 +15,7 @@ import (
 // lets stream sessions finish (docs/config.md "Handover and stop" step 4),
 // instead of being cut the moment the stop begins.
 func TestStopWithoutVRRPLetsStreamsRunUntilShutdownTimeout(t *testing.T) {
-	echoLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echoLn.Close()
-	go func() {
-		for {
-			c, err := echoLn.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
+	echoLn := echoListener(t)
 	dir := t.TempDir()
 	streamAddr := freeAddr(t)
 	stream := fmt.Sprintf("[[stream]]\nlisten = [%q]\nproxy_pass = %q\n", streamAddr, echoLn.Addr().String())

@@ -15,20 +15,7 @@ import (
 // its running stream goes on; at stop that stream runs on up to
 // shutdown_timeout (2s in reviewCfg) and is then cut, no later.
 func TestRemovedStreamListenerDrainsAtStop(t *testing.T) {
-	echoLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echoLn.Close()
-	go func() {
-		for {
-			c, err := echoLn.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
+	echoLn := echoListener(t)
 	dir := t.TempDir()
 	httpAddr, streamAddr := freeAddr(t), freeAddr(t)
 	stream := fmt.Sprintf("[[stream]]\nlisten = [%q]\nproxy_pass = %q\nproxy_timeout = \"60s\"\n", streamAddr, echoLn.Addr().String())
@@ -83,20 +70,7 @@ func TestRemovedStreamListenerDrainsAtStop(t *testing.T) {
 // /metrics) shows, per upstream, active streams, streams, bytes each way and
 // connect failures, and per listener the refused PROXY headers by reason.
 func TestStatusCarriesStreamCounters(t *testing.T) {
-	echoLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echoLn.Close()
-	go func() {
-		for {
-			c, err := echoLn.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
+	echoLn := echoListener(t)
 	dead := freeAddr(t)
 	dir := t.TempDir()
 	httpAddr, plainAddr, ppAddr := freeAddr(t), freeAddr(t), freeAddr(t)
