@@ -255,7 +255,7 @@ func TestTimeLocalIsTheEndOfTheRequest(t *testing.T) {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 	end := time.Now()
-	line := strings.TrimSpace(gw.access.String())
+	line := strings.TrimSpace(gw.accessLog())
 	i, j := strings.Index(line, "["), strings.Index(line, "]")
 	if i < 0 || j < i {
 		t.Fatalf("line %q", line)

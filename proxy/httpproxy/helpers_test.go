@@ -175,6 +175,16 @@ func (g *testGateway) reload(tomlText string) *Server {
 
 func (g *testGateway) url(path string) string { return "http://" + g.addr + path }
 
+// accessLog waits (up to 3 s) for a first access line, written after the
+// response has gone to the client, and returns the log.
+func (g *testGateway) accessLog() string {
+	deadline := time.Now().Add(3 * time.Second)
+	for g.access.String() == "" && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return g.access.String()
+}
+
 // backend is a loopback HTTP server that answers with what it received.
 type backend struct {
 	name string
