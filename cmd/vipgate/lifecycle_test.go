@@ -243,13 +243,13 @@ func TestReloadOfAFileStillBeingWrittenKeepsListeners(t *testing.T) {
 	dir := t.TempDir()
 	backend := echoBackend(t, 0)
 	port, port2 := freePort(t), freePort(t)
-	addr, addr2 := fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("127.0.0.1:%d", port2)
+	addr2 := fmt.Sprintf("127.0.0.1:%d", port2)
 	second := fmt.Sprintf("\n[[http]]\nlisten = [%q]\n[[http.location]]\npath = \"/\"\nproxy_pass = \"http://app\"\nproxy_set_header = { X-Generation = \"%%s\" }\n", addr2)
 	full := func(gen string) string {
 		return fmt.Sprintf(goodConfig, dir, backend.Listener.Addr(), port, "5s", gen) + fmt.Sprintf(second, gen)
 	}
 	cfgPath := writeFile(t, dir, "v.toml", full("one"))
-	n := startNode(t, cfgPath, addr)
+	n := startNode(t, cfgPath, addr2) // the first server's listener may be up before this one
 	if got := get(t, addr2); got != "one" {
 		t.Fatalf("second server: %q", got)
 	}
