@@ -51,8 +51,6 @@ func startKeepalived(t *testing.T, h *netlab.Host, ic interopCase, prio uint8, s
 // its pid files (vrrp.pid is the VRRP child's).
 func startKeepalivedDir(t *testing.T, h *netlab.Host, ic interopCase, prio uint8, self, peer netip.Addr) (*netlab.Process, string) {
 	t.Helper()
-	bin := testutil.RequireCommand(t, "keepalived")
-	dir := t.TempDir()
 	var b strings.Builder
 	fmt.Fprintf(&b, "global_defs {\n  router_id %s\n}\n", h.NS)
 	fmt.Fprintf(&b, "vrrp_instance VI_1 {\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority %d\n", prio)
@@ -64,11 +62,21 @@ func startKeepalivedDir(t *testing.T, h *netlab.Host, ic interopCase, prio uint8
 		fmt.Fprintf(&b, "  unicast_src_ip %v\n  unicast_peer {\n    %v\n  }\n", self, peer)
 	}
 	fmt.Fprintf(&b, "  virtual_ipaddress {\n    %v/24\n  }\n}\n", vip4)
-	conf := filepath.Join(dir, "keepalived.conf")
-	if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
+	return runKeepalived(t, h, b.String())
+}
+
+// runKeepalived runs Debian's keepalived (VRRP only, foreground) in h with
+// the configuration conf and its own pid files, in a directory it
+// returns (vrrp.pid is the VRRP child's); a cleanup stops it with SIGTERM.
+func runKeepalived(t *testing.T, h *netlab.Host, conf string) (*netlab.Process, string) {
+	t.Helper()
+	bin := testutil.RequireCommand(t, "keepalived")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := h.Start(t, bin, "-n", "-l", "-D", "-P", "-f", conf,
+	p := h.Start(t, bin, "-n", "-l", "-D", "-P", "-f", path,
 		"-p", filepath.Join(dir, "keepalived.pid"), "-r", filepath.Join(dir, "vrrp.pid"), "-c", filepath.Join(dir, "checkers.pid"))
 	t.Cleanup(func() {
 		// Gracefully, so its VRRP child goes too (Start's cleanup then
@@ -77,6 +85,9 @@ func startKeepalivedDir(t *testing.T, h *netlab.Host, ic interopCase, prio uint8
 			if p.Wait(5*time.Second) != nil {
 				t.Logf("keepalived in %s did not stop on SIGTERM", h.NS)
 			}
+		}
+		if t.Failed() {
+			t.Logf("keepalived config:\n%s", conf)
 		}
 	})
 	return p, dir

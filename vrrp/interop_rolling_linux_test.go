@@ -6,8 +6,6 @@ package vrrp_test
 import (
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,7 +13,6 @@ import (
 	"time"
 
 	"github.com/vipgate/vipgate/internal/netlab"
-	"github.com/vipgate/vipgate/internal/testutil"
 	"github.com/vipgate/vipgate/vrrp"
 )
 
@@ -36,8 +33,6 @@ type kaOpts struct {
 
 func startKA(t *testing.T, h *netlab.Host, o kaOpts) (*netlab.Process, string) {
 	t.Helper()
-	bin := testutil.RequireCommand(t, "keepalived")
-	dir := t.TempDir()
 	var b strings.Builder
 	fmt.Fprintf(&b, "global_defs {\n  router_id %s\n%s}\n", h.NS, o.global)
 	state := "BACKUP"
@@ -61,21 +56,7 @@ func startKA(t *testing.T, h *netlab.Host, o kaOpts) (*netlab.Process, string) {
 		fmt.Fprintf(&b, "    %s\n", v)
 	}
 	b.WriteString("  }\n}\n")
-	conf := filepath.Join(dir, "keepalived.conf")
-	if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := h.Start(t, bin, "-n", "-l", "-D", "-P", "-f", conf,
-		"-p", filepath.Join(dir, "keepalived.pid"), "-r", filepath.Join(dir, "vrrp.pid"), "-c", filepath.Join(dir, "checkers.pid"))
-	t.Cleanup(func() {
-		if p.Signal(syscall.SIGTERM) == nil {
-			p.Wait(5 * time.Second)
-		}
-		if t.Failed() {
-			t.Logf("keepalived config:\n%s", b.String())
-		}
-	})
-	return p, dir
+	return runKeepalived(t, h, b.String())
 }
 
 // sampler records, every 20 ms, who holds each VIP.
