@@ -2,7 +2,6 @@ package vrrp_test
 
 import (
 	"errors"
-	"net"
 	"os"
 	"slices"
 	"testing"
@@ -24,15 +23,8 @@ type garpSeen struct {
 // gratuitous ARPs (sender and target address both vip4) it saw.
 func captureGARPs(t *testing.T, client *netlab.Host, d time.Duration) []garpSeen {
 	t.Helper()
-	var c *arp.Client
-	if err := client.Do(func() error {
-		ifi, err := net.InterfaceByName(client.Ifname)
-		if err != nil {
-			return err
-		}
-		c, err = arp.Dial(ifi)
-		return err
-	}); err != nil {
+	c, err := client.DialARP()
+	if err != nil {
 		t.Fatalf("ARP socket in the client: %v", err)
 	}
 	defer c.Close()

@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mdlayher/arp"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
@@ -352,15 +351,8 @@ func TestReloadVIPAddRemove(t *testing.T) {
 }
 
 func captureGARPFor(t *testing.T, client *netlab.Host, vip netip.Addr, d time.Duration) []net.HardwareAddr {
-	var c *arp.Client
-	if err := client.Do(func() error {
-		ifi, err := net.InterfaceByName(client.Ifname)
-		if err != nil {
-			return err
-		}
-		c, err = arp.Dial(ifi)
-		return err
-	}); err != nil {
+	c, err := client.DialARP()
+	if err != nil {
 		t.Errorf("ARP socket: %v", err)
 		return nil
 	}

@@ -29,6 +29,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mdlayher/arp"
 	"net"
 	"net/netip"
 	"os"
@@ -169,6 +170,21 @@ func (h *Host) Reach(a netip.Addr) error {
 		return nil
 	}
 	return fmt.Errorf("%v does not answer from %s: %w", a, h.NS, err)
+}
+
+// DialARP opens an ARP socket on the host's lab interface, to watch the
+// gratuitous ARPs a VRRP master sends.
+func (h *Host) DialARP() (*arp.Client, error) {
+	var c *arp.Client
+	err := h.Do(func() error {
+		ifi, err := net.InterfaceByName(h.Ifname)
+		if err != nil {
+			return err
+		}
+		c, err = arp.Dial(ifi)
+		return err
+	})
+	return c, err
 }
 
 // Do runs fn on an OS thread that has entered the host's network
