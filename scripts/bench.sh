@@ -170,6 +170,11 @@ EOF
   local backend=$PID
   wait_port 127.0.0.1:9000
 
+  # The request head every proxy sends the backend is the same: the
+  # client's Host, X-Real-IP, X-Forwarded-For and X-Forwarded-Proto, as the
+  # seed tutorials' proxy_set_header lines ask of nginx and vipgate does by
+  # default (without them nginx and haproxy skipped work vipgate did).
+  local NGINX_FORWARD_HEADERS='proxy_set_header Host $http_host; proxy_set_header X-Real-IP $remote_addr; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto $scheme;'
   cat >"$WORK/nginx-http.conf" <<EOF
 worker_processes 1; daemon off; pid $WORK/nginx-http.pid; error_log $WORK/nginx-http.err;
 worker_rlimit_nofile 20000;
@@ -182,12 +187,13 @@ http {
     location / {
       proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection "";
       proxy_buffers 16 8k; # 64 KiB responses stay in memory, no temp file
+      $NGINX_FORWARD_HEADERS
     }
   }
   server { # the same, with the access log on, buffered as vipgate's below
     listen 127.0.0.1:8091 backlog=4096;
     access_log $WORK/nginx-http.access combined buffer=64k flush=1s;
-    location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; $NGINX_FORWARD_HEADERS }
   }
 }
 EOF
@@ -207,6 +213,9 @@ frontend fe
   bind 127.0.0.1:8082
   default_backend be
 backend be
+  option forwardfor
+  http-request set-header X-Real-IP %[src]
+  http-request set-header X-Forwarded-Proto http
   server s1 127.0.0.1:9000
 EOF
   cat >"$WORK/vipgate-http.toml" <<EOF
@@ -319,6 +328,8 @@ EOF
   echo "################ HTTP (proxy on CPU 0, one worker; backend nginx + wrk -t1 on CPU 1)"
   ratio_note
   "$BT" report -in "$RESULTS" -table "HTTP" -noratio "errors,connections held,RSS before KiB,RSS held KiB"
+  echo "  every proxy sends the backend the client's Host, X-Real-IP, X-Forwarded-For, X-Forwarded-Proto (vipgate's"
+  echo "  defaults; nginx: proxy_set_header as in the seed tutorials; haproxy: option forwardfor + set-header);"
   echo "  nginx: upstream keepalive 64, proxy_http_version 1.1, Connection \"\", proxy_buffers 16 8k;"
   echo "  haproxy: nbthread 1, http-reuse always, maxconn 9900 (it reserves 2 descriptors per connection in"
   echo "  the 20,000 limit, so it holds 9,900 idle clients, not 10,000); vipgate: GOMAXPROCS=1, upstream keepalive 64."
