@@ -51,10 +51,18 @@ var (
 	readBufPool = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
 	// upBufPool holds upstream read buffers: a response head and the
 	// start of its body, then the relay's copy buffer.
-	upBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+	upBufPool = sync.Pool{New: func() any { b := make([]byte, upBufSize); return &b }}
 	// outBufPool holds the heads the fast path writes.
 	outBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
 )
+
+// upBufSize is the upstream read buffer: a response whose head and body
+// fit in it and have arrived go out in one read and one write, as with
+// nginx's proxy_buffers 16 8k. With 32 KiB a 64 KiB answer went out as a
+// write and a splice, and cost the server and the client 10% more CPU
+// per request (two wake-ups each). It is held only while a request is
+// in flight; an idle connection holds none.
+const upBufSize = 128 << 10
 
 // maxResponseHead bounds an upstream response head (net/http's client
 // used 64 KiB too).
@@ -646,7 +654,7 @@ func (c *fastConn) readBody(v *vhost) int {
 }
 
 // readBodyDirect reads the last n bytes of a Content-Length body straight
-// from the socket through a pooled 32 KiB buffer.
+// from the socket through a pooled upstream buffer.
 func (c *fastConn) readBodyDirect(n, max int64, timeout time.Duration) int {
 	bp := upBufPool.Get().(*[]byte)
 	defer upBufPool.Put(bp)

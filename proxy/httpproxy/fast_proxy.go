@@ -36,7 +36,7 @@ func (x *exchange) discard() {
 		x.uc = nil
 	}
 	if x.buf != nil {
-		if len(*x.buf) == 32<<10 {
+		if len(*x.buf) == upBufSize {
 			upBufPool.Put(x.buf)
 		}
 		x.buf = nil
