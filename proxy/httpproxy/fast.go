@@ -76,7 +76,7 @@ type fastConn struct {
 	raw   syscall.RawConn // nil when nc is not a socket (Probe's pipe)
 	probe bool
 
-	remote                                  netip.AddrPort
+	remote, localAddr                       netip.AddrPort
 	remoteStr, portStr, localPort, localStr string
 	// upEnd frees the server of the request being relayed (see
 	// upstreamEnd).
@@ -128,20 +128,12 @@ type fastConn struct {
 // bytes already read past a PROXY protocol header.
 func (g *listenGroup) serveFast(nc net.Conn, remote, local netip.AddrPort, pending []byte, probe bool, accepted time.Time) {
 	s := g.s
-	c := &fastConn{g: g, s: s, nc: nc, probe: probe, remote: remote, firstHead: accepted.Add(g.dflt.cfg.ClientHeaderTimeout.Duration)}
+	c := fastConnPool.Get().(*fastConn)
+	c.reset(g, nc, remote, local, probe, accepted.Add(g.dflt.cfg.ClientHeaderTimeout.Duration))
 	if sc, ok := nc.(syscall.Conn); ok && !probe {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
-			c.readFn = c.readable
 		}
-	}
-	if remote.IsValid() {
-		c.remoteStr = remote.Addr().String()
-		c.portStr = strconv.Itoa(int(remote.Port()))
-	}
-	if local.IsValid() {
-		c.localPort = strconv.Itoa(int(local.Port()))
-		c.localStr = local.Addr().String()
 	}
 	if len(pending) > 0 {
 		c.grab()
@@ -160,6 +152,52 @@ func (g *listenGroup) serveFast(nc net.Conn, remote, local netip.AddrPort, pendi
 	c.releaseBuf()
 	_ = nc.Close()
 	s.connClosed()
+	c.release()
+}
+
+// fastConnPool keeps finished fast connections for the next accept: a new
+// connection then allocates no 1.2 KiB struct (and gives the GC nothing to
+// sweep), and keeps the capacity of its per-request slices and the
+// strings of its local address.
+var fastConnPool = sync.Pool{New: func() any { return new(fastConn) }}
+
+// reset makes a pooled fastConn the fresh state of a new connection.
+func (c *fastConn) reset(g *listenGroup, nc net.Conn, remote, local netip.AddrPort, probe bool, firstHead time.Time) {
+	readFn := c.readFn // bound to c: still c's
+	upAddrs, upTimes, bodyMem := c.rec.upAddrs[:0], c.rec.upTimes[:0], c.bodyMem[:0]
+	localAddr, localStr, localPort := c.localAddr, c.localStr, c.localPort
+	*c = fastConn{g: g, s: g.s, nc: nc, probe: probe, remote: remote, firstHead: firstHead, readFn: readFn, bodyMem: bodyMem}
+	c.rec.upAddrs, c.rec.upTimes = upAddrs, upTimes
+	if c.readFn == nil {
+		c.readFn = c.readable
+	}
+	if remote.IsValid() {
+		c.remoteStr = remote.Addr().String()
+		c.portStr = strconv.Itoa(int(remote.Port()))
+	}
+	if local.IsValid() {
+		c.localAddr = local
+		if local == localAddr {
+			// The same listening address as the connection before: its
+			// strings are the same.
+			c.localStr, c.localPort = localStr, localPort
+		} else {
+			c.localPort = strconv.Itoa(int(local.Port()))
+			c.localStr = local.Addr().String()
+		}
+	}
+}
+
+// release returns c to fastConnPool once nothing refers to it any more
+// (closed, out of the server's set, no tunnel or spool running).
+func (c *fastConn) release() {
+	// What the pool must not keep alive: the socket, the generation.
+	c.nc, c.raw, c.g, c.s = nil, nil, nil, nil
+	c.head, c.req, c.vars, c.upHead = RequestHead{}, clientRequest{}, reqVars{}, upstreamHead{}
+	c.x, c.upEnd, c.body = exchange{}, upstreamEnd{}, requestBody{}
+	c.tried = [8]*balancer.Server{}
+	c.upstream.Store(nil)
+	fastConnPool.Put(c)
 }
 
 func (c *fastConn) grab() {

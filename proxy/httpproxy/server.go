@@ -607,19 +607,22 @@ func (s *Server) removeFast(c *fastConn) {
 
 func (s *Server) isShutting() bool { return s.stopping.Load() }
 
-// fastConns lists the fast-path connections, and how many are answering a
-// request.
-func (s *Server) fastConns() (all []*fastConn, active int) {
+// eachFast runs fn on every fast-path connection and tells how many are
+// answering a request. fn runs under s.mu: a connection ends (removeFast)
+// before its fastConn goes back to fastConnPool, so fn never touches one
+// that already serves another client. fn must not block.
+func (s *Server) eachFast(fn func(c *fastConn)) (active int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	all = make([]*fastConn, 0, len(s.fast))
 	for c := range s.fast {
-		all = append(all, c)
+		if fn != nil {
+			fn(c)
+		}
 		if fastState(c.state.Load()) == fastActive {
 			active++
 		}
 	}
-	return all, active
+	return active
 }
 
 func (s *Server) connOpened() bool {
@@ -727,10 +730,7 @@ func (s *Server) Drain() {
 	}
 	s.mu.Unlock()
 	s.draining.Store(true)
-	all, _ := s.fastConns()
-	for _, c := range all {
-		c.closeIfIdle(false)
-	}
+	s.eachFast(func(c *fastConn) { c.closeIfIdle(false) })
 	for _, g := range s.groups {
 		g.http.SetKeepAlivesEnabled(false)
 		if g.tlsConfig == nil {
@@ -772,10 +772,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutting = true
 	s.mu.Unlock()
 	s.stopping.Store(true)
-	all, _ := s.fastConns()
-	for _, c := range all {
-		c.closeIfIdle(true)
-	}
+	s.eachFast(func(c *fastConn) { c.closeIfIdle(true) })
 	var wg sync.WaitGroup
 	var cut atomic.Bool // a connection was still busy at the deadline
 	for _, g := range s.groups {
@@ -794,7 +791,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	wg.Wait()
 	tick := time.NewTicker(20 * time.Millisecond)
 	for {
-		_, active := s.fastConns()
+		active := s.eachFast(nil)
 		s.mu.Lock()
 		n := len(s.tunnels) + active
 		s.mu.Unlock()
@@ -813,13 +810,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	tick.Stop()
 	s.cutting.Store(true)
 	s.CloseLongLived()
-	all, _ = s.fastConns()
-	for _, c := range all {
+	s.eachFast(func(c *fastConn) {
 		_ = c.nc.Close()
 		if uc := c.upstream.Load(); uc != nil {
 			_ = uc.nc.Close()
 		}
-	}
+	})
 	for _, g := range s.groups {
 		for _, hs := range g.servers() {
 			_ = hs.Close()
