@@ -92,6 +92,10 @@ type fastConn struct {
 	readN  int
 	rerr   error
 	readFn func(fd uintptr) bool
+	// write's state for its RawConn callback (no closure per write).
+	wbuf    []byte
+	werr    error
+	writeFn func(fd uintptr) bool
 
 	state atomic.Int32
 	rd    deadline // the client socket's read deadline
@@ -163,10 +167,10 @@ var fastConnPool = sync.Pool{New: func() any { return new(fastConn) }}
 
 // reset makes a pooled fastConn the fresh state of a new connection.
 func (c *fastConn) reset(g *listenGroup, nc net.Conn, remote, local netip.AddrPort, probe bool, firstHead time.Time) {
-	readFn := c.readFn // bound to c: still c's
+	readFn, writeFn := c.readFn, c.writeFn // bound to c: still c's
 	upAddrs, upTimes, bodyMem := c.rec.upAddrs[:0], c.rec.upTimes[:0], c.bodyMem[:0]
 	localAddr, localStr, localPort := c.localAddr, c.localStr, c.localPort
-	*c = fastConn{g: g, s: g.s, nc: nc, probe: probe, remote: remote, firstHead: firstHead, readFn: readFn, bodyMem: bodyMem}
+	*c = fastConn{g: g, s: g.s, nc: nc, probe: probe, remote: remote, firstHead: firstHead, readFn: readFn, writeFn: writeFn, bodyMem: bodyMem}
 	c.rec.upAddrs, c.rec.upTimes = upAddrs, upTimes
 	if c.readFn == nil {
 		c.readFn = c.readable
@@ -222,7 +226,7 @@ func (c *fastConn) releaseBuf() {
 func (c *fastConn) readable(fd uintptr) bool {
 	c.grab()
 	for {
-		n, err := unix.Read(int(fd), (*c.buf)[c.w:])
+		n, err := rawRead(int(fd), (*c.buf)[c.w:])
 		switch {
 		case err == nil:
 			c.readN = n
@@ -763,8 +767,39 @@ var continueLine = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 // max_conns slot for good.
 func (c *fastConn) write(b []byte) error {
 	c.armSend()
-	_, err := c.nc.Write(b)
+	if c.raw == nil {
+		_, err := c.nc.Write(b)
+		return err
+	}
+	if c.writeFn == nil {
+		c.writeFn = c.writable
+	}
+	c.wbuf, c.werr = b, nil
+	err := c.raw.Write(c.writeFn)
+	c.wbuf = nil
+	if c.werr != nil {
+		return c.werr
+	}
 	return err
+}
+
+// writable is the RawConn.Write callback of write (raw system calls, see
+// rawio.go).
+func (c *fastConn) writable(fd uintptr) bool {
+	for len(c.wbuf) > 0 {
+		n, err := rawWrite(int(fd), c.wbuf)
+		switch {
+		case err == nil:
+			c.wbuf = c.wbuf[n:]
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			return false
+		default:
+			c.werr = &net.OpError{Op: "write", Net: "tcp", Source: c.nc.LocalAddr(), Addr: c.nc.RemoteAddr(), Err: os.NewSyscallError("write", err)}
+			return true
+		}
+	}
+	return true
 }
 
 // armSend sets the client socket's write deadline to send_timeout from now

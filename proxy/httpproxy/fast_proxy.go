@@ -271,7 +271,7 @@ func (c *fastConn) exchange(x *exchange, addr string, now time.Time, sendTimeout
 			upBufPool.Put(x.buf)
 			x.buf = &nb
 		}
-		n, rerr := nc.Read((*x.buf)[x.n:])
+		n, rerr := uc.read((*x.buf)[x.n:])
 		x.n += n
 		if n == 0 {
 			if rerr == nil {
@@ -448,7 +448,7 @@ func (c *fastConn) relay(p peer, loc *location, v *vhost) bool {
 	}
 	read := func(into []byte) (int, error) {
 		uc.rd.set(time.Now(), readTimeout, up.SetReadDeadline)
-		n, err := up.Read(into)
+		n, err := uc.read(into)
 		if err != nil && isTimeout(err) {
 			err = errReadTimeout
 		}

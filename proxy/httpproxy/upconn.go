@@ -3,6 +3,7 @@ package httpproxy
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -33,6 +34,11 @@ type upConn struct {
 	idleDirty bool
 	peekBuf   [1]byte
 	rd, wd    deadline
+	// readFn is readCallback bound to this connection, with read's state.
+	readFn func(uintptr) bool
+	rbuf   []byte
+	rn     int
+	rerr   error
 }
 
 // deadline skips re-arming a socket deadline that is already within a
@@ -283,6 +289,7 @@ func (c *upConn) bindRaw() bool {
 	c.raw = raw
 	c.sendThenWait = c.sendCallback
 	c.peekIdle = c.peekCallback
+	c.readFn = c.readCallback
 	return true
 }
 
@@ -350,6 +357,44 @@ func (c *upConn) peekCallback(fd uintptr) {
 	}
 }
 
+// read reads from the server like nc.Read (deadlines included), with a
+// raw system call (see rawio.go).
+func (c *upConn) read(p []byte) (int, error) {
+	if len(p) == 0 || !c.bindRaw() {
+		return c.nc.Read(p)
+	}
+	c.rbuf, c.rn, c.rerr = p, 0, nil
+	err := c.raw.Read(c.readFn)
+	c.rbuf = nil
+	switch {
+	case c.rerr != nil:
+		return 0, c.rerr
+	case err != nil:
+		return 0, err
+	case c.rn == 0:
+		return 0, io.EOF
+	}
+	return c.rn, nil
+}
+
+// readCallback is the RawConn.Read callback of read.
+func (c *upConn) readCallback(fd uintptr) bool {
+	for {
+		n, err := rawRead(int(fd), c.rbuf)
+		switch {
+		case err == nil:
+			c.rn = n
+			return true
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			return false
+		default:
+			c.rerr = &net.OpError{Op: "read", Net: "tcp", Source: c.nc.LocalAddr(), Addr: c.nc.RemoteAddr(), Err: os.NewSyscallError("read", err)}
+			return true
+		}
+	}
+}
+
 // sendState is one sendAndAwait, kept in the connection so that the
 // callback needs no closure.
 type sendState struct {
@@ -368,7 +413,7 @@ func (c *upConn) sendCallback(fd uintptr) bool {
 	}
 	s.first = false
 	for s.sent < len(s.b) {
-		n, err := unix.Write(int(fd), s.b[s.sent:])
+		n, err := rawWrite(int(fd), s.b[s.sent:])
 		if err == unix.EINTR {
 			continue
 		}
