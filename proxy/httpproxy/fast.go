@@ -767,6 +767,11 @@ var continueLine = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 // max_conns slot for good.
 func (c *fastConn) write(b []byte) error {
 	c.armSend()
+	return c.send(b)
+}
+
+// send writes b to the client; the caller armed send_timeout.
+func (c *fastConn) send(b []byte) error {
 	if c.raw == nil {
 		_, err := c.nc.Write(b)
 		return err
@@ -806,7 +811,14 @@ func (c *fastConn) writable(fd uintptr) bool {
 // (rarely re-armed on a busy connection, see deadline).
 func (c *fastConn) armSend() {
 	if c.sendTimeout > 0 {
-		c.wd.set(time.Now(), c.sendTimeout, c.nc.SetWriteDeadline)
+		c.armSendAt(time.Now())
+	}
+}
+
+// armSendAt is armSend with the time known to be now.
+func (c *fastConn) armSendAt(now time.Time) {
+	if c.sendTimeout > 0 {
+		c.wd.set(now, c.sendTimeout, c.nc.SetWriteDeadline)
 	}
 }
 

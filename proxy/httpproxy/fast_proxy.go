@@ -52,10 +52,11 @@ func (c *fastConn) proxy(loc *location, v *vhost) bool {
 	pool := loc.pool
 	next := &loc.next
 	start := c.rec.start
-	if next.timeoutAfter > 0 && c.body.size > 0 {
-		// proxy_next_upstream_timeout runs from when the request is ready
-		// to go, as in nginx and the net/http path: not from its first
-		// byte, which would count the client's upload.
+	if c.body.size > 0 {
+		// The first attempt and proxy_next_upstream_timeout run from when
+		// the request is ready to go, as in nginx and the net/http path:
+		// not from its first byte, which would count the client's upload.
+		// Without a body that is the request's start, microseconds ago.
 		start = time.Now()
 	}
 	maxTries := next.maxTries(pool)
@@ -77,7 +78,10 @@ func (c *fastConn) proxy(loc *location, v *vhost) bool {
 		tried = append(tried, bs)
 	}
 	for attempt := 1; ; attempt++ {
-		t0 := time.Now()
+		t0 := start
+		if attempt > 1 {
+			t0 = time.Now()
+		}
 		c.attempt(p, loc, t0)
 		x := &c.x
 		done := time.Now()
@@ -256,9 +260,13 @@ func (c *fastConn) exchange(x *exchange, addr string, now time.Time, sendTimeout
 	x.n = 0
 	start := 0
 	giveUp := now.Add(readTimeout)
-	for {
+	for reads := 0; ; reads++ {
+		if reads > 0 {
+			// now is the request's time for the first read (an answer
+			// usually waits in the socket); later ones need the clock.
+			now = time.Now()
+		}
 		uc.rd.set(now, slice, nc.SetReadDeadline)
-		now = time.Now()
 		if x.n == len(*x.buf) {
 			// Interim (1xx) heads count too, as in Go's transport: a
 			// server sending them without end would grow the buffer
@@ -436,8 +444,17 @@ func (c *fastConn) relay(p peer, loc *location, v *vhost) bool {
 	// 499; after the head, with the status it was sent, as nginx does (a
 	// cancelled download is no client error).
 	headOut := false
+	// The head goes out right after it was read: send_timeout runs from
+	// then (one clock reading fewer per request).
+	armedAt := x.done
 	write := func(out []byte) bool {
-		if err := c.write(out); err != nil {
+		if !armedAt.IsZero() {
+			c.armSendAt(armedAt)
+			armedAt = time.Time{}
+		} else {
+			c.armSend()
+		}
+		if err := c.send(out); err != nil {
 			if !headOut {
 				c.rec.status = 499
 			}
