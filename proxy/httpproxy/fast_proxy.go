@@ -882,10 +882,12 @@ func (c *fastConn) relaySpooled(sp *spool, loc *location, remaining int64, keep 
 	// or by an abort (the client left) before it.
 	var mu sync.Mutex
 	finished, aborted := false, false
+	// fill reads through the relay's buffer: what it held has gone to the
+	// client, and the relay reads into it again only after fill ended (a
+	// full file). One upstream buffer per download, not two.
+	fillBuf := *x.buf
 	sp.start(func(dst *os.File, progress func(int64)) error {
-		bp := upBufPool.Get().(*[]byte)
-		defer upBufPool.Put(bp)
-		err := sp.fillFrom(dst, progress, uc.nc, remaining, *bp, func() {
+		err := sp.fillFrom(dst, progress, uc.nc, remaining, fillBuf, func() {
 			uc.rd.set(time.Now(), readTimeout, uc.nc.SetReadDeadline)
 		})
 		mu.Lock()
