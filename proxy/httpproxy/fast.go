@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vipgate/vipgate/balancer"
+	"github.com/vipgate/vipgate/internal/rawsys"
 )
 
 // The fast path serves plain (non-TLS) HTTP/1.x client connections to
@@ -226,7 +227,7 @@ func (c *fastConn) releaseBuf() {
 func (c *fastConn) readable(fd uintptr) bool {
 	c.grab()
 	for {
-		n, err := rawRead(int(fd), (*c.buf)[c.w:])
+		n, err := rawsys.Read(int(fd), (*c.buf)[c.w:])
 		switch {
 		case err == nil:
 			c.readN = n
@@ -789,10 +790,10 @@ func (c *fastConn) send(b []byte) error {
 }
 
 // writable is the RawConn.Write callback of write (raw system calls, see
-// rawio.go).
+// internal/rawsys).
 func (c *fastConn) writable(fd uintptr) bool {
 	for len(c.wbuf) > 0 {
-		n, err := rawWrite(int(fd), c.wbuf)
+		n, err := rawsys.Write(int(fd), c.wbuf)
 		switch {
 		case err == nil:
 			c.wbuf = c.wbuf[n:]

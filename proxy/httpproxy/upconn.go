@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vipgate/vipgate/internal/rawsys"
 )
 
 // This file is the HTTP/1.1 client side of the fast path: a small idle
@@ -358,7 +360,7 @@ func (c *upConn) peekCallback(fd uintptr) {
 }
 
 // read reads from the server like nc.Read (deadlines included), with a
-// raw system call (see rawio.go).
+// raw system call (see internal/rawsys).
 func (c *upConn) read(p []byte) (int, error) {
 	if len(p) == 0 || !c.bindRaw() {
 		return c.nc.Read(p)
@@ -380,7 +382,7 @@ func (c *upConn) read(p []byte) (int, error) {
 // readCallback is the RawConn.Read callback of read.
 func (c *upConn) readCallback(fd uintptr) bool {
 	for {
-		n, err := rawRead(int(fd), c.rbuf)
+		n, err := rawsys.Read(int(fd), c.rbuf)
 		switch {
 		case err == nil:
 			c.rn = n
@@ -413,7 +415,7 @@ func (c *upConn) sendCallback(fd uintptr) bool {
 	}
 	s.first = false
 	for s.sent < len(s.b) {
-		n, err := rawWrite(int(fd), s.b[s.sent:])
+		n, err := rawsys.Write(int(fd), s.b[s.sent:])
 		if err == unix.EINTR {
 			continue
 		}

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/vipgate/vipgate/internal/rawsys"
 	"github.com/vipgate/vipgate/proxy"
 )
 
@@ -445,7 +446,7 @@ func (lp *loop) retryAccepts(now time.Time) {
 // runPosted runs the work other goroutines handed over.
 func (lp *loop) runPosted() {
 	var count [8]byte
-	_, _ = sysRead(lp.wakefd, count[:])
+	_, _ = rawsys.Read(lp.wakefd, count[:])
 	lp.mu.Lock()
 	posts := lp.posts
 	lp.posts = nil
@@ -487,7 +488,7 @@ func (lp *loop) post(p posted) {
 		// Under mu: the stopping loop closes wakefd under it too, so the
 		// number cannot have been reused by then.
 		one := [8]byte{1} // little-endian 1
-		_, _ = sysWrite(lp.wakefd, one[:])
+		_, _ = rawsys.Write(lp.wakefd, one[:])
 	}
 }
 

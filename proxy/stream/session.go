@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vipgate/vipgate/balancer"
+	"github.com/vipgate/vipgate/internal/rawsys"
 	"github.com/vipgate/vipgate/proxy"
 	"github.com/vipgate/vipgate/proxy/proxyproto"
 )
@@ -254,7 +255,7 @@ func (ss *session) setup() {
 // else happens; the bytes read past it go to the server first.
 func (ss *session) readHeader() {
 	for {
-		n, err := sysRead(ss.c.fd, ss.lp.buf)
+		n, err := rawsys.Read(ss.c.fd, ss.lp.buf)
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -604,7 +605,7 @@ func (d *dir) move() bool {
 			d.inPipe = int(n)
 			continue
 		}
-		n, err := sysRead(d.src.fd, lp.buf)
+		n, err := rawsys.Read(d.src.fd, lp.buf)
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -629,9 +630,9 @@ func (d *dir) move() bool {
 		}
 		w := 0
 		if d.dst.writable {
-			w, err = sysWrite(d.dst.fd, lp.buf[:n])
+			w, err = rawsys.Write(d.dst.fd, lp.buf[:n])
 			for err == unix.EINTR {
-				w, err = sysWrite(d.dst.fd, lp.buf[:n])
+				w, err = rawsys.Write(d.dst.fd, lp.buf[:n])
 			}
 			if err == unix.EAGAIN {
 				w, err = 0, nil
@@ -667,7 +668,7 @@ func (d *dir) flush() (out, ok bool) {
 		if d.inPipe > 0 {
 			n, err = sysSplice(d.pipe.r, d.dst.fd, d.inPipe)
 		} else {
-			n, err = sysWrite(d.dst.fd, d.pend)
+			n, err = rawsys.Write(d.dst.fd, d.pend)
 		}
 		switch {
 		case err == unix.EINTR:

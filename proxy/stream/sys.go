@@ -7,7 +7,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The loops make their system calls raw, without telling the Go scheduler.
+// The loops make their system calls raw, without telling the Go scheduler
+// (reads and writes: internal/rawsys).
 // Every call here is on a non-blocking descriptor and returns at once, but
 // on loopback a connect, write or close does the peer's part of the work
 // inline and can take tens of microseconds. A plain Syscall marks the P as
@@ -22,22 +23,6 @@ func errnoErr(e unix.Errno) error {
 		return nil
 	}
 	return e
-}
-
-func sysRead(fd int, p []byte) (int, error) {
-	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
-}
-
-func sysWrite(fd int, p []byte) (int, error) {
-	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
 }
 
 func sysClose(fd int) error {
