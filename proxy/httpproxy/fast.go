@@ -166,27 +166,22 @@ func (g *listenGroup) serveFast(nc net.Conn, remote, local netip.AddrPort, pendi
 // strings of its local address.
 var fastConnPool = sync.Pool{New: func() any { return new(fastConn) }}
 
-// reset makes a pooled fastConn the fresh state of a new connection.
+// reset makes a pooled fastConn (as release left it) a new connection's.
 func (c *fastConn) reset(g *listenGroup, nc net.Conn, remote, local netip.AddrPort, probe bool, firstHead time.Time) {
-	readFn, writeFn := c.readFn, c.writeFn // bound to c: still c's
-	upAddrs, upTimes, bodyMem := c.rec.upAddrs[:0], c.rec.upTimes[:0], c.bodyMem[:0]
-	localAddr, localStr, localPort := c.localAddr, c.localStr, c.localPort
-	*c = fastConn{g: g, s: g.s, nc: nc, probe: probe, remote: remote, firstHead: firstHead, readFn: readFn, writeFn: writeFn, bodyMem: bodyMem}
-	c.rec.upAddrs, c.rec.upTimes = upAddrs, upTimes
+	c.g, c.s, c.nc, c.probe, c.remote, c.firstHead = g, g.s, nc, probe, remote, firstHead
 	if c.readFn == nil {
-		c.readFn = c.readable
+		// Bound to c once: binding them per connection would allocate.
+		c.readFn, c.writeFn = c.readable, c.writable
 	}
 	if remote.IsValid() {
 		c.remoteStr = remote.Addr().String()
 		c.portStr = strconv.Itoa(int(remote.Port()))
 	}
-	if local.IsValid() {
-		c.localAddr = local
-		if local == localAddr {
-			// The same listening address as the connection before: its
-			// strings are the same.
-			c.localStr, c.localPort = localStr, localPort
-		} else {
+	if local != c.localAddr {
+		// Another local address than the connection before: its strings
+		// are not the same.
+		c.localAddr, c.localStr, c.localPort = local, "", ""
+		if local.IsValid() {
 			c.localPort = strconv.Itoa(int(local.Port()))
 			c.localStr = local.Addr().String()
 		}
@@ -194,14 +189,15 @@ func (c *fastConn) reset(g *listenGroup, nc net.Conn, remote, local netip.AddrPo
 }
 
 // release returns c to fastConnPool once nothing refers to it any more
-// (closed, out of the server's set, no tunnel or spool running).
+// (closed, out of the server's set, no tunnel or spool running). It keeps
+// only what the next connection reuses; the socket, the generation and
+// the last request go, so that the pool keeps none of them alive.
 func (c *fastConn) release() {
-	// What the pool must not keep alive: the socket, the generation.
-	c.nc, c.raw, c.g, c.s = nil, nil, nil, nil
-	c.head, c.req, c.vars, c.upHead = RequestHead{}, clientRequest{}, reqVars{}, upstreamHead{}
-	c.x, c.upEnd, c.body = exchange{}, upstreamEnd{}, requestBody{}
-	c.tried = [8]*balancer.Server{}
-	c.upstream.Store(nil)
+	*c = fastConn{
+		readFn: c.readFn, writeFn: c.writeFn, bodyMem: c.bodyMem[:0],
+		rec:       logRecord{upAddrs: c.rec.upAddrs[:0], upTimes: c.rec.upTimes[:0]},
+		localAddr: c.localAddr, localStr: c.localStr, localPort: c.localPort,
+	}
 	fastConnPool.Put(c)
 }
 
@@ -776,9 +772,6 @@ func (c *fastConn) send(b []byte) error {
 	if c.raw == nil {
 		_, err := c.nc.Write(b)
 		return err
-	}
-	if c.writeFn == nil {
-		c.writeFn = c.writable
 	}
 	c.wbuf, c.werr = b, nil
 	err := c.raw.Write(c.writeFn)
