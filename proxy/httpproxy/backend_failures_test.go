@@ -288,3 +288,23 @@ func TestProbe(t *testing.T) {
 		t.Fatal("probe of a generation that was shut down passed")
 	}
 }
+
+// TestUnknownExpectationIsRefused: an Expect field other than
+// 100-continue is answered 417 and never reaches the server, wherever the
+// field stands among the others and however it is spelled.
+func TestUnknownExpectationIsRefused(t *testing.T) {
+	b := startBackend(t, "b")
+	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+proxyAllToApp)
+	for _, head := range []string{
+		"Expect: bogus\r\nHost: a\r\n",
+		"Host: a\r\nX-A: 1\r\nexpect: 200-ok\r\n",
+	} {
+		raw := rawExchange(t, gw.addr, "POST / HTTP/1.1\r\n"+head+"Content-Length: 2\r\nConnection: close\r\n\r\nhi")
+		if codes := statusLines(raw); len(codes) != 1 || codes[0] != http.StatusExpectationFailed {
+			t.Errorf("%q: answers %v, want [417]", head, codes)
+		}
+	}
+	if n := b.hits.Load(); n != 0 {
+		t.Errorf("the server got %d requests, want none", n)
+	}
+}

@@ -612,7 +612,10 @@ func (c *fastConn) logAccess() {
 func (c *fastConn) readBody(v *vhost) int {
 	h := &c.head
 	c.body = requestBody{}
-	expect := c.req.hdr.get("Expect")
+	expect := ""
+	if h.Expect {
+		expect = c.req.hdr.get("Expect")
+	}
 	if expect != "" && !equalFold([]byte(expect), "100-continue") {
 		return http.StatusExpectationFailed
 	}

@@ -265,9 +265,10 @@ func (s *Server) logAccess(rec *logRecord, r *clientRequest, cc *clientConn) {
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, rec.bytes, 10)
 	b = append(b, " \""...)
-	b = appendEscapedOrDash(b, r.hdr.get("Referer"))
+	referer, userAgent := r.hdr.get2("Referer", "User-Agent")
+	b = appendEscapedOrDash(b, referer)
 	b = append(b, "\" \""...)
-	b = appendEscapedOrDash(b, r.hdr.get("User-Agent"))
+	b = appendEscapedOrDash(b, userAgent)
 	b = append(b, "\" \""...)
 	if len(rec.upAddrs) == 0 {
 		b = append(b, '-')

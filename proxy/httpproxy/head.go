@@ -72,6 +72,9 @@ type RequestHead struct {
 	Upgrade bool
 	// Close is set by "Connection: close" (or HTTP/1.0 without keep-alive).
 	Close bool
+	// Expect is set when the head has an Expect field (its value is read
+	// only then: one scan of the fields fewer per request).
+	Expect bool
 	// Len is the head's length in bytes, final empty line included.
 	Len int
 }
@@ -249,6 +252,8 @@ func ParseRequestHead(b []byte, max int) (RequestHead, error) {
 			})
 		case asciiEqualFold(name, "upgrade"):
 			hasUpgradeHeader = true
+		case asciiEqualFold(name, "expect"):
+			h.Expect = true
 		}
 	}
 	h.Len = pos

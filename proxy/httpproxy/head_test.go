@@ -242,3 +242,23 @@ func readAllLimited(req *http.Request) ([]byte, error) {
 	_, err := b.ReadFrom(req.Body)
 	return b.Bytes(), err
 }
+
+// TestHeaderGet2IsGetTwice: the access line reads Referer and User-Agent
+// in one pass; it must find what two gets find (the first of repeated
+// fields, in either order, either missing).
+func TestHeaderGet2IsGetTwice(t *testing.T) {
+	for _, raw := range []string{
+		"Host: x\r\nReferer: r1\r\nUser-Agent: u1\r\n\r\n",
+		"User-Agent: u1\r\nHost: x\r\nreferer: r1\r\n\r\n",
+		"Referer: r1\r\nReferer: r2\r\nUSER-AGENT: u1\r\nUser-Agent: u2\r\n\r\n",
+		"Host: x\r\nUser-Agent: u1\r\n\r\n",
+		"Referer: r1\r\n\r\n",
+		"Host: x\r\n\r\n",
+	} {
+		h := headerView{raw: []byte(raw)}
+		r, u := h.get2("Referer", "User-Agent")
+		if wr, wu := h.get("Referer"), h.get("User-Agent"); r != wr || u != wu {
+			t.Errorf("%q: get2 = %q, %q; get = %q, %q", raw, r, u, wr, wu)
+		}
+	}
+}

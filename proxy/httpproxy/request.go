@@ -137,6 +137,29 @@ func (h *headerView) get(name string) string {
 	}
 }
 
+// get2 is get of two names in one pass over the fields (the access line's
+// Referer and User-Agent).
+func (h *headerView) get2(a, b string) (va, vb string) {
+	if h.std != nil {
+		return h.get(a), h.get(b)
+	}
+	it := headerLines{h.raw}
+	foundA, foundB := false, false
+	for !foundA || !foundB {
+		n, v, ok := it.next()
+		if !ok {
+			break
+		}
+		switch {
+		case !foundA && equalFold(n, a):
+			va, foundA = bstr(v), true
+		case !foundB && equalFold(n, b):
+			vb, foundB = bstr(v), true
+		}
+	}
+	return va, vb
+}
+
 // cookie returns the value of the first cookie called name in the Cookie
 // headers ($cookie_NAME), without surrounding double quotes.
 func (h *headerView) cookie(name string) string {
