@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/vipgate/vipgate/internal/accesslog"
 )
 
 // ServeHTTP routes one request: server block by Host, location by URI,
@@ -253,7 +255,7 @@ func (s *Server) logAccess(rec *logRecord, r *clientRequest, cc *clientConn) {
 	// request's line does not land hours in the past.
 	now := time.Now()
 	b = append(b, " - - ["...)
-	b = now.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
+	b = accesslog.AppendTimeLocal(b, now)
 	b = append(b, "] \""...)
 	b = appendEscaped(b, r.method)
 	b = append(b, ' ')
@@ -315,7 +317,7 @@ func (s *Server) logRefusedFrom(remote netip.AddrPort, he *HeadError) {
 		b = append(b, '-')
 	}
 	b = append(b, " - - ["...)
-	b = time.Now().AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
+	b = accesslog.AppendTimeLocal(b, time.Now())
 	b = append(b, "] \""...)
 	b = appendEscapedOrDash(b, he.Line)
 	b = append(b, "\" "...)

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
+
+	"github.com/vipgate/vipgate/internal/accesslog"
 )
 
 // appendAccessLine appends one access log line in nginx's stream style,
@@ -21,7 +23,7 @@ func appendAccessLine(b []byte, now time.Time, client netip.AddrPort, status int
 		b = append(b, '-')
 	}
 	b = append(b, " ["...)
-	b = now.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
+	b = accesslog.AppendTimeLocal(b, now)
 	b = append(b, "] TCP "...)
 	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, ' ')
