@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vipgate/vipgate/balancer"
+	"github.com/vipgate/vipgate/internal/clockfmt"
 	"github.com/vipgate/vipgate/internal/rawsys"
 )
 
@@ -901,25 +902,13 @@ func (c *fastConn) appendConnection(b []byte) []byte {
 	return b
 }
 
-// dateCache is the Date header of the current second.
-var dateCache atomic.Pointer[dateValue]
-
-type dateValue struct {
-	sec int64
-	b   []byte
-}
+// httpDate is the Date header's value, formatted once per second.
+var httpDate = clockfmt.New(http.TimeFormat)
 
 func appendDate(b []byte) []byte {
-	now := time.Now()
-	d := dateCache.Load()
-	if d == nil || d.sec != now.Unix() {
-		nd := &dateValue{sec: now.Unix()}
-		nd.b = now.UTC().AppendFormat([]byte("Date: "), http.TimeFormat)
-		nd.b = append(nd.b, "\r\n"...)
-		dateCache.Store(nd)
-		d = nd
-	}
-	return append(b, d.b...)
+	b = append(b, "Date: "...)
+	b = httpDate.Append(b, time.Now().UTC())
+	return append(b, "\r\n"...)
 }
 
 // chunkDecoder decodes a chunked request body with the framer's strict
