@@ -444,15 +444,13 @@ func (c *fastConn) relay(p peer, loc *location, v *vhost) bool {
 	// 499; after the head, with the status it was sent, as nginx does (a
 	// cancelled download is no client error).
 	headOut := false
-	// The head goes out right after it was read: send_timeout runs from
-	// then (one clock reading fewer per request).
-	armedAt := x.done
 	write := func(out []byte) bool {
-		if !armedAt.IsZero() {
-			c.armSendAt(armedAt)
-			armedAt = time.Time{}
-		} else {
+		if headOut {
 			c.armSend()
+		} else {
+			// The head goes out right after it was read: send_timeout
+			// runs from then (one clock reading fewer per request).
+			c.armSendAt(x.done)
 		}
 		if err := c.send(out); err != nil {
 			if !headOut {
