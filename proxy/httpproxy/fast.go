@@ -762,20 +762,25 @@ func (c *fastConn) keepBody(b []byte, max int64) int {
 // continueLine is the interim answer to Expect: 100-continue.
 var continueLine = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 
-// write sends b to the client. send_timeout bounds each write, as nginx's
-// bounds the time between two successive writes: a client that stops
-// reading cannot hold its connection, an upstream connection and a
-// max_conns slot for good.
-func (c *fastConn) write(b []byte) error {
-	c.armSend()
-	return c.send(b)
-}
+// write sends b to the client (see send).
+func (c *fastConn) write(b []byte) error { return c.send(b) }
 
-// send writes b to the client; the caller armed send_timeout.
+// send writes b to the client. send_timeout bounds the wait of a write
+// that cannot go on, as nginx's bounds the time between two successive
+// writes: a client that stops reading cannot hold its connection, an
+// upstream connection and a max_conns slot for good. As in nginx, the
+// timer starts only when a write would block: a response that the socket
+// takes at once (nearly every one) costs no timer. Once armed (a write
+// blocked, or a splice armed it), the deadline is moved at every send, so
+// that one set long ago cannot have passed.
 func (c *fastConn) send(b []byte) error {
 	if c.raw == nil {
+		c.armSend()
 		_, err := c.nc.Write(b)
 		return err
+	}
+	if !c.wd.at.IsZero() {
+		c.armSend()
 	}
 	c.wbuf, c.werr = b, nil
 	err := c.raw.Write(c.writeFn)
@@ -786,8 +791,9 @@ func (c *fastConn) send(b []byte) error {
 	return err
 }
 
-// writable is the RawConn.Write callback of write (raw system calls, see
-// internal/rawsys).
+// writable is the RawConn.Write callback of send (raw system calls, see
+// internal/rawsys); a write that would block arms send_timeout before the
+// wait.
 func (c *fastConn) writable(fd uintptr) bool {
 	for len(c.wbuf) > 0 {
 		n, err := rawsys.Write(int(fd), c.wbuf)
@@ -796,6 +802,9 @@ func (c *fastConn) writable(fd uintptr) bool {
 			c.wbuf = c.wbuf[n:]
 		case err == unix.EINTR:
 		case err == unix.EAGAIN:
+			if c.wd.at.IsZero() {
+				c.armSend()
+			}
 			return false
 		default:
 			c.werr = &net.OpError{Op: "write", Net: "tcp", Source: c.nc.LocalAddr(), Addr: c.nc.RemoteAddr(), Err: os.NewSyscallError("write", err)}
@@ -809,14 +818,7 @@ func (c *fastConn) writable(fd uintptr) bool {
 // (rarely re-armed on a busy connection, see deadline).
 func (c *fastConn) armSend() {
 	if c.sendTimeout > 0 {
-		c.armSendAt(time.Now())
-	}
-}
-
-// armSendAt is armSend with the time known to be now.
-func (c *fastConn) armSendAt(now time.Time) {
-	if c.sendTimeout > 0 {
-		c.wd.set(now, c.sendTimeout, c.nc.SetWriteDeadline)
+		c.wd.set(time.Now(), c.sendTimeout, c.nc.SetWriteDeadline)
 	}
 }
 

@@ -445,13 +445,6 @@ func (c *fastConn) relay(p peer, loc *location, v *vhost) bool {
 	// cancelled download is no client error).
 	headOut := false
 	write := func(out []byte) bool {
-		if headOut {
-			c.armSend()
-		} else {
-			// The head goes out right after it was read: send_timeout
-			// runs from then (one clock reading fewer per request).
-			c.armSendAt(x.done)
-		}
 		if err := c.send(out); err != nil {
 			if !headOut {
 				c.rec.status = 499

@@ -533,3 +533,58 @@ func TestSendTimeoutCutsAPipeliningClientThatNeverReads(t *testing.T) {
 		<-done
 	}
 }
+
+// send_timeout starts only when a write to the client would block, and a
+// deadline armed then must not outlive the wait it was for: a client that
+// read slowly once, then idled longer than send_timeout, still gets its
+// next answer on the same connection.
+func TestSendTimeoutArmedOnceDoesNotCutALaterAnswer(t *testing.T) {
+	b := startBackend(t, "b")
+	big := strings.Repeat("b", 8<<20)
+	b.handle = func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			w.(http.Flusher).Flush() // chunked: relayed through the copy buffer
+			_, _ = io.WriteString(w, big)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}
+	gw := startAppGateway(t, b.addr(), false, `send_timeout = "1s"`, "")
+	c := dialFront(t, gw.addr, false)
+	_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
+	br := bufio.NewReader(c)
+	get := func(path string) (*http.Response, string, error) {
+		if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: front.example\r\n\r\n"); err != nil {
+			return nil, "", err
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return nil, "", err
+		}
+		body, err := io.ReadAll(resp.Body)
+		return resp, string(body), err
+	}
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(c, "GET /big HTTP/1.1\r\nHost: front.example\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// Not reading for a while: the proxy's writes block and send_timeout
+	// is armed; reading well within it then lets the answer finish.
+	time.Sleep(300 * time.Millisecond)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || len(body) != len(big) {
+		t.Fatalf("slowly read answer: %d of %d bytes, %v", len(body), len(big), err)
+	}
+	time.Sleep(1500 * time.Millisecond) // idle past send_timeout
+	resp, got, err := get("/small")
+	if err != nil || resp.StatusCode != 200 || got != "ok" {
+		t.Fatalf("answer after idling past send_timeout: %v %q %v", resp, got, err)
+	}
+	if n := b.hits.Load(); n != 2 {
+		t.Errorf("backend saw %d requests, want 2", n)
+	}
+}
