@@ -246,6 +246,56 @@ func TestConnectionsRunOnWarmGoroutines(t *testing.T) {
 	}
 }
 
+// heldAnswer is setupAnswer that first holds the connection for hold.
+type heldAnswer struct {
+	setupAnswer
+	hold atomic.Int64 // nanoseconds
+}
+
+func (h *heldAnswer) ServeConn(c net.Conn) {
+	time.Sleep(time.Duration(h.hold.Load()))
+	h.setupAnswer.ServeConn(c)
+}
+
+// warmGoroutines counts the goroutines in warmLoop.
+func warmGoroutines() int {
+	buf := make([]byte, 1<<20)
+	return strings.Count(string(buf[:runtime.Stack(buf, true)]), "proxy.(*Listener).warmLoop(")
+}
+
+// A warm goroutine stays warm for warmIdle after its last connection
+// ended, however long that connection lasted, and ends after that while
+// the listener stays open.
+func TestWarmGoroutineIdleTimeCountsFromItsLastConnection(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ls := NewListeners(zap.NewNop())
+	defer ls.Close()
+	a := freeAddr(t)
+	h := &heldAnswer{setupAnswer: setupAnswer{name: "x", gids: map[string]int{}}}
+	h.hold.Store(int64(warmIdle + 300*time.Millisecond))
+	if err := ls.Apply(map[string]Handler{a: h}); err != nil {
+		t.Fatal(err)
+	}
+	if got := dialRead(t, a); got != "x" {
+		t.Fatalf("got %q", got)
+	}
+	h.hold.Store(0)
+	time.Sleep(20 * time.Millisecond) // back in its wait
+	if got := dialRead(t, a); got != "x" {
+		t.Fatalf("got %q", got)
+	}
+	if len(h.gids) != 1 {
+		t.Errorf("a connection right after one that lasted longer than warmIdle ran on a new goroutine (%d goroutines): the warm one had quit", len(h.gids))
+	}
+	deadline := time.Now().Add(warmIdle + time.Second)
+	for warmGoroutines() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d warm goroutines left %v after the last connection (warmIdle %v), listener open", warmGoroutines(), warmIdle+time.Second, warmIdle)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // fakeEngine accepts through a duplicate of the listener's socket, as the
 // stream engine does, and answers "engine".
 type fakeEngine struct {
