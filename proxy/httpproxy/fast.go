@@ -94,6 +94,10 @@ type fastConn struct {
 	readN  int
 	rerr   error
 	readFn func(fd uintptr) bool
+	// keepAlive's callback and state.
+	kaFn        func(fd uintptr) bool
+	kaResult    step
+	kaWaitFirst bool
 	// write's state for its RawConn callback (no closure per write).
 	wbuf    []byte
 	werr    error
@@ -172,7 +176,7 @@ func (c *fastConn) reset(g *listenGroup, nc net.Conn, remote, local netip.AddrPo
 	c.g, c.s, c.nc, c.probe, c.remote, c.firstHead = g, g.s, nc, probe, remote, firstHead
 	if c.readFn == nil {
 		// Bound to c once: binding them per connection would allocate.
-		c.readFn, c.writeFn = c.readable, c.writable
+		c.readFn, c.writeFn, c.kaFn = c.readable, c.writable, c.keepAliveRead
 	}
 	if remote.IsValid() {
 		c.remoteStr = remote.Addr().String()
@@ -195,7 +199,7 @@ func (c *fastConn) reset(g *listenGroup, nc net.Conn, remote, local netip.AddrPo
 // the last request go, so that the pool keeps none of them alive.
 func (c *fastConn) release() {
 	*c = fastConn{
-		readFn: c.readFn, writeFn: c.writeFn, bodyMem: c.bodyMem[:0],
+		readFn: c.readFn, writeFn: c.writeFn, kaFn: c.kaFn, bodyMem: c.bodyMem[:0],
 		rec:       logRecord{upAddrs: c.rec.upAddrs[:0], upTimes: c.rec.upTimes[:0]},
 		localAddr: c.localAddr, localStr: c.localStr, localPort: c.localPort,
 	}
@@ -352,8 +356,7 @@ const drainGrace = 50 * time.Millisecond
 // handed to net/http (which then owns it).
 func (c *fastConn) serve() bool {
 	g := c.g
-	cfg := g.dflt.cfg
-	headerTimeout := cfg.ClientHeaderTimeout.Duration
+	headerTimeout := g.dflt.cfg.ClientHeaderTimeout.Duration
 	first := true
 	// The first request's whole head is due at firstHead: the wait for
 	// its first byte and the head itself share it.
@@ -362,34 +365,26 @@ func (c *fastConn) serve() bool {
 	for {
 		firstHead := first
 		if c.r == c.w {
-			c.releaseBuf()
-			wait := cfg.KeepaliveTimeout.Duration
-			if !c.setIdle(first) {
+			if !c.idle(first) {
 				return false
 			}
-			if !first && c.s.draining.Load() {
-				wait = drainGrace
-				c.rd.forget()
-			}
-			if !first {
-				c.rd.set(time.Now(), wait, c.nc.SetReadDeadline)
-			}
-			if c.state.Load() == int32(fastClosing) {
-				// Drain or Shutdown marked the connection closing and moved
-				// its deadline just before the line above moved it back.
-				c.rd.forget()
-				c.rd.set(time.Now(), drainGrace, c.nc.SetReadDeadline)
-			}
-			err := c.fill(g.maxHead)
-			if err != nil {
-				return false
-			}
-			if !c.setActive() {
-				// Drain or Shutdown closed it while the request was
-				// arriving: answer it (with Connection: close) rather
-				// than drop bytes already read. Its deadline was moved.
-				c.state.Store(int32(fastActive))
-				c.rd.forget()
+			if first || c.raw == nil {
+				if c.fill(g.maxHead) != nil {
+					return false
+				}
+				c.activate()
+			} else {
+				switch c.keepAlive() {
+				case stepClose:
+					return false
+				case stepHandoff:
+					return c.handoff()
+				case stepRead:
+					c.activate()
+				case stepNext:
+					// Served in the wait, with bytes of the next request
+					// pending: the connection is active already.
+				}
 			}
 		}
 		first = false
@@ -402,22 +397,148 @@ func (c *fastConn) serve() bool {
 			}
 			return false
 		}
-		h := &c.head
-		if len(h.Target) == 0 || h.Target[0] != '/' || equalFold(h.Method, "CONNECT") {
-			// Absolute-form, asterisk-form and CONNECT are net/http's
-			// (the same routing and forwarding behind it).
+		switch c.answer() {
+		case stepClose:
+			return false
+		case stepHandoff:
 			return c.handoff()
 		}
-		c.pinned = true
-		handoff, ok := c.serveRequest()
-		c.pinned = false
-		if handoff {
-			return c.handoff()
-		}
-		if !ok || c.closeIt {
+	}
+}
+
+// step is where a request left its connection.
+type step int
+
+const (
+	stepNext    step = iota // on to the next request
+	stepClose               // close the connection
+	stepHandoff             // hand it to net/http
+	stepRead                // keepAlive: bytes read, the request not served
+)
+
+// idle readies the wait for the next request: the buffer goes back, the
+// connection is marked idle and its read deadline is keepalive_timeout
+// (the first request's was set at the accept), or a drain's grace. False:
+// close instead.
+func (c *fastConn) idle(first bool) bool {
+	c.releaseBuf()
+	wait := c.g.dflt.cfg.KeepaliveTimeout.Duration
+	if !c.setIdle(first) {
+		return false
+	}
+	if !first && c.s.draining.Load() {
+		wait = drainGrace
+		c.rd.forget()
+	}
+	if !first {
+		c.rd.set(time.Now(), wait, c.nc.SetReadDeadline)
+	}
+	if c.state.Load() == int32(fastClosing) {
+		// Drain or Shutdown marked the connection closing and moved
+		// its deadline just before the line above moved it back.
+		c.rd.forget()
+		c.rd.set(time.Now(), drainGrace, c.nc.SetReadDeadline)
+	}
+	return true
+}
+
+// activate marks a request started once its first bytes are in.
+func (c *fastConn) activate() {
+	if !c.setActive() {
+		// Drain or Shutdown closed it while the request was arriving:
+		// answer it (with Connection: close) rather than drop bytes
+		// already read. Its deadline was moved.
+		c.state.Store(int32(fastActive))
+		c.rd.forget()
+	}
+}
+
+// answer serves the head parsed into c.head.
+func (c *fastConn) answer() step {
+	h := &c.head
+	if len(h.Target) == 0 || h.Target[0] != '/' || equalFold(h.Method, "CONNECT") {
+		// Absolute-form, asterisk-form and CONNECT are net/http's
+		// (the same routing and forwarding behind it).
+		return stepHandoff
+	}
+	c.pinned = true
+	handoff, ok := c.serveRequest()
+	c.pinned = false
+	switch {
+	case handoff:
+		return stepHandoff
+	case !ok || c.closeIt:
+		return stepClose
+	}
+	c.r += h.Len + c.consumedBody
+	return stepNext
+}
+
+// keepAlive waits for the next request on a keep-alive connection (idle
+// done) and serves, within that one wait, every request that needs
+// nothing more of the client than its head. Why: Go's poller forgets, at
+// the start of each wait, readiness it saw before, so a wait must begin
+// with a read, which before a keep-alive wait finds nothing (EAGAIN): one
+// system call in five per request. Inside one wait nothing is forgotten:
+// after a short read (the socket drained) the next read waits for
+// readiness first, as nginx's event loop does. A request with a body, an
+// upgrade, an Expect field, a head that is not whole, or anything else
+// goes back to serve's loop (stepRead), as does a pipelined request
+// (stepNext). Serving here never reads the client otherwise (its read
+// lock is held); writes, splices and peeks are the client's to take.
+func (c *fastConn) keepAlive() step {
+	c.kaResult, c.kaWaitFirst = stepClose, false
+	if err := c.raw.Read(c.kaFn); err != nil {
+		return stepClose // keepalive_timeout, a drain's deadline, closed
+	}
+	return c.kaResult
+}
+
+// keepAliveRead is keepAlive's RawConn.Read callback.
+func (c *fastConn) keepAliveRead(fd uintptr) bool {
+	for {
+		if c.kaWaitFirst {
+			c.kaWaitFirst = false
 			return false
 		}
-		c.r += h.Len + c.consumedBody
+		c.grab()
+		room := len(*c.buf) - c.w
+		n, err := rawsys.Read(int(fd), (*c.buf)[c.w:])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			if c.r == c.w {
+				c.releaseBuf()
+			}
+			return false
+		case err != nil || n == 0:
+			// An error or the end of the stream between requests: closed
+			// silently, as fill's callers do.
+			c.releaseBuf()
+			c.kaResult = stepClose
+			return true
+		}
+		c.w += n
+		skip, h, perr := parseNextHead(c.pending(), c.g.maxHead)
+		if perr != nil || h.ContentLength > 0 || h.Chunked || h.Upgrade || h.Expect {
+			c.kaResult = stepRead
+			return true
+		}
+		c.activate()
+		c.r += skip
+		c.head = h
+		if res := c.answer(); res != stepNext || c.r != c.w {
+			c.kaResult = res
+			return true
+		}
+		if !c.idle(false) {
+			c.kaResult = stepClose
+			return true
+		}
+		// A short read drained the socket: whatever comes later makes it
+		// readable, which this wait has not forgotten.
+		c.kaWaitFirst = n < room
 	}
 }
 

@@ -648,3 +648,91 @@ func TestHTTP10ClientsOnFastPath(t *testing.T) {
 		t.Errorf("net/http served %d HTTP/1.0 requests", n)
 	}
 }
+
+// A keep-alive connection serves body-less requests within one wait for
+// readability (keepAlive): a request that arrives while the one before it
+// is still being answered must be answered at once (its readiness seen
+// then is not forgotten), and requests that need more of the client (a
+// body, chunks, Expect, a head in pieces, pipelining) go on working in
+// between, in any order.
+func TestKeepAliveWaitServesWhatArrives(t *testing.T) {
+	b := startBackend(t, "b")
+	b.handle = func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(300 * time.Millisecond)
+		}
+		b.mu.Lock()
+		body := b.bodies[len(b.bodies)-1] // read by the backend before handle
+		b.mu.Unlock()
+		fmt.Fprintf(w, "%s %s %d", r.Method, r.URL.Path, len(body))
+	}
+	gw := startAppGateway(t, b.addr(), false, `keepalive_timeout = "60s"`, "")
+	c := dialFront(t, gw.addr, false)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	expect := func(want string) {
+		t.Helper()
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("waiting for %q: %v", want, err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(got) != want {
+			t.Fatalf("got %d %q, want %q", resp.StatusCode, got, want)
+		}
+	}
+	send := func(s string) {
+		t.Helper()
+		if _, err := io.WriteString(c, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func(path string) string { return "GET " + path + " HTTP/1.1\r\nHost: front.example\r\n\r\n" }
+
+	for i := range 3 {
+		send(get(fmt.Sprintf("/plain%d", i)))
+		expect(fmt.Sprintf("GET /plain%d 0", i))
+	}
+	// The next request comes while /slow is still being answered: the
+	// proxy had read its socket empty before.
+	send(get("/slow"))
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	send(get("/behind"))
+	expect("GET /slow 0")
+	expect("GET /behind 0")
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("a request sent while the one before was answered took %v", d)
+	}
+	send("POST /body HTTP/1.1\r\nHost: front.example\r\nContent-Length: 5\r\n\r\nhello")
+	expect("POST /body 5")
+	send(get("/after-body"))
+	expect("GET /after-body 0")
+	send("POST /chunked HTTP/1.1\r\nHost: front.example\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+	expect("POST /chunked 3")
+	send("POST /expect HTTP/1.1\r\nHost: front.example\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "HTTP/1.1 100") {
+		t.Fatalf("interim answer %q %v", line, err)
+	}
+	_, _ = br.ReadString('\n') // its empty line
+	send("ok")
+	expect("POST /expect 2")
+	// A head in two pieces, then two pipelined requests in one write.
+	send("GET /pie")
+	time.Sleep(50 * time.Millisecond)
+	send("ces HTTP/1.1\r\nHost: front.example\r\n\r\n")
+	expect("GET /pieces 0")
+	send(get("/one") + get("/two"))
+	expect("GET /one 0")
+	expect("GET /two 0")
+	send("HEAD /head HTTP/1.1\r\nHost: front.example\r\n\r\n")
+	resp, err := http.ReadResponse(br, &http.Request{Method: "HEAD"})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("HEAD: %v %v", resp, err)
+	}
+	send(get("/last"))
+	expect("GET /last 0")
+	if n := b.hits.Load(); n != 14 {
+		t.Errorf("backend saw %d requests, want 14", n)
+	}
+}
