@@ -98,6 +98,10 @@ type fastConn struct {
 	kaFn        func(fd uintptr) bool
 	kaResult    step
 	kaWaitFirst bool
+	// inq: TCP_INQ on the socket (1), unavailable (-1), not tried yet (0);
+	// inqReader reads with it.
+	inq       int8
+	inqReader rawsys.InqReader
 	// write's state for its RawConn callback (no closure per write).
 	wbuf    []byte
 	werr    error
@@ -480,8 +484,12 @@ func (c *fastConn) answer() step {
 // the start of each wait, readiness it saw before, so a wait must begin
 // with a read, which before a keep-alive wait finds nothing (EAGAIN): one
 // system call in five per request. Inside one wait nothing is forgotten:
-// after a short read (the socket drained) the next read waits for
-// readiness first, as nginx's event loop does. A request with a body, an
+// after a read that left the socket empty the next read waits for
+// readiness first, as nginx's event loop does. Empty is what TCP_INQ
+// reports with each read (bytes left, or 1 for an end of stream left: a
+// client that shuts down right behind its last request is closed at once,
+// which a short read alone would not tell); without TCP_INQ every wait
+// begins with a read, as before. A request with a body, an
 // upgrade, an Expect field, a head that is not whole, or anything else
 // goes back to serve's loop (stepRead), as does a pipelined request
 // (stepNext). Serving here never reads the client otherwise (its read
@@ -501,9 +509,14 @@ func (c *fastConn) keepAliveRead(fd uintptr) bool {
 			c.kaWaitFirst = false
 			return false
 		}
+		if c.inq == 0 {
+			c.inq = -1
+			if rawsys.EnableInq(int(fd)) == nil {
+				c.inq = 1
+			}
+		}
 		c.grab()
-		room := len(*c.buf) - c.w
-		n, err := rawsys.Read(int(fd), (*c.buf)[c.w:])
+		n, left, err := c.inqReader.Read(int(fd), (*c.buf)[c.w:])
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -536,9 +549,10 @@ func (c *fastConn) keepAliveRead(fd uintptr) bool {
 			c.kaResult = stepClose
 			return true
 		}
-		// A short read drained the socket: whatever comes later makes it
-		// readable, which this wait has not forgotten.
-		c.kaWaitFirst = n < room
+		// The socket is empty (TCP_INQ says so, and it says so only
+		// when no end of stream waits either): whatever comes later
+		// makes it readable, which this wait has not forgotten.
+		c.kaWaitFirst = left == 0
 	}
 }
 

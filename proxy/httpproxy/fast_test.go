@@ -805,3 +805,44 @@ func TestIdleKeepAliveConnectionsHoldNoReadBuffer(t *testing.T) {
 		t.Errorf("idle keep-alive connections keep %.0f bytes of heap each: a read buffer (4096) is held while idle", per)
 	}
 }
+
+// A keep-alive client that sends its last request and shuts down its
+// writing side right behind it gets the answer and then the end of the
+// connection at once, not after keepalive_timeout: the proxy reads on
+// after a request whose read also brought the end of the stream.
+func TestKeepAliveClientThatShutsDownAfterItsLastRequestIsClosedAtOnce(t *testing.T) {
+	b := startBackend(t, "b")
+	b.handle = func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }
+	gw := startAppGateway(t, b.addr(), false, `keepalive_timeout = "60s"`, "")
+	get := []byte("GET /x HTTP/1.1\r\nHost: front.example\r\n\r\n")
+	for i := range 20 {
+		c := dialFront(t, gw.addr, false)
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		for j := range 3 {
+			if _, err := c.Write(get); err != nil {
+				t.Fatal(err)
+			}
+			last := j == 2
+			if last {
+				_ = c.(*net.TCPConn).CloseWrite()
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("connection %d, request %d: %v", i, j, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if string(body) != "ok" {
+				t.Fatalf("connection %d, request %d: %q", i, j, body)
+			}
+		}
+		start := time.Now()
+		if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("connection %d after its last answer: %d bytes, %v after %v; want the end of the stream", i, n, err, time.Since(start))
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("connection %d closed %v after its last answer, want at once", i, d)
+		}
+		c.Close()
+	}
+}
