@@ -7,27 +7,15 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vipgate/vipgate/internal/testutil"
 )
 
 // InqReader reports what is left behind each read: bytes not yet read,
 // 1 for an end of stream still to be read, 0 for an empty socket, and -1
 // when TCP_INQ is off.
 func TestInqReaderTellsWhatIsLeft(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
+	client, server := testutil.TCPPair(t)
 	raw, err := server.(syscall.Conn).SyscallConn()
 	if err != nil {
 		t.Fatal(err)

@@ -1,8 +1,10 @@
 // Package testutil holds helpers shared by the tests of every package:
-// the root requirement policy and building the vipgate binary once.
+// the root requirement policy, building the vipgate binary once, a
+// loopback connection.
 package testutil
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,4 +79,26 @@ func Binary(t testing.TB) string {
 func ModuleRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// TCPPair returns the two ends of a new loopback TCP connection: the
+// client's and the one the server accepted. Both close with the test.
+func TCPPair(t testing.TB) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return client, server
 }

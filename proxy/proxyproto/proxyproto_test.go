@@ -11,29 +11,11 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/vipgate/vipgate/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (client, server net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err = ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
-}
 
 func v2Header(cmd, family byte, length uint16, body []byte) []byte {
 	b := append([]byte{}, "\r\n\r\n\x00\r\nQUIT\n"...)
@@ -77,7 +59,7 @@ func TestReadHeaderAccepts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			client, server := tcpPair(t)
+			client, server := testutil.TCPPair(t)
 			go func() {
 				for i, p := range tt.parts {
 					if i > 0 {
@@ -160,7 +142,7 @@ func TestReadHeaderRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			client, server := tcpPair(t)
+			client, server := testutil.TCPPair(t)
 			if tt.send != "" {
 				if _, err := client.Write([]byte(tt.send)); err != nil {
 					t.Fatal(err)
@@ -228,7 +210,7 @@ func TestHeaderGolden(t *testing.T) {
 }
 
 func TestUnwrapHandsOverPendingBytes(t *testing.T) {
-	client, server := tcpPair(t)
+	client, server := testutil.TCPPair(t)
 	client.Write([]byte("PROXY TCP4 192.0.2.1 192.0.2.2 1 2\r\nfirst"))
 	conn, _, _, err := ReadHeader(server, time.Second)
 	if err != nil {

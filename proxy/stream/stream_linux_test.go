@@ -1106,20 +1106,7 @@ func TestConnectionHandedToStoppedServerIsClosed(t *testing.T) {
 	if err := srv.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	accepted, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, accepted := testutil.TCPPair(t)
 	h.ServeConn(accepted)
 	got, err := readAllWithin(t, client, 3*time.Second)
 	if err != nil || len(got) != 0 {
