@@ -275,18 +275,31 @@ func (l *rlLab) history(from time.Time) string {
 
 // problems lists, from `from` on: a VIP on both nodes, and any VIP in
 // steady (octets per node) that left its node.
-func (l *rlLab) problems(from time.Time, steady ...[]string) []string {
+// problems lists the split brains and flaps seen since from: a VIP on both
+// nodes is a split brain, unless it was on both for less than handover
+// (0: any sample), for checkHandover.
+func (l *rlLab) problems(from time.Time, handover time.Duration, steady ...[]string) []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []string
+	both := map[string]time.Time{} // VIP -> first sample with it on both nodes
 	for _, s := range l.samples {
 		if s.at.Before(from) {
 			continue
 		}
 		for _, v := range s.vips[0] {
-			if has(s.vips[1], v) {
-				out = append(out, fmt.Sprintf("split brain: %s on both nodes at %s", v, s.at.Format("15:04:05.000")))
+			if _, seen := both[v]; !seen && has(s.vips[1], v) {
+				both[v] = s.at
 			}
+		}
+		for v, since := range both {
+			if has(s.vips[0], v) && has(s.vips[1], v) {
+				continue
+			}
+			if d := s.at.Sub(since); d > handover {
+				out = append(out, fmt.Sprintf("split brain: %s on both nodes at %s for %v", v, since.Format("15:04:05.000"), d.Round(time.Millisecond)))
+			}
+			delete(both, v)
 		}
 		for i, st := range steady {
 			for _, o := range st {
@@ -296,12 +309,35 @@ func (l *rlLab) problems(from time.Time, steady ...[]string) []string {
 			}
 		}
 	}
+	for v, since := range both {
+		out = append(out, fmt.Sprintf("split brain: %s on both nodes from %s to the end", v, since.Format("15:04:05.000")))
+	}
 	return out
 }
 
 func (l *rlLab) check(from time.Time, what string, steady ...[]string) {
 	l.t.Helper()
-	if p := l.problems(from, steady...); len(p) > 0 {
+	l.report(what, from, l.problems(from, 0, steady...))
+}
+
+// preemptHandover bounds the overlap of a preemption: the preempting node
+// adds the VIPs and sends its advert, and the old master drops them when
+// that advert arrives (a millisecond or so, keepalived alike). The sampler
+// reads one node after the other every 20 ms, so it may see that moment
+// as one sample with the VIP on both; a real split brain lasts until
+// adverts settle it, far longer.
+const preemptHandover = 150 * time.Millisecond
+
+// checkHandover is check for a change that makes one node preempt the
+// other: an overlap shorter than preemptHandover is the handover.
+func (l *rlLab) checkHandover(from time.Time, what string, steady ...[]string) {
+	l.t.Helper()
+	l.report(what, from, l.problems(from, preemptHandover, steady...))
+}
+
+func (l *rlLab) report(what string, from time.Time, p []string) {
+	l.t.Helper()
+	if len(p) > 0 {
 		if len(p) > 5 {
 			p = p[:5]
 		}

@@ -156,7 +156,8 @@ func TestReloadTrackUpstreamAddRemoveWhileDown(t *testing.T) {
 	before = len(a.proc.Output())
 	a.reload(rlInst{name: "VI_1", vrid: 51, prio: 100, vips: o("60"), extra: up})
 	l.waitState(3*time.Second, o("60"), o())
-	l.check(from, "track_upstream removed")
+	// node-a, out of FAULT with the higher priority, preempts node-b.
+	l.checkHandover(from, "track_upstream removed")
 	t.Logf("node-a after removing:\n%s", a.proc.Output()[before:])
 }
 
