@@ -228,12 +228,16 @@ func (c *fastConn) exchange(x *exchange, addr string, now time.Time, sendTimeout
 	if slice > clientCheckInterval {
 		slice = clientCheckInterval
 	}
-	sent := 0
+	x.buf = upBufPool.Get().(*[]byte)
+	x.n = 0
+	var first sendRead // the request sent and its answer's first read, in one wait
 	if inline && uc.surelyOpen(now) {
 		uc.rd.set(now, slice, nc.SetReadDeadline)
-		sent, err = uc.sendAndAwait(b)
+		first = uc.sendAndRead(b, *x.buf)
+		err = first.err
 	}
-	// Anything not gone with sendAndAwait takes the usual way.
+	sent := first.sent
+	// Anything not gone with sendAndRead takes the usual way.
 	slowSend := !inline || sent < len(b)
 	if err == nil && sent < len(b) {
 		uc.wd.set(now, sendTimeout, nc.SetWriteDeadline)
@@ -256,8 +260,6 @@ func (c *fastConn) exchange(x *exchange, addr string, now time.Time, sendTimeout
 		now = time.Now()
 		uc.rd.forget()
 	}
-	x.buf = upBufPool.Get().(*[]byte)
-	x.n = 0
 	start := 0
 	giveUp := now.Add(readTimeout)
 	for reads := 0; ; reads++ {
@@ -279,7 +281,11 @@ func (c *fastConn) exchange(x *exchange, addr string, now time.Time, sendTimeout
 			upBufPool.Put(x.buf)
 			x.buf = &nb
 		}
-		n, rerr := uc.read((*x.buf)[x.n:])
+		n, rerr := first.n, first.rerr
+		if !first.read {
+			n, rerr = uc.read((*x.buf)[x.n:])
+		}
+		first.read = false
 		x.n += n
 		if n == 0 {
 			if rerr == nil {

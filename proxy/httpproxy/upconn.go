@@ -27,7 +27,7 @@ type upConn struct {
 	reused    bool // taken from the idle pool (it may have been closed by the server meanwhile)
 	raw       syscall.RawConn
 	// sendThenWait is sendCallback bound to this connection; send is the
-	// state of the sendAndAwait in progress.
+	// state of the sendAndRead in progress.
 	sendThenWait func(uintptr) bool
 	send         sendState
 	// peekIdle is peekCallback bound to this connection; idleDirty is its
@@ -237,7 +237,7 @@ func dialUpstream(addr string, timeout time.Duration) (*upConn, error) {
 }
 
 // awaitIdleLimit bounds how long a pooled connection may have been idle for
-// sendAndAwait. A server that closed it meanwhile with a full close answers
+// sendAndRead. A server that closed it meanwhile with a full close answers
 // the request with a reset, which ends the wait at once; one that closes
 // lingeringly (shutdown, then read and discard for a while: Apache) sends
 // nothing more, and the wait would last a read slice before the request is
@@ -252,26 +252,42 @@ func (c *upConn) surelyOpen(now time.Time) bool {
 	return !c.reused || now.Sub(c.idleSince) < awaitIdleLimit
 }
 
-// sendAndAwait writes b and, when all of it went out at once, waits until
-// the answer is readable (or the read deadline passes), so that the first
-// read finds it instead of failing with EAGAIN first: one system call
-// fewer per request. The write happens inside the RawConn read callback,
-// after the poller's read state was reset: an answer that arrives at once
-// is never missed. A server that closed the idle connection answers the
-// write with a reset, which ends the wait too. It returns how much of b
-// was written; the caller writes the rest the usual way (with the send
-// timeout) and then reads.
-func (c *upConn) sendAndAwait(b []byte) (int, error) {
+// sendAndRead writes b and, when all of it went out at once, waits until
+// the answer is readable (or the read deadline passes) and reads it into
+// p, all in one RawConn wait: a first read never fails with EAGAIN (one
+// system call fewer per request) and the wait and the read share the
+// poller's lock and calls. The write happens inside the RawConn read
+// callback, after the poller's read state was reset: an answer that
+// arrives at once is never missed. A server that closed the idle
+// connection answers the write with a reset, which ends the wait too. It
+// returns how much of b was written, and, when read is true, what the
+// read gave (n 0 and io.EOF at the end of the stream), as read would. The
+// caller writes the rest of b the usual way (with the send timeout) and
+// then reads; a wait that ended on its deadline or a closed socket read
+// nothing, and the read that follows reports why.
+func (c *upConn) sendAndRead(b, p []byte) sendRead {
 	if !c.bindRaw() {
-		return 0, nil
+		return sendRead{}
 	}
 	c.send = sendState{b: b, first: true}
-	// An error of the wait itself (the read deadline, a closed socket) is
-	// left to the read that follows, which reports it as before.
+	c.rbuf, c.rn, c.rerr = p, 0, nil
 	_ = c.raw.Read(c.sendThenWait)
-	sent, err := c.send.sent, c.send.err
-	c.send = sendState{}
-	return sent, err
+	r := sendRead{sent: c.send.sent, err: c.send.err, read: c.send.read, n: c.rn, rerr: c.rerr}
+	c.send, c.rbuf = sendState{}, nil
+	if r.read && r.rerr == nil && r.n == 0 {
+		r.rerr = io.EOF
+	}
+	return r
+}
+
+// sendRead is what sendAndRead did: sent bytes of the request (err: the
+// write's error) and, when read, n bytes of the answer or rerr.
+type sendRead struct {
+	sent int
+	err  error
+	read bool
+	n    int
+	rerr error
 }
 
 // bindRaw sets c.raw and the callbacks bound to c, once: binding them per
@@ -397,21 +413,23 @@ func (c *upConn) readCallback(fd uintptr) bool {
 	}
 }
 
-// sendState is one sendAndAwait, kept in the connection so that the
+// sendState is one sendAndRead, kept in the connection so that the
 // callback needs no closure.
 type sendState struct {
 	b     []byte
 	sent  int
 	first bool
+	read  bool // the answer was read (into c.rbuf: c.rn, c.rerr)
 	err   error
 }
 
-// sendCallback is the RawConn.Read callback of sendAndAwait: the first call
-// writes, the next one (after the wait) reports readable.
+// sendCallback is the RawConn.Read callback of sendAndRead: the first call
+// writes, the next ones (after a wait) read the answer.
 func (c *upConn) sendCallback(fd uintptr) bool {
 	s := &c.send
 	if !s.first {
-		return true
+		s.read = c.readCallback(fd)
+		return s.read
 	}
 	s.first = false
 	for s.sent < len(s.b) {
