@@ -533,12 +533,12 @@ func TestReloadPriority(t *testing.T) {
 	from := time.Now()
 	b.reload(rlInst{name: "VI_1", vrid: 51, prio: 110, vips: o("60")})
 	l.waitState(3*time.Second, o(), o("60"))
-	l.check(from, "backup raised above master")
+	l.checkHandover(from, "backup raised above master")
 	// MASTER (b) lowered below a (100): a preempts.
 	from = time.Now()
 	b.reload(rlInst{name: "VI_1", vrid: 51, prio: 80, vips: o("60")})
 	l.waitState(3*time.Second, o("60"), o())
-	l.check(from, "master lowered below backup")
+	l.checkHandover(from, "master lowered below backup")
 	// preempt=false on b; raise b above a: nothing moves.
 	b.reload(rlInst{name: "VI_1", vrid: 51, prio: 80, vips: o("60"), preempt: bp(false)})
 	from = time.Now()
@@ -727,5 +727,5 @@ func TestReloadPreemptToggle(t *testing.T) {
 	from := time.Now()
 	b.reload(rlInst{name: "VI_1", vrid: 51, prio: 120, vips: o("60"), preempt: bp(true)})
 	l.waitState(3*time.Second, o(), o("60"))
-	l.check(from, "preempt turned on")
+	l.checkHandover(from, "preempt turned on")
 }

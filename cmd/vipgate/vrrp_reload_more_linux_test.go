@@ -38,7 +38,7 @@ func TestReloadTrackInterfaceAddRemove(t *testing.T) {
 	before = len(a.proc.Output())
 	a.reload(rlInst{name: "VI_1", vrid: 51, prio: 100, vips: o("60")})
 	l.waitState(3*time.Second, o("60"), o())
-	l.check(from, "track_interface removed")
+	l.checkHandover(from, "track_interface removed")
 	t.Logf("node-a after the removal:\n%s", a.proc.Output()[before:])
 	// And added while the node is BACKUP, then brought up.
 	from = time.Now()
@@ -62,7 +62,7 @@ func TestReloadPreemptDelayLowered(t *testing.T) {
 	from := time.Now()
 	b.reload(rlInst{name: "VI_1", vrid: 51, prio: 120, vips: o("60"), extra: "preempt_delay = \"1s\"\n"})
 	l.waitState(3*time.Second, o(), o("60"))
-	l.check(from, "preempt_delay lowered")
+	l.checkHandover(from, "preempt_delay lowered")
 	t.Logf("took over %s after the reload", time.Since(from))
 }
 
