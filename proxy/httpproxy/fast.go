@@ -102,7 +102,7 @@ type fastConn struct {
 	// inqReader reads with it.
 	inq       int8
 	inqReader rawsys.InqReader
-	// write's state for its RawConn callback (no closure per write).
+	// send's state for its RawConn callback (no closure per send).
 	wbuf    []byte
 	werr    error
 	writeFn func(fd uintptr) bool
@@ -763,7 +763,7 @@ func (c *fastConn) readBody(v *vhost) int {
 		return http.StatusRequestEntityTooLarge
 	}
 	if expect != "" && h.Minor == 1 { // net/http ignores it in HTTP/1.0 too
-		if err := c.write(continueLine); err != nil {
+		if err := c.send(continueLine); err != nil {
 			return http.StatusBadRequest
 		}
 	}
@@ -897,9 +897,6 @@ func (c *fastConn) keepBody(b []byte, max int64) int {
 // continueLine is the interim answer to Expect: 100-continue.
 var continueLine = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 
-// write sends b to the client (see send).
-func (c *fastConn) write(b []byte) error { return c.send(b) }
-
 // send writes b to the client. send_timeout bounds the wait of a write
 // that cannot go on, as nginx's bounds the time between two successive
 // writes: a client that stops reading cannot hold its connection, an
@@ -976,7 +973,7 @@ func (c *fastConn) answerStatus(status int) bool {
 	b = append(b, "\r\n"...)
 	*bp = b
 	c.rec.status = status
-	return c.write(b) == nil
+	return c.send(b) == nil
 }
 
 // answerError writes an error page (error_page or the built-in one);
@@ -1009,7 +1006,7 @@ func (c *fastConn) answerError(v *vhost, status int, location string) bool {
 	}
 	*bp = b
 	c.rec.status = status
-	return c.write(b) == nil
+	return c.send(b) == nil
 }
 
 // errorPage is the body of an error answer: the server block's error_page

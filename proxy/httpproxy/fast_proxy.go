@@ -934,7 +934,7 @@ func (c *fastConn) relaySpooled(sp *spool, loc *location, remaining int64, keep 
 			c.s.log.Warn("proxy_buffering: the temporary file is full, the rest goes at the client's pace",
 				zap.String("upstream", loc.pool.name), zap.String("uri", c.req.target), zap.Error(err))
 			if len(sp.tail) > 0 {
-				if c.write(sp.tail) != nil {
+				if c.send(sp.tail) != nil {
 					return sent, true, false
 				}
 				sent += int64(len(sp.tail))

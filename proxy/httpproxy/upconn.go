@@ -26,9 +26,9 @@ type upConn struct {
 	idleSince time.Time
 	reused    bool // taken from the idle pool (it may have been closed by the server meanwhile)
 	raw       syscall.RawConn
-	// sendThenWait is sendCallback bound to this connection; send is the
+	// sendThenRead is sendCallback bound to this connection; send is the
 	// state of the sendAndRead in progress.
-	sendThenWait func(uintptr) bool
+	sendThenRead func(uintptr) bool
 	send         sendState
 	// peekIdle is peekCallback bound to this connection; idleDirty is its
 	// finding.
@@ -271,7 +271,7 @@ func (c *upConn) sendAndRead(b, p []byte) sendRead {
 	}
 	c.send = sendState{b: b, first: true}
 	c.rbuf, c.rn, c.rerr = p, 0, nil
-	_ = c.raw.Read(c.sendThenWait)
+	_ = c.raw.Read(c.sendThenRead)
 	r := sendRead{sent: c.send.sent, err: c.send.err, read: c.send.read, n: c.rn, rerr: c.rerr}
 	c.send, c.rbuf = sendState{}, nil
 	if r.read && r.rerr == nil && r.n == 0 {
@@ -305,7 +305,7 @@ func (c *upConn) bindRaw() bool {
 		return false
 	}
 	c.raw = raw
-	c.sendThenWait = c.sendCallback
+	c.sendThenRead = c.sendCallback
 	c.peekIdle = c.peekCallback
 	c.readFn = c.readCallback
 	return true
