@@ -20,15 +20,8 @@ import (
 // as nginx's: the header's destination is not the local address.)
 func TestFastConnectionsKeepNothingOfTheLast(t *testing.T) {
 	b := startBackend(t, "b")
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+`
-[[http]]
-listen = ["LISTEN"]
-accept_proxy_protocol = true
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-proxy_set_header = { X-Client-Port = "$remote_port", X-Server = "$server_addr:$server_port" }
-`)
+	gw := startAppGateway(t, b.addr(), false, "accept_proxy_protocol = true",
+		`proxy_set_header = { X-Client-Port = "$remote_port", X-Server = "$server_addr:$server_port" }`)
 	const n = 30
 	for i := range n {
 		client := fmt.Sprintf("192.0.2.%d", i+1)

@@ -119,14 +119,7 @@ proxy_pass = "http://app/two/"
 
 func TestAcceptProxyProtocol(t *testing.T) {
 	b := startBackend(t, "b")
-	gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+`
-[[http]]
-listen = ["LISTEN"]
-accept_proxy_protocol = true
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+	gw := startAppGateway(t, b.addr(), false, "accept_proxy_protocol = true", "")
 	raw := rawExchange(t, gw.addr, "PROXY TCP4 192.0.2.10 192.0.2.1 5555 80\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
 	_, body, _ := strings.Cut(raw, "\r\n\r\n")
 	s := decodeSeen(t, body)
@@ -151,15 +144,7 @@ func TestSetRealIPFromTrustsOnlyListedSources(t *testing.T) {
 		{`["127.0.0.0/8", "2001:db8::1"]`, "198.51.100.10"},
 	} {
 		b := startBackend(t, "b")
-		gw := startGateway(t, upstreamTOML("app", fmt.Sprintf("address = %q", b.addr()))+`
-[[http]]
-listen = ["LISTEN"]
-accept_proxy_protocol = true
-set_real_ip_from = `+tc.from+`
-[[http.location]]
-path = "/"
-proxy_pass = "http://app"
-`)
+		gw := startAppGateway(t, b.addr(), false, "accept_proxy_protocol = true\nset_real_ip_from = "+tc.from, "")
 		raw := rawExchange(t, gw.addr, "PROXY TCP4 198.51.100.10 192.0.2.1 5555 80\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
 		_, body, _ := strings.Cut(raw, "\r\n\r\n")
 		s := decodeSeen(t, body)
