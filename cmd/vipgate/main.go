@@ -27,6 +27,7 @@ import (
 	"github.com/vipgate/vipgate/internal/caps"
 	"github.com/vipgate/vipgate/internal/logging"
 	"github.com/vipgate/vipgate/internal/pidfile"
+	"github.com/vipgate/vipgate/internal/sysmon"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -279,6 +280,11 @@ func serve(path string, stderr io.Writer) int {
 		log.Warn("cannot raise the open files limit", zap.Error(err))
 	} else {
 		log.Debug("open files limit", zap.Uint64("nofile", n))
+	}
+	if tid, err := sysmon.SetBatch(); err != nil {
+		log.Info("Go runtime monitor thread keeps its scheduling policy: it may preempt the serving threads", zap.Error(err))
+	} else {
+		log.Debug("Go runtime monitor thread runs SCHED_BATCH: it no longer preempts the serving threads", zap.Int("tid", tid))
 	}
 	access, err := accesslog.Open(accessLogSettings(&g))
 	if err != nil {
