@@ -10,6 +10,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -277,6 +279,7 @@ type nodeConfig struct {
 	healthCheck   bool   // active HTTP checks on upstream app
 	trackUpstream *int   // track_upstream = ["app"] with this weight
 	stream        bool   // a [[stream]] on VIP:1883 to the TCP backend on 127.0.0.1:1884
+	oneCPU        bool   // run on CPU 0 with GOMAXPROCS=1, as the benchmarks do
 }
 
 func (n *haNode) writeConfig(c nodeConfig) {
@@ -350,6 +353,10 @@ func (n *haNode) start(c nodeConfig) {
 	n.lab.t.Helper()
 	n.writeConfig(c)
 	os.Remove(filepath.Join(n.lab.dir, n.name+".pid"))
+	if c.oneCPU {
+		n.proc = n.host.Start(n.lab.t, "taskset", "-c", "0", "env", "GOMAXPROCS=1", n.lab.bin, "-c", n.conf)
+		return
+	}
 	n.proc = n.host.Start(n.lab.t, n.lab.bin, "-c", n.conf)
 }
 
@@ -1099,5 +1106,86 @@ func TestNetnsPausedBackupDoesNotTakeOver(t *testing.T) {
 	if masters := strings.Count(b.proc.Output(), `"to": "MASTER"`) - before; masters > 0 || stolen > 0 {
 		t.Errorf("a resumed BACKUP became MASTER in %d of %d rounds (VIP seen on it %d times) while the master was healthy%s",
 			masters, rounds, stolen, l.histories())
+	}
+}
+
+// cpuSeconds is the CPU time a process has used (utime + stime).
+func cpuSeconds(t *testing.T, pid int) float64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100 // USER_HZ
+}
+
+// cpuIdle is the idle and the total time of a CPU so far, in USER_HZ.
+func cpuIdle(t *testing.T, cpu int) (idle, total float64) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || f[0] != fmt.Sprintf("cpu%d", cpu) {
+			continue
+		}
+		for i, v := range f[1:] {
+			x, _ := strconv.ParseFloat(v, 64)
+			total += x
+			if i == 3 || i == 4 { // idle, iowait
+				idle += x
+			}
+		}
+		return idle, total
+	}
+	t.Fatalf("no cpu%d in /proc/stat", cpu)
+	return 0, 0
+}
+
+// A master whose core is saturated by its proxy (one CPU, GOMAXPROCS=1,
+// wrk opening a new connection per request as fast as it can from the
+// other CPU) still sends its adverts in time: the backup never takes over,
+// so heavy traffic alone causes no failover and no split brain, and no
+// request fails. keepalived runs VRRP in a process of its own; vipgate's
+// adverts share the proxy's scheduler and core. The test refuses to pass
+// unless the core was busy at least 80% of the time with the proxy taking
+// a quarter of it or more (tests running beside it may take the rest).
+func TestNetnsMasterAtFullLoadKeepsItsVIP(t *testing.T) {
+	l := newHALab(t, 2)
+	a, b := l.nodes[0], l.nodes[1]
+	for _, n := range l.nodes {
+		n.startBackend("http", "127.0.0.1:8081", "127.0.0.1:8082")
+	}
+	a.start(nodeConfig{prio: 100, oneCPU: true})
+	b.start(nodeConfig{prio: 90})
+	l.waitSoleHolder(a, 5*time.Second)
+	before := strings.Count(b.proc.Output(), `"to": "MASTER"`)
+	idle0, total0 := cpuIdle(t, 0)
+	cpuBefore, start := cpuSeconds(t, a.pid()), time.Now()
+	out, err := l.client.Run("taskset", "-c", "1", "wrk", "-t1", "-c128", "-d3s", "-H", "Connection: close",
+		"http://"+labVIP.String()+"/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxyBusy := (cpuSeconds(t, a.pid()) - cpuBefore) / time.Since(start).Seconds()
+	idle1, total1 := cpuIdle(t, 0)
+	coreIdle := (idle1 - idle0) / (total1 - total0)
+	t.Logf("node-a's proxy used %.2f of CPU 0, which was idle %.0f%% of the time; wrk:\n%s", proxyBusy, 100*coreIdle, out)
+	if coreIdle > 0.2 || proxyBusy < 0.25 {
+		t.Fatalf("CPU 0 idle %.0f%% of the time, node-a's proxy used %.2f of it: the load did not saturate it, the test shows nothing",
+			100*coreIdle, proxyBusy)
+	}
+	if masters := strings.Count(b.proc.Output(), `"to": "MASTER"`) - before; masters > 0 || b.watch.gained(start) || a.watch.lost(start) {
+		t.Errorf("under load the backup became MASTER %d times (VIP on node-b: %v, lost by node-a: %v)%s",
+			masters, b.watch.gained(start), a.watch.lost(start), l.histories())
+	}
+	if strings.Contains(out, "Socket errors") || strings.Contains(out, "Non-2xx") || !strings.Contains(out, "requests in") {
+		t.Errorf("requests failed under load:\n%s", out)
 	}
 }
