@@ -9,7 +9,8 @@
 #   BENCH_ONLY="http stream failover"   sections to run (default: all)
 #   BENCH_DURATION=6              seconds per load run (default 6, QUICK 2)
 #   BENCH_REPS=5                  rounds (default 5, QUICK 1); the proxies
-#                                 take turns going first
+#                                 take turns going first (HTTP: started
+#                                 anew every round)
 #
 # Tables go to stdout and to bench-results/<time>/ (report.txt, raw
 # records in results.tsv, logs).
@@ -244,21 +245,30 @@ EOF
   declare -A PORT=([nginx]=8081 [haproxy]=8082 [vipgate]=8083) PROXY
   # The access-log scenario: nginx's second server, vipgate's second instance.
   declare -A LOG_PORT=([nginx]=8091 [vipgate]=8093) LOG_PROXY
-  log "HTTP: proxies on CPU 0"
-  start nginx-http 0 nginx -c "$WORK/nginx-http.conf" -p "$WORK"; PROXY[nginx]=$PID
-  start haproxy-http 0 haproxy -db -f "$WORK/haproxy-http.cfg"; PROXY[haproxy]=$PID
-  start vipgate-http 0 env GOMAXPROCS=1 "$BIN" -c "$WORK/vipgate-http.toml"; PROXY[vipgate]=$PID
-  start vipgate-http-log 0 env GOMAXPROCS=1 "$BIN" -c "$WORK/vipgate-http-log.toml"; LOG_PROXY[vipgate]=$PID
-  LOG_PROXY[nginx]=${PROXY[nginx]}
-  wait_port 127.0.0.1:8093 || log "vipgate with the access log did not start"
   local p
   local -a LIVE=() # proxies that started: one that did not is reported and left out
-  for p in nginx haproxy vipgate; do
-    if wait_port "127.0.0.1:${PORT[$p]}"; then LIVE+=("$p"); else log "$p did not start:"; tail -5 "$WORK/$p-http.log" >&2; fi
-  done
-  for p in "${LIVE[@]}"; do # warm-up: upstream pools, page cache
-    taskset -c 1 wrk -t1 -c64 -d1s "http://127.0.0.1:${PORT[$p]}/small" >/dev/null || true
-  done
+  # Every round starts the proxies anew: one start of the same binary can
+  # serve 5% more or less than the next on this VM (heap and page
+  # placement), so a median over rounds is a median over starts too.
+  http_proxies_up() {
+    start nginx-http 0 nginx -c "$WORK/nginx-http.conf" -p "$WORK"; PROXY[nginx]=$PID
+    start haproxy-http 0 haproxy -db -f "$WORK/haproxy-http.cfg"; PROXY[haproxy]=$PID
+    start vipgate-http 0 env GOMAXPROCS=1 "$BIN" -c "$WORK/vipgate-http.toml"; PROXY[vipgate]=$PID
+    start vipgate-http-log 0 env GOMAXPROCS=1 "$BIN" -c "$WORK/vipgate-http-log.toml"; LOG_PROXY[vipgate]=$PID
+    LOG_PROXY[nginx]=${PROXY[nginx]}
+    wait_port 127.0.0.1:8093 || log "vipgate with the access log did not start"
+    LIVE=()
+    for p in nginx haproxy vipgate; do
+      if wait_port "127.0.0.1:${PORT[$p]}"; then LIVE+=("$p"); else log "$p did not start:"; tail -5 "$WORK/$p-http.log" >&2; fi
+    done
+    for p in "${LIVE[@]}"; do # warm-up: upstream pools, page cache
+      taskset -c 1 wrk -t1 -c64 -d1s "http://127.0.0.1:${PORT[$p]}/small" >/dev/null || true
+    done
+  }
+  http_proxies_down() {
+    for p in nginx haproxy vipgate; do stop "${PROXY[$p]}"; done
+    stop "${LOG_PROXY[vipgate]}"
+  }
 
   local -a SCEN=(ka close big log)
   declare -A TITLE=(
@@ -269,6 +279,8 @@ EOF
   declare -A URL=([ka]=/small [close]=/small [big]=/64k [log]=/small)
   local rep s c0 c1 line rps p50 p99 n errs port pid
   for rep in $(seq "$REPS"); do
+    log "HTTP round $rep: proxies started on CPU 0"
+    http_proxies_up
     for s in "${SCEN[@]}"; do
       for p in $(rotated "$rep" "${LIVE[@]}"); do
         local -a extra=()
@@ -294,9 +306,11 @@ EOF
         rec "${TITLE[$s]}" "$p" "errors" "$errs"
       done
     done
+    http_proxies_down
   done
 
   log "HTTP: $HTTP_IDLE_CONNS idle keep-alive client connections per proxy"
+  http_proxies_up
   local t="HTTP idle keep-alive client connections ($HTTP_IDLE_CONNS, one GET each, then idle)"
   local r0 r1 f0 f1
   for p in "${LIVE[@]}"; do
@@ -313,8 +327,7 @@ EOF
       rec "$t" "$p" "fds/conn" "$(awk -v a="$f0" -v b="$f1" -v n="$HOLD_OK" 'BEGIN{printf "%.2f", (b-a)/n}')"
     fi
   done
-  for p in nginx haproxy vipgate; do stop "${PROXY[$p]}"; done
-  stop "${LOG_PROXY[vipgate]}"
+  http_proxies_down
   local lines
   for p in nginx vipgate; do # the access log scenario really logged
     lines=$(wc -l <"$WORK/$p-http.access" 2>/dev/null || echo 0)
@@ -337,6 +350,7 @@ EOF
   echo "  access_log_buffer = \"64k\", access_log_flush = \"1s\" in a second instance; haproxy logs through syslog: left out."
   echo "  errors: socket errors + non-2xx responses counted by wrk."
   echo "  CPU us/req: the proxy's utime+stime (/proc/PID/stat, master and workers) over the run / requests."
+  echo "  Every round starts the proxies anew (and warms each up with 1 s of load): the rounds are as many starts."
 
   echo
   echo "Allocations per proxied request (go test -bench ./proxy/httpproxy/):"
