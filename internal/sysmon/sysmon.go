@@ -7,8 +7,8 @@
 // ordinary thread each of those wake-ups preempts what runs on its core,
 // and on a proxy core that goes idle between bursts of new connections
 // that was a wake-up for one request in three: new connections waited
-// 0.24 ms at the median instead of 0.19, and 3.8 ms at p99 under load
-// instead of 2.5. SCHED_BATCH keeps sysmon's fair share of the CPU but
+// 0.24 ms at the median instead of 0.19, and 3.5-3.7 ms at p99 under load
+// instead of 2.65-2.8. SCHED_BATCH keeps sysmon's fair share of the CPU but
 // not the right to preempt on wake-up: it runs when the core is free or
 // at the next scheduler tick, a few milliseconds at most, which its duties
 // (taking a P back from a blocked system call, preempting a goroutine that
