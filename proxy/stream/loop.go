@@ -521,10 +521,31 @@ func (lp *loop) watch(ss *session, fd int) error {
 	return lp.add(ss, fd)
 }
 
+// A stream's sockets are watched edge-triggered for everything, except
+// that readability is left out while the direction reading the socket
+// waits to hand on bytes (dir.block).
+const (
+	watchAll     = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
+	watchNoInput = watchAll &^ unix.EPOLLIN
+)
+
 func (lp *loop) add(ss *session, fd int) error {
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd), Pad: int32(ss.id)}
+	ev := unix.EpollEvent{Events: watchAll, Fd: int32(fd), Pad: int32(ss.id)}
 	if err := sysEpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return fmt.Errorf("epoll_ctl add: %w", err)
+	}
+	return nil
+}
+
+// watchInput turns the reports of a stream socket's readability on or off.
+// Turning them on reports the socket at once if it is readable.
+func (lp *loop) watchInput(ss *session, fd int, on bool) error {
+	ev := unix.EpollEvent{Events: watchNoInput, Fd: int32(fd), Pad: int32(ss.id)}
+	if on {
+		ev.Events = watchAll
+	}
+	if err := sysEpollCtl(lp.epfd, unix.EPOLL_CTL_MOD, fd, &ev); err != nil {
+		return fmt.Errorf("epoll_ctl mod: %w", err)
 	}
 	return nil
 }

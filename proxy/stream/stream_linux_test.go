@@ -11,8 +11,10 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -1174,4 +1176,127 @@ func TestCloseForStopSaysStop(t *testing.T) {
 	if l := p.waitLines(1)[0]; !strings.HasSuffix(l, " stop") {
 		t.Errorf("access line %q, want it to end with stop", l)
 	}
+}
+
+// TestBlockedDirectionIgnoresItsSource: while a direction holds bytes its
+// server cannot take, the loop does not watch the client's socket for
+// input (each segment arriving would wake it for nothing: three epoll
+// calls and a goroutine switch, thousands of times a second in a bulk
+// transfer to a slightly slower receiver); it still watches it for
+// output, which the other direction needs. Once the server reads again,
+// the socket is watched again and every byte arrives in order.
+func TestBlockedDirectionIgnoresItsSource(t *testing.T) {
+	pattern := func(off int64) byte { return byte(off * 31 / 7) }
+	release := make(chan struct{})
+	type result struct {
+		n   int64
+		bad int64 // offset of the first wrong byte, -1 for none
+	}
+	got := make(chan result, 1)
+	var received atomic.Int64
+	be := startBackend(t, "127.0.0.1", func(c *net.TCPConn) {
+		<-release
+		r := result{bad: -1}
+		buf := make([]byte, 1<<20)
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		for {
+			m, err := c.Read(buf)
+			for i, v := range buf[:m] {
+				if r.bad < 0 && v != pattern(r.n+int64(i)) {
+					r.bad = r.n + int64(i)
+				}
+			}
+			r.n += int64(m)
+			received.Store(r.n)
+			if err != nil {
+				break
+			}
+		}
+		got <- r
+	})
+	p := newProxy(t, "127.0.0.1", func(l string) string { return streamConf(l, be.addr, "", "") })
+	c := p.dial()
+	var sent atomic.Int64
+	var stop atomic.Bool
+	clientDone := make(chan struct{})
+	go func() {
+		defer close(clientDone)
+		buf := make([]byte, 64<<10)
+		for off := int64(0); !stop.Load(); off += int64(len(buf)) {
+			for i := range buf {
+				buf[i] = pattern(off + int64(i))
+			}
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+			sent.Store(off + int64(len(buf)))
+		}
+	}()
+	// The server does not read: everything between it and the client
+	// fills up and the client's writes stop, the proxy holding bytes.
+	for last, still := int64(-1), 0; still < 3; time.Sleep(100 * time.Millisecond) {
+		if n := sent.Load(); n == last {
+			still++
+		} else {
+			last, still = n, 0
+		}
+	}
+	proxySide := socketWithPeer(t, netip.MustParseAddrPort(p.listen), addrPort(c.LocalAddr()))
+	watched := func() uint32 {
+		t.Helper()
+		for _, lp := range p.cur.Load().eng.loops {
+			if ev, ok := watchedEvents(t, lp.epfd, proxySide); ok {
+				return ev
+			}
+		}
+		t.Fatalf("the proxy's socket of the client (fd %d) is in no loop's epoll set", proxySide)
+		return 0
+	}
+	if ev := watched(); ev&unix.EPOLLIN != 0 || ev&unix.EPOLLOUT == 0 {
+		t.Errorf("blocked on the server, the client's socket is watched for %#x: want output and not input", ev)
+	}
+
+	stop.Store(true)
+	close(release)
+	<-clientDone
+	for deadline := time.Now().Add(10 * time.Second); received.Load() < sent.Load(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server got %d of the %d bytes the client sent", received.Load(), sent.Load())
+		}
+	}
+	if ev := watched(); ev&unix.EPOLLIN == 0 {
+		t.Errorf("after the bytes went out, the client's socket is watched for %#x: input is missing", ev)
+	}
+	// More from the client still flows; then its end.
+	if _, err := c.Write([]byte{pattern(sent.Load())}); err != nil {
+		t.Fatal(err)
+	}
+	sent.Add(1)
+	c.CloseWrite()
+	r := <-got
+	if r.n != sent.Load() || r.bad >= 0 {
+		t.Fatalf("the server got %d bytes (first wrong at %d) of the %d the client sent", r.n, r.bad, sent.Load())
+	}
+}
+
+// watchedEvents reads from /proc/self/fdinfo what the epoll set epfd
+// watches descriptor fd for.
+func watchedEvents(t *testing.T, epfd, fd int) (uint32, bool) {
+	t.Helper()
+	info, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", epfd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// tfd:       12 events: 80002019 data: 200000000000c  pos:0 ino:... sdev:...
+	for _, line := range strings.Split(string(info), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 4 && f[0] == "tfd:" && f[1] == strconv.Itoa(fd) && f[2] == "events:" {
+			ev, err := strconv.ParseUint(f[3], 16, 32)
+			if err != nil {
+				t.Fatalf("fdinfo of epoll %d: %q", epfd, line)
+			}
+			return uint32(ev), true
+		}
+	}
+	return 0, false
 }
