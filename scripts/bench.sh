@@ -107,6 +107,10 @@ cpu_ticks() { # PID: utime+stime of it and its children, in clock ticks
   echo "$t"
 }
 
+cpu_busy() { # CPU: ticks that CPU spent busy so far (all but idle and iowait)
+  awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat
+}
+
 rss_kb() { # PID: VmRSS of it and its children
   local t=0 p v
   for p in $(tree "$1"); do
@@ -367,16 +371,20 @@ bench_stream() {
   local mod
   mod=$(ls /usr/lib/nginx/modules/ngx_stream_module.so /usr/share/nginx/modules/ngx_stream_module.so 2>/dev/null | head -1)
   [ -n "$mod" ] || { echo "bench: ngx_stream_module.so not found (libnginx-mod-stream)"; return 1; }
-  log "stream: iperf3 server and echo server on CPU 1"
+  log "stream: iperf3 server, zero-copy sink and echo server on CPU 1"
   start iperf3-server 1 iperf3 -s -B 127.0.0.1 -p 5201
   local iperf=$PID
+  start sink 1 "$BT" sink -listen 127.0.0.1:5301 -duration 1h
+  local sink=$PID
   start echo 1 "$BT" echo -listen 127.0.0.1:9100 -duration 1h
   local echo_pid=$PID
   wait_port 127.0.0.1:5201
+  wait_port 127.0.0.1:5301
   wait_port 127.0.0.1:9100
 
-  # Per proxy three listeners: bulk (to iperf3), short (to echo), idle
-  # (to echo, with a PROXY header: v2 where the proxy can send it).
+  # Per proxy four listeners: bulk (to iperf3), bulk from memory (to the
+  # sink), short (to echo), idle (to echo, with a PROXY header: v2 where
+  # the proxy can send it).
   cat >"$WORK/nginx-stream.conf" <<EOF
 load_module $mod;
 worker_processes 1; daemon off; pid $WORK/nginx-stream.pid; error_log $WORK/nginx-stream.err;
@@ -384,6 +392,7 @@ worker_rlimit_nofile 20000;
 events { worker_connections 20000; }
 stream {
   server { listen 127.0.0.1:7081; proxy_pass 127.0.0.1:5201; }
+  server { listen 127.0.0.1:7121; proxy_pass 127.0.0.1:5301; }
   server { listen 127.0.0.1:7091 backlog=4096; proxy_pass 127.0.0.1:9100; }
   server { listen 127.0.0.1:7101 backlog=4096; proxy_pass 127.0.0.1:9100; proxy_protocol on; }
   server { listen 127.0.0.1:7111 backlog=4096; proxy_pass 127.0.0.1:9100; proxy_half_close on; }
@@ -404,6 +413,9 @@ defaults
 listen bulk
   bind 127.0.0.1:7082
   server s1 127.0.0.1:5201
+listen bulkmem
+  bind 127.0.0.1:7122
+  server s1 127.0.0.1:5301
 listen short
   bind 127.0.0.1:7092
   server s1 127.0.0.1:9100
@@ -422,6 +434,9 @@ access_log = "off"
 listen = ["127.0.0.1:7083"]
 proxy_pass = "127.0.0.1:5201"
 [[stream]]
+listen = ["127.0.0.1:7123"]
+proxy_pass = "127.0.0.1:5301"
+[[stream]]
 listen = ["127.0.0.1:7093"]
 proxy_pass = "127.0.0.1:9100"
 [[stream]]
@@ -430,6 +445,7 @@ proxy_pass = "127.0.0.1:9100"
 proxy_protocol = "v2"
 EOF
   declare -A PROXY BULK=([nginx]=7081 [haproxy]=7082 [vipgate]=7083 [direct]=5201) \
+    BULKMEM=([nginx]=7121 [haproxy]=7122 [vipgate]=7123 [direct]=5301) \
     SHORT=([nginx]=7091 [haproxy]=7092 [vipgate]=7093 [direct]=9100 [nginx-halfclose]=7111) IDLE=([nginx]=7101 [haproxy]=7102 [vipgate]=7103)
   log "stream: proxies on CPU 0"
   start nginx-stream 0 nginx -c "$WORK/nginx-stream.conf" -p "$WORK"; PROXY[nginx]=$PID
@@ -438,7 +454,7 @@ EOF
   local p
   local -a LIVE=() # proxies that started: one that did not is reported and left out
   for p in nginx haproxy vipgate; do
-    if wait_port "127.0.0.1:${BULK[$p]}" && wait_port "127.0.0.1:${SHORT[$p]}" && wait_port "127.0.0.1:${IDLE[$p]}"; then
+    if wait_port "127.0.0.1:${BULK[$p]}" && wait_port "127.0.0.1:${BULKMEM[$p]}" && wait_port "127.0.0.1:${SHORT[$p]}" && wait_port "127.0.0.1:${IDLE[$p]}"; then
       LIVE+=("$p")
     else
       log "$p did not start:"; tail -5 "$WORK/$p-stream.log" >&2
@@ -446,22 +462,40 @@ EOF
   done
 
   local tb="Stream bulk throughput (iperf3 -t $DUR through the proxy; direct = ceiling, no proxy)"
+  local tm="Stream bulk from memory (sendfile source, splice-to-/dev/null sink: the load copies nothing; ${DUR}s)"
   local ts="Stream short connections (connect, 5 bytes echoed, close; 16 loops, ${DUR}s)"
-  local rep c0 c1 line gbps bytes
+  local rep c0 c1 l0 l1 line gbps bytes
+  # bulk_rec TABLE PROXY LINE: records "gbit_per_s bytes", the proxy's CPU
+  # per GB and how busy the load CPU was (c0, l0: the counts before).
+  bulk_rec() {
+    read -r gbps bytes <<<"$3"
+    l1=$(cpu_busy 1)
+    rec "$1" "$2" "Gbit/s" "$gbps"
+    rec "$1" "$2" "load CPU busy %" "$(awk -v a="$l0" -v b="$l1" -v hz="$CLK_TCK" -v d="$DUR" 'BEGIN{printf "%.0f", (b-a)*100/hz/d}')"
+    if [ "$2" != direct ]; then
+      c1=$(cpu_ticks "${PROXY[$2]}")
+      rec "$1" "$2" "proxy CPU-s/GB" "$(awk -v a="$c0" -v b="$c1" -v n="$bytes" -v hz="$CLK_TCK" 'BEGIN{printf "%.3f", (b-a)/hz/(n/1e9)}')"
+    fi
+  }
   for rep in $(seq "$REPS"); do
     for p in $(rotated "$rep" direct "${LIVE[@]}"); do
       [ "$p" = direct ] || c0=$(cpu_ticks "${PROXY[$p]}")
+      l0=$(cpu_busy 1)
       if ! taskset -c 1 iperf3 -c 127.0.0.1 -p "${BULK[$p]}" -t "$DUR" -J >"$WORK/iperf.json" 2>&1 ||
         ! line=$("$BT" iperf <"$WORK/iperf.json"); then
         log "iperf3 through $p failed"; head -c 2000 "$WORK/iperf.json" >&2; continue
       fi
-      read -r gbps bytes <<<"$line"
-      rec "$tb" "$p" "Gbit/s" "$gbps"
-      if [ "$p" != direct ]; then
-        c1=$(cpu_ticks "${PROXY[$p]}")
-        rec "$tb" "$p" "proxy CPU-s/GB" "$(awk -v a="$c0" -v b="$c1" -v n="$bytes" -v hz="$CLK_TCK" 'BEGIN{printf "%.3f", (b-a)/hz/(n/1e9)}')"
-      fi
+      bulk_rec "$tb" "$p" "$line"
       log "rep $rep bulk $p: $gbps Gbit/s"
+    done
+    for p in $(rotated "$rep" direct "${LIVE[@]}"); do
+      [ "$p" = direct ] || c0=$(cpu_ticks "${PROXY[$p]}")
+      l0=$(cpu_busy 1)
+      if ! line=$(taskset -c 1 "$BT" source -addr "127.0.0.1:${BULKMEM[$p]}" -duration "${DUR}s"); then
+        log "zero-copy source through $p failed"; continue
+      fi
+      bulk_rec "$tm" "$p" "$line"
+      log "rep $rep bulk from memory $p: $gbps Gbit/s"
     done
   done
 
@@ -535,15 +569,20 @@ EOF
   done
   for p in nginx haproxy vipgate; do stop "${PROXY[$p]}"; done
   stop "$iperf"
+  stop "$sink"
   stop "$echo_pid"
 
   echo
   echo "################ TCP stream (proxy on CPU 0, one worker; iperf3 / echo server and clients on CPU 1)"
   ratio_note
-  "$BT" report -in "$RESULTS" -table "Stream" -noratio "errors,streams held,pipe fds while held,splice calls in 2 s,pipe fds before,pipe fds while flowing"
+  "$BT" report -in "$RESULTS" -table "Stream" -noratio "load CPU busy %,errors,streams held,pipe fds while held,splice calls in 2 s,pipe fds before,pipe fds while flowing"
   echo "  haproxy: option splice-request + splice-response (splice-auto never spliced here). nginx stream has no"
   echo "  splice; it copies through its 16k buffer. errors: connections that failed (refused, reset, bad echo)."
   echo "  pipe fds: every pipe descriptor the proxy holds (/proc/PID/fd), whatever it uses them for."
+  echo "  bulk from memory: benchtool source sendfile(2)s a 16 MiB memfd over and over and benchtool sink splices"
+  echo "  into /dev/null, so the load CPU does TCP's work only and the proxy meets bytes no CPU just wrote (as"
+  echo "  from a network card); iperf3 copies every byte in and out on the load CPU. load CPU busy %: CPU 1 while"
+  echo "  the load ran (near 100: the load, not the proxy, was the limit)."
   echo "  nginx-halfclose: the same nginx with proxy_half_close on, which passes a client's half-close on to the"
   echo "  server as vipgate and haproxy always do (nginx's default closes both sides at the first EOF)."
 }

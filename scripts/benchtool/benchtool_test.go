@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"net"
+	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDurationMS(t *testing.T) {
@@ -94,5 +97,44 @@ Transfer/sec:      2.80MB
 	}
 	if _, err := parseWrk(strings.NewReader("unable to connect to 127.0.0.1:8083 Connection refused\n")); err == nil {
 		t.Error("output without results parsed without error")
+	}
+}
+
+// The zero-copy bulk pair: every byte the source counts arrived at the
+// sink, and the source's time includes the sink taking the last of them.
+func TestSourceSendsWhatTheSinkTakes(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	taken := make(chan int64, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			taken <- -1
+			return
+		}
+		defer c.Close()
+		// Starts taking after the source's time is up: what is in
+		// flight then must still count, and the time must cover it.
+		time.Sleep(500 * time.Millisecond)
+		n, _ := discard(null, c)
+		taken <- n
+	}()
+	sent, secs, err := send(ln.Addr().String(), 300*time.Millisecond, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := <-taken; got != sent {
+		t.Errorf("source counted %d bytes, the sink took %d", sent, got)
+	}
+	if secs < 0.5 {
+		t.Errorf("%d bytes in %.3f s: the time must last until the sink took the last byte (after 0.5 s)", sent, secs)
 	}
 }

@@ -1,7 +1,8 @@
 // Command benchtool holds the small load and measurement programs that
 // scripts/bench.sh needs and that no Debian package provides: an echo
 // server that understands PROXY headers, a holder of many idle
-// connections, a short-connection loop, a parser of wrk's output and the
+// connections, a short-connection loop, a bulk source and sink that copy
+// nothing, a parser of wrk's output and the
 // report that prints the results as aligned tables.
 //
 // Every load it generates is bounded in time (and, for the short
@@ -20,6 +21,8 @@ commands:
   echo     TCP echo server (strips an inbound PROXY v1/v2 header)
   hold     open N connections, one exchange each, then hold them idle
   short    connect, send, read the echo, close; as often as possible
+  sink     accept connections and splice what they send into /dev/null
+  source   sendfile memory to an address for a while: "gbit_per_s bytes"
   wrk      parse wrk --latency output from stdin: "rps p50_ms p99_ms requests"
   iperf    parse iperf3 -J output from stdin: "gbit_per_s bytes"
   report   print result records (table, row, column, value) as tables
@@ -35,6 +38,8 @@ func main() {
 		"echo":   runEcho,
 		"hold":   runHold,
 		"short":  runShort,
+		"sink":   runSink,
+		"source": runSource,
 		"wrk":    runWrk,
 		"iperf":  runIperf,
 		"report": runReport,
