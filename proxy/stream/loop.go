@@ -648,10 +648,14 @@ const (
 	spareIdle     = time.Second
 )
 
-// pipeSize is what a pipe is grown to (F_SETPIPE_SZ): one splice then
-// moves up to that much, as Go's own splice pipes do; the default 64 KiB
-// halved bulk throughput.
-const pipeSize = 1 << 20
+// pipeSize is what a pipe is grown to (F_SETPIPE_SZ), and so what one
+// splice moves at most. Measured with one bulk stream (make bench, both
+// loads): 256 KiB moved 4-6% more than 1 MiB (iperf3 14.2-14.9 against
+// 13.5-14.2 Gbit/s, from memory 12.1-12.5 against 11.5-11.7), 64 KiB was
+// best from memory and worst with iperf3. Smaller bursts keep fewer pages
+// in flight and open the client's window in smaller steps. A blocked
+// stream holds at most this much in its pipe.
+const pipeSize = 256 << 10
 
 func (lp *loop) getPipe() (*pipe, error) {
 	lp.pipeUsed = time.Now()

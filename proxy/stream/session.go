@@ -587,7 +587,7 @@ func (d *dir) move() bool {
 				}
 				d.pipe = p
 			}
-			n, err := sysSplice(d.src.fd, d.pipe.w, spliceChunk)
+			n, err := sysSplice(d.src.fd, d.pipe.w, pipeSize)
 			switch {
 			case err == unix.EINTR:
 				continue
@@ -704,10 +704,6 @@ func (d *dir) flush() (out, ok bool) {
 	}
 	return true, true
 }
-
-// spliceChunk bounds one splice into a pipe: a pipe holds 64 KiB by
-// default, and what does not fit is spliced on the next round.
-const spliceChunk = 1 << 20
 
 // block notes that dst cannot take bytes in hand: proxy_timeout of that
 // is a write timeout. Until they are out, nothing more is read from src,
