@@ -26,26 +26,31 @@ func runEcho(args []string) error {
 	duration := fs.Duration("duration", 30*time.Minute, "stop after this long")
 	fs.Parse(args)
 
-	ln, err := net.Listen("tcp", *listen)
+	return serveConns(*listen, *duration, echo)
+}
+
+// serveConns accepts connections on listen and runs handle on each in a
+// goroutine of its own, until duration passes or SIGTERM/SIGINT comes;
+// then it closes the listener and every open connection and returns once
+// the handlers have. It prints "ready" when it listens.
+func serveConns(listen string, duration time.Duration, handle func(net.Conn)) error {
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *duration)
+	ctx, cancel := context.WithTimeout(ctx, duration)
 	defer cancel()
+	var open sync.Map // every live connection, closed when the server stops
 	go func() {
 		<-ctx.Done()
 		ln.Close()
+		open.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
 	}()
 	fmt.Println("ready")
 	var conns sync.WaitGroup
 	defer conns.Wait()
-	var open sync.Map // every live connection, closed when the server stops
-	go func() {
-		<-ctx.Done()
-		open.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
-	}()
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -68,7 +73,7 @@ func runEcho(args []string) error {
 			if ctx.Err() != nil {
 				return
 			}
-			echo(c)
+			handle(c)
 		}()
 	}
 }

@@ -1,16 +1,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/signal"
-	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -40,40 +36,7 @@ func runSink(args []string) error {
 		return err
 	}
 	defer null.Close()
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *duration)
-	defer cancel()
-	var open sync.Map // live connections, closed when the sink stops
-	go func() {
-		<-ctx.Done()
-		ln.Close()
-		open.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
-	}()
-	fmt.Println("ready")
-	var conns sync.WaitGroup
-	defer conns.Wait()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		open.Store(c, nil)
-		conns.Add(1)
-		go func() {
-			defer conns.Done()
-			defer open.Delete(c)
-			defer c.Close()
-			_, _ = discard(null, c)
-		}()
-	}
+	return serveConns(*listen, *duration, func(c net.Conn) { _, _ = discard(null, c) })
 }
 
 // discard takes what c sends until it finishes, into null (/dev/null):
