@@ -464,14 +464,15 @@ EOF
   local tb="Stream bulk throughput (iperf3 -t $DUR through the proxy; direct = ceiling, no proxy)"
   local tm="Stream bulk from memory (sendfile source, splice-to-/dev/null sink: the load copies nothing; ${DUR}s)"
   local ts="Stream short connections (connect, 5 bytes echoed, close; 16 loops, ${DUR}s)"
-  local rep c0 c1 l0 l1 line gbps bytes
+  local rep c0 c1 l0 l1 w0 line gbps bytes
   # bulk_rec TABLE PROXY LINE: records "gbit_per_s bytes", the proxy's CPU
-  # per GB and how busy the load CPU was (c0, l0: the counts before).
+  # per GB and how busy the load CPU was (c0, l0, w0: the counts and the
+  # time in ns before).
   bulk_rec() {
     read -r gbps bytes <<<"$3"
     l1=$(cpu_busy 1)
     rec "$1" "$2" "Gbit/s" "$gbps"
-    rec "$1" "$2" "load CPU busy %" "$(awk -v a="$l0" -v b="$l1" -v hz="$CLK_TCK" -v d="$DUR" 'BEGIN{printf "%.0f", (b-a)*100/hz/d}')"
+    rec "$1" "$2" "load CPU busy %" "$(awk -v a="$l0" -v b="$l1" -v hz="$CLK_TCK" -v ns="$(($(date +%s%N) - w0))" 'BEGIN{printf "%.0f", (b-a)*100/hz/(ns/1e9)}')"
     if [ "$2" != direct ]; then
       c1=$(cpu_ticks "${PROXY[$2]}")
       rec "$1" "$2" "proxy CPU-s/GB" "$(awk -v a="$c0" -v b="$c1" -v n="$bytes" -v hz="$CLK_TCK" 'BEGIN{printf "%.3f", (b-a)/hz/(n/1e9)}')"
@@ -480,7 +481,7 @@ EOF
   for rep in $(seq "$REPS"); do
     for p in $(rotated "$rep" direct "${LIVE[@]}"); do
       [ "$p" = direct ] || c0=$(cpu_ticks "${PROXY[$p]}")
-      l0=$(cpu_busy 1)
+      l0=$(cpu_busy 1) w0=$(date +%s%N)
       if ! taskset -c 1 iperf3 -c 127.0.0.1 -p "${BULK[$p]}" -t "$DUR" -J >"$WORK/iperf.json" 2>&1 ||
         ! line=$("$BT" iperf <"$WORK/iperf.json"); then
         log "iperf3 through $p failed"; head -c 2000 "$WORK/iperf.json" >&2; continue
@@ -490,7 +491,7 @@ EOF
     done
     for p in $(rotated "$rep" direct "${LIVE[@]}"); do
       [ "$p" = direct ] || c0=$(cpu_ticks "${PROXY[$p]}")
-      l0=$(cpu_busy 1)
+      l0=$(cpu_busy 1) w0=$(date +%s%N)
       if ! line=$(taskset -c 1 "$BT" source -addr "127.0.0.1:${BULKMEM[$p]}" -duration "${DUR}s"); then
         log "zero-copy source through $p failed"; continue
       fi
