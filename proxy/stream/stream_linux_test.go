@@ -1300,3 +1300,47 @@ func watchedEvents(t *testing.T, epfd, fd int) (uint32, bool) {
 	}
 	return 0, false
 }
+
+// TestBulkDirectionBoundsUnsentBytes: once a direction turns bulk, its
+// destination socket holds at most bulkNotSentLowat unsent bytes
+// (TCP_NOTSENT_LOWAT); while a stream only exchanges small messages, its
+// sockets keep the system's default.
+func TestBulkDirectionBoundsUnsentBytes(t *testing.T) {
+	serverSide := make(chan *net.TCPConn, 1)
+	be := startBackend(t, "127.0.0.1", func(c *net.TCPConn) {
+		serverSide <- c
+		echo(c)
+	})
+	p := newProxy(t, "127.0.0.1", func(l string) string { return streamConf(l, be.addr, "", "") })
+	c := p.dial()
+	s := <-serverSide
+	lowat := func(fd int) int {
+		t.Helper()
+		v, err := unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	toServer := socketWithPeer(t, addrPort(s.RemoteAddr()), addrPort(s.LocalAddr()))
+	toClient := socketWithPeer(t, netip.MustParseAddrPort(p.listen), addrPort(c.LocalAddr()))
+	exchange := func(n int) {
+		t.Helper()
+		msg := bytes.Repeat([]byte("m"), n)
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		go c.Write(msg)
+		if _, err := io.ReadFull(c, make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 10 {
+		exchange(100)
+	}
+	if v, w := lowat(toServer), lowat(toClient); v != 0 || w != 0 {
+		t.Errorf("after small messages, TCP_NOTSENT_LOWAT is %d toward the server and %d toward the client: want the default (0)", v, w)
+	}
+	exchange(8 << 20) // both ways: the echo turns the answer bulk too
+	if v, w := lowat(toServer), lowat(toClient); v != bulkNotSentLowat || w != bulkNotSentLowat {
+		t.Errorf("after 8 MiB each way, TCP_NOTSENT_LOWAT is %d toward the server and %d toward the client: want %d", v, w, bulkNotSentLowat)
+	}
+}
