@@ -2,8 +2,8 @@
 // scripts/bench.sh needs and that no Debian package provides: an echo
 // server that understands PROXY headers, a holder of many idle
 // connections, a short-connection loop, a bulk source and sink that copy
-// nothing, a parser of wrk's output and the
-// report that prints the results as aligned tables.
+// nothing, a parser of wrk's output and the report that prints the
+// results as aligned tables.
 //
 // Every load it generates is bounded in time (and, for the short
 // connections, in count); it only dials the address it is given, which
