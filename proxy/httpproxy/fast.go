@@ -138,9 +138,10 @@ type fastConn struct {
 	pinned bool
 }
 
-// serveFast runs a plain client connection on the fast path; pending are
-// bytes already read past a PROXY protocol header.
-func (g *listenGroup) serveFast(nc net.Conn, remote, local netip.AddrPort, pending []byte, probe bool, accepted time.Time) {
+// newFast makes nc a fast-path connection, in the server's set; pending
+// are bytes already read past a PROXY protocol header. nil: the server is
+// shutting down and nc was closed.
+func (g *listenGroup) newFast(nc net.Conn, remote, local netip.AddrPort, pending []byte, probe bool, accepted time.Time) *fastConn {
 	s := g.s
 	c := fastConnPool.Get().(*fastConn)
 	c.reset(g, nc, remote, local, probe, accepted.Add(g.dflt.cfg.ClientHeaderTimeout.Duration))
@@ -155,16 +156,24 @@ func (g *listenGroup) serveFast(nc net.Conn, remote, local netip.AddrPort, pendi
 	}
 	c.state.Store(int32(fastActive))
 	if !s.addFast(c) {
+		c.releaseBuf()
 		_ = nc.Close()
 		s.connClosed()
-		return
+		c.release()
+		return nil
 	}
+	return c
+}
+
+// run serves c until it ends or is handed over to net/http.
+func (c *fastConn) run() {
 	if c.serve() {
 		return // handed over to net/http
 	}
+	s := c.s
 	s.removeFast(c)
 	c.releaseBuf()
-	_ = nc.Close()
+	_ = c.nc.Close()
 	s.connClosed()
 	c.release()
 }

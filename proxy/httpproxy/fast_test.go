@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vipgate/vipgate/proxy"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 	"golang.org/x/net/websocket"
 )
 
@@ -803,6 +805,74 @@ func TestIdleKeepAliveConnectionsHoldNoReadBuffer(t *testing.T) {
 	t.Logf("heap per idle keep-alive connection (proxy and client): %.0f bytes", per)
 	if per > 6*1024 {
 		t.Errorf("idle keep-alive connections keep %.0f bytes of heap each: a read buffer (4096) is held while idle", per)
+	}
+}
+
+// An idle keep-alive connection's goroutine gives back half of its stack
+// at the next collection: serving a request grows it to 8 KiB, and the
+// runtime halves an idle goroutine's stack only when less than a quarter
+// is in use, which the frames below the wait decide. The connections are
+// accepted by proxy.Listeners, the production path (its warm goroutines
+// add their frames under the wait).
+func TestIdleKeepAliveConnectionStackShrinksAtCollection(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's instrumentation makes every frame larger")
+	}
+	b := startBackend(t, "b")
+	b.handle = func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }
+	gw := startAppGateway(t, b.addr(), false, `keepalive_timeout = "60s"`, "")
+	const addr = "127.0.0.1:0"
+	ls := proxy.NewListeners(zap.NewNop())
+	if err := ls.Apply(map[string]proxy.Handler{addr: gw.current.Load().Handler(gw.addr)}); err != nil {
+		t.Fatal(err)
+	}
+	defer ls.Close()
+	front := ls.Get(addr).Addr().String()
+	req := []byte("GET /idle HTTP/1.1\r\nHost: front.example\r\n\r\n")
+	var buf [4096]byte
+	ask := func(c net.Conn) {
+		t.Helper()
+		if _, err := c.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for !bytes.HasSuffix(buf[:n], []byte("\r\n\r\nok")) {
+			k, err := c.Read(buf[n:])
+			if err != nil {
+				t.Fatalf("answer %q: %v", buf[:n], err)
+			}
+			n += k
+		}
+	}
+	stacks := func() uint64 {
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		return ms.StackInuse
+	}
+	const conns = 300
+	conn := make([]net.Conn, 0, conns)
+	defer func() {
+		for _, c := range conn {
+			c.Close()
+		}
+	}()
+	before := stacks()
+	for range conns {
+		c, err := net.Dial("tcp", front)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn = append(conn, c)
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		ask(c)
+		ask(c)
+	}
+	time.Sleep(100 * time.Millisecond) // every connection back in its wait
+	per := float64(stacks()-before) / conns
+	t.Logf("stack per idle keep-alive connection after a collection: %.0f bytes", per)
+	if per > 6*1024 {
+		t.Errorf("idle keep-alive connections keep %.0f bytes of stack each after a collection, want 4 KiB", per)
 	}
 }
 
