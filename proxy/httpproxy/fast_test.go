@@ -740,6 +740,55 @@ func TestKeepAliveWaitServesWhatArrives(t *testing.T) {
 	}
 }
 
+// idleKeepAliveGateway is a gateway whose backend answers "ok", with
+// connections kept alive for a minute.
+func idleKeepAliveGateway(t *testing.T) *testGateway {
+	b := startBackend(t, "b")
+	b.handle = func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }
+	return startAppGateway(t, b.addr(), false, `keepalive_timeout = "60s"`, "")
+}
+
+// askOK sends c a GET and reads its "ok" answer.
+func askOK(t *testing.T, c net.Conn) {
+	t.Helper()
+	if _, err := c.Write([]byte("GET /idle HTTP/1.1\r\nHost: front.example\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	var buf [4096]byte
+	n := 0
+	for !bytes.HasSuffix(buf[:n], []byte("\r\n\r\nok")) {
+		k, err := c.Read(buf[n:])
+		if err != nil {
+			t.Fatalf("answer %q: %v", buf[:n], err)
+		}
+		n += k
+	}
+}
+
+// holdIdleKeepAlive opens n connections to addr, each asked twice (the
+// second request after a keep-alive wait), and leaves them idle until the
+// test ends.
+func holdIdleKeepAlive(t *testing.T, addr string, n int) {
+	t.Helper()
+	conns := make([]net.Conn, 0, n)
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		askOK(t, c)
+		askOK(t, c)
+	}
+	time.Sleep(100 * time.Millisecond) // every connection back in its wait
+}
+
 // An idle keep-alive connection holds no read buffer (issue #8, point 4):
 // whether it waits for its second request (fill) or for any later one
 // (keepAlive), a buffer is borrowed only when bytes arrive. Measured as
@@ -749,25 +798,7 @@ func TestIdleKeepAliveConnectionsHoldNoReadBuffer(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates on its own and drops sync.Pool items: heap figures mean nothing under it")
 	}
-	b := startBackend(t, "b")
-	b.handle = func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }
-	gw := startAppGateway(t, b.addr(), false, `keepalive_timeout = "60s"`, "")
-	req := []byte("GET /idle HTTP/1.1\r\nHost: front.example\r\n\r\n")
-	var buf [4096]byte
-	ask := func(c net.Conn) {
-		t.Helper()
-		if _, err := c.Write(req); err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for !bytes.HasSuffix(buf[:n], []byte("\r\n\r\nok")) {
-			k, err := c.Read(buf[n:])
-			if err != nil {
-				t.Fatalf("answer %q: %v", buf[:n], err)
-			}
-			n += k
-		}
-	}
+	gw := idleKeepAliveGateway(t)
 	heap := func() uint64 {
 		var ms runtime.MemStats
 		runtime.GC()
@@ -775,29 +806,13 @@ func TestIdleKeepAliveConnectionsHoldNoReadBuffer(t *testing.T) {
 		runtime.ReadMemStats(&ms)
 		return ms.HeapAlloc
 	}
-	const conns = 300
-	conn := make([]net.Conn, 0, conns)
-	defer func() {
-		for _, c := range conn {
-			c.Close()
-		}
-	}()
 	// A first connection warms the upstream pool and the proxy's pools.
 	warm := dialFront(t, gw.addr, false)
-	ask(warm)
-	ask(warm)
+	askOK(t, warm)
+	askOK(t, warm)
+	const conns = 300
 	before := heap()
-	for range conns {
-		c, err := net.Dial("tcp", gw.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn = append(conn, c)
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		ask(c) // the first request
-		ask(c) // the second, after a keep-alive wait
-	}
-	time.Sleep(100 * time.Millisecond) // every connection back in its wait
+	holdIdleKeepAlive(t, gw.addr, conns)
 	if got := gw.current.Load().ClientConns(); got < conns {
 		t.Fatalf("%d client connections open, want %d", got, conns)
 	}
@@ -818,32 +833,13 @@ func TestIdleKeepAliveConnectionStackShrinksAtCollection(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector's instrumentation makes every frame larger")
 	}
-	b := startBackend(t, "b")
-	b.handle = func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }
-	gw := startAppGateway(t, b.addr(), false, `keepalive_timeout = "60s"`, "")
+	gw := idleKeepAliveGateway(t)
 	const addr = "127.0.0.1:0"
 	ls := proxy.NewListeners(zap.NewNop())
 	if err := ls.Apply(map[string]proxy.Handler{addr: gw.current.Load().Handler(gw.addr)}); err != nil {
 		t.Fatal(err)
 	}
 	defer ls.Close()
-	front := ls.Get(addr).Addr().String()
-	req := []byte("GET /idle HTTP/1.1\r\nHost: front.example\r\n\r\n")
-	var buf [4096]byte
-	ask := func(c net.Conn) {
-		t.Helper()
-		if _, err := c.Write(req); err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for !bytes.HasSuffix(buf[:n], []byte("\r\n\r\nok")) {
-			k, err := c.Read(buf[n:])
-			if err != nil {
-				t.Fatalf("answer %q: %v", buf[:n], err)
-			}
-			n += k
-		}
-	}
 	stacks := func() uint64 {
 		var ms runtime.MemStats
 		runtime.GC()
@@ -851,24 +847,8 @@ func TestIdleKeepAliveConnectionStackShrinksAtCollection(t *testing.T) {
 		return ms.StackInuse
 	}
 	const conns = 300
-	conn := make([]net.Conn, 0, conns)
-	defer func() {
-		for _, c := range conn {
-			c.Close()
-		}
-	}()
 	before := stacks()
-	for range conns {
-		c, err := net.Dial("tcp", front)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn = append(conn, c)
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		ask(c)
-		ask(c)
-	}
-	time.Sleep(100 * time.Millisecond) // every connection back in its wait
+	holdIdleKeepAlive(t, ls.Get(addr).Addr().String(), conns)
 	per := float64(stacks()-before) / conns
 	t.Logf("stack per idle keep-alive connection after a collection: %.0f bytes", per)
 	if per > 6*1024 {
