@@ -156,10 +156,7 @@ func (g *listenGroup) newFast(nc net.Conn, remote, local netip.AddrPort, pending
 	}
 	c.state.Store(int32(fastActive))
 	if !s.addFast(c) {
-		c.releaseBuf()
-		_ = nc.Close()
-		s.connClosed()
-		c.release()
+		c.end()
 		return nil
 	}
 	return c
@@ -170,6 +167,11 @@ func (c *fastConn) run() {
 	if c.serve() {
 		return // handed over to net/http
 	}
+	c.end()
+}
+
+// end closes c and returns it to fastConnPool.
+func (c *fastConn) end() {
 	s := c.s
 	s.removeFast(c)
 	c.releaseBuf()
