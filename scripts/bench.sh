@@ -274,6 +274,69 @@ EOF
     stop "${LOG_PROXY[vipgate]}"
   }
 
+  # http_load LABEL TABLE ROW PID URL [wrk args]: one wrk run on CPU 1
+  # against URL, recorded under TABLE/ROW: req/s, latency, errors, the CPU
+  # time of PID (and its children) per request and the load CPU's.
+  http_load() {
+    local label=$1 table=$2 row=$3 pid=$4 url=$5
+    shift 5
+    local c0 c1 l0 l1 w0 ns line rps p50 p99 n errs
+    c0=$(cpu_ticks "$pid") l0=$(cpu_busy 1) w0=$(date +%s%N)
+    taskset -c 1 wrk -t1 -c64 -d"${DUR}s" --latency "$@" "$url" >"$WORK/wrk.out" 2>&1 || true
+    c1=$(cpu_ticks "$pid") l1=$(cpu_busy 1) ns=$(($(date +%s%N) - w0))
+    cp "$WORK/wrk.out" "$WORK/wrk-${label// /-}.log"
+    if ! line=$("$BT" wrk <"$WORK/wrk.out"); then
+      log "wrk $label failed:"; cat "$WORK/wrk.out" >&2; return 0
+    fi
+    read -r rps p50 p99 n errs <<<"$line"
+    log "rep $label: $rps req/s p50 ${p50}ms p99 ${p99}ms errors $errs"
+    rec "$table" "$row" "req/s" "$rps"
+    rec "$table" "$row" "p50 ms" "$p50"
+    rec "$table" "$row" "p99 ms" "$p99"
+    rec "$table" "$row" "CPU us/req" "$(awk -v a="$c0" -v b="$c1" -v n="$n" -v hz="$CLK_TCK" 'BEGIN{printf "%.2f", (b-a)*1e6/hz/n}')"
+    rec "$table" "$row" "load CPU us/req" "$(awk -v a="$l0" -v b="$l1" -v n="$n" -v hz="$CLK_TCK" 'BEGIN{printf "%.2f", (b-a)*1e6/hz/n}')"
+    rec "$table" "$row" "load CPU busy %" "$(awk -v a="$l0" -v b="$l1" -v ns="$ns" -v hz="$CLK_TCK" 'BEGIN{printf "%.0f", (b-a)*100/hz/(ns/1e9)}')"
+    rec "$table" "$row" "errors" "$errs"
+  }
+
+  # The floor: no proxying, a small response straight from the program on
+  # CPU 0: nginx's "return 200" against benchtool respond, the least a Go
+  # program on Go's net does per request (accept, read, write, close). What
+  # Go's runtime and net cost beyond nginx's event loop there, every Go
+  # proxy pays before it does any proxying.
+  cat >"$WORK/nginx-floor.conf" <<EOF
+worker_processes 1; daemon off; pid $WORK/nginx-floor.pid; error_log $WORK/nginx-floor.err;
+worker_rlimit_nofile 20000;
+events { worker_connections 20000; }
+http {
+  access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
+  server {
+    listen 127.0.0.1:8181 backlog=4096;
+    location = /small { default_type text/plain; return 200 "hello from the backend\n"; }
+  }
+}
+EOF
+  http_floor_round() {
+    local rep=$1 p f
+    local -A FPORT=([nginx]=8181 [go-net]=8183) FPID=()
+    local -A FTITLE=(
+      [ka]="HTTP floor, no proxying: small response, keep-alive, 64 connections"
+      [close]="HTTP floor, no proxying: small response, new connection per request, 64 connections")
+    start nginx-floor 0 nginx -c "$WORK/nginx-floor.conf" -p "$WORK"; FPID[nginx]=$PID
+    start respond-floor 0 env GOMAXPROCS=1 "$BT" respond -listen 127.0.0.1:8183 -duration 10m; FPID[go-net]=$PID
+    for p in nginx go-net; do
+      wait_port "127.0.0.1:${FPORT[$p]}" && taskset -c 1 wrk -t1 -c64 -d1s "http://127.0.0.1:${FPORT[$p]}/small" >/dev/null || true
+    done
+    for f in ka close; do
+      for p in $(rotated "$rep" nginx go-net); do
+        local -a extra=()
+        [ "$f" = close ] && extra=(-H "Connection: close")
+        http_load "$rep floor-$f $p" "${FTITLE[$f]}" "$p" "${FPID[$p]}" "http://127.0.0.1:${FPORT[$p]}/small" "${extra[@]}"
+      done
+    done
+    for p in nginx go-net; do stop "${FPID[$p]}"; done
+  }
+
   local -a SCEN=(ka close big log)
   declare -A TITLE=(
     [ka]="HTTP small GET, keep-alive, 64 connections"
@@ -281,7 +344,7 @@ EOF
     [big]="HTTP 64 KiB responses, keep-alive, 64 connections"
     [log]="HTTP with the access log to a file (64k buffer, 1 s flush): small GET, keep-alive, 64 connections")
   declare -A URL=([ka]=/small [close]=/small [big]=/64k [log]=/small)
-  local rep s c0 c1 line rps p50 p99 n errs port pid
+  local rep s port pid
   for rep in $(seq "$REPS"); do
     log "HTTP round $rep: proxies started on CPU 0"
     http_proxies_up
@@ -294,23 +357,11 @@ EOF
           [ -n "${LOG_PORT[$p]:-}" ] || continue # haproxy logs through syslog only
           port=${LOG_PORT[$p]} pid=${LOG_PROXY[$p]}
         fi
-        c0=$(cpu_ticks "$pid")
-        taskset -c 1 wrk -t1 -c64 -d"${DUR}s" --latency "${extra[@]}" "http://127.0.0.1:${port}${URL[$s]}" >"$WORK/wrk.out" 2>&1 || true
-        cp "$WORK/wrk.out" "$WORK/wrk-$s-$p-$rep.log"
-        c1=$(cpu_ticks "$pid")
-        if ! line=$("$BT" wrk <"$WORK/wrk.out"); then
-          log "wrk against $p failed:"; cat "$WORK/wrk.out" >&2; continue
-        fi
-        read -r rps p50 p99 n errs <<<"$line"
-        log "rep $rep $s $p: $rps req/s p50 ${p50}ms p99 ${p99}ms errors $errs"
-        rec "${TITLE[$s]}" "$p" "req/s" "$rps"
-        rec "${TITLE[$s]}" "$p" "p50 ms" "$p50"
-        rec "${TITLE[$s]}" "$p" "p99 ms" "$p99"
-        rec "${TITLE[$s]}" "$p" "CPU us/req" "$(awk -v a="$c0" -v b="$c1" -v n="$n" -v hz="$CLK_TCK" 'BEGIN{printf "%.2f", (b-a)*1e6/hz/n}')"
-        rec "${TITLE[$s]}" "$p" "errors" "$errs"
+        http_load "$rep $s $p" "${TITLE[$s]}" "$p" "$pid" "http://127.0.0.1:${port}${URL[$s]}" "${extra[@]}"
       done
     done
     http_proxies_down
+    http_floor_round "$rep"
   done
 
   log "HTTP: $HTTP_IDLE_CONNS idle keep-alive client connections per proxy"
@@ -344,7 +395,7 @@ EOF
   echo
   echo "################ HTTP (proxy on CPU 0, one worker; backend nginx + wrk -t1 on CPU 1)"
   ratio_note
-  "$BT" report -in "$RESULTS" -table "HTTP" -noratio "errors,connections held,RSS before KiB,RSS held KiB"
+  "$BT" report -in "$RESULTS" -table "HTTP" -noratio "load CPU busy %,errors,connections held,RSS before KiB,RSS held KiB"
   echo "  every proxy sends the backend the client's Host, X-Real-IP, X-Forwarded-For, X-Forwarded-Proto (vipgate's"
   echo "  defaults; nginx: proxy_set_header as in the seed tutorials; haproxy: option forwardfor + set-header);"
   echo "  nginx: upstream keepalive 64, proxy_http_version 1.1, Connection \"\", proxy_buffers 16 8k;"
@@ -354,6 +405,11 @@ EOF
   echo "  access_log_buffer = \"64k\", access_log_flush = \"1s\" in a second instance; haproxy logs through syslog: left out."
   echo "  errors: socket errors + non-2xx responses counted by wrk."
   echo "  CPU us/req: the proxy's utime+stime (/proc/PID/stat, master and workers) over the run / requests."
+  echo "  load CPU us/req, busy %: CPU 1 (wrk and the backend) while the load ran, per request and in all; near"
+  echo "  100% busy the load CPU, not the proxy, sets req/s, and the proxies differ only in the load work they cause."
+  echo "  floor tables: no proxying; nginx 'return 200' against benchtool respond (GOMAXPROCS=1), a Go program that"
+  echo "  only accepts, reads the head, writes a fixed response and closes on Go's net, as vipgate's listeners do."
+  echo "  Its CPU us/req over nginx's is what Go's runtime and net cost before any proxying."
   echo "  Every round starts the proxies anew (and warms each up with 1 s of load): the rounds are as many starts."
 
   echo

@@ -138,3 +138,41 @@ func TestSourceSendsWhatTheSinkTakes(t *testing.T) {
 		t.Errorf("%d bytes in %.3f s: the time must last until the sink took the last byte (after 0.5 s)", sent, secs)
 	}
 }
+
+// The floor responder answers pipelined keep-alive requests on one
+// connection, a request split across reads, and closes after a
+// "Connection: close" one.
+func TestRespondKeepsAliveAndClosesWhenAsked(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			respond(c)
+		}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	get := "GET /small HTTP/1.1\r\nHost: x\r\n\r\n"
+	for _, chunk := range []string{get + get + get[:10], get[10:], "GET /small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"} {
+		if _, err := c.Write([]byte(chunk)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var all bytes.Buffer
+	if _, err := all.ReadFrom(c); err != nil { // ends at the responder's close
+		t.Fatalf("reading the responses: %v", err)
+	}
+	want := strings.Repeat(string(respondKeepAlive), 3) + string(respondClose)
+	if all.String() != want {
+		t.Errorf("got %q\nwant four responses, the last with Connection: close, then EOF", all.String())
+	}
+}

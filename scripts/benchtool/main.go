@@ -2,7 +2,8 @@
 // scripts/bench.sh needs and that no Debian package provides: an echo
 // server that understands PROXY headers, a holder of many idle
 // connections, a short-connection loop, a bulk source and sink that copy
-// nothing, a parser of wrk's output and the report that prints the
+// nothing, a minimal HTTP responder on Go's net (the floor any Go proxy
+// starts from), a parser of wrk's output and the report that prints the
 // results as aligned tables.
 //
 // Every load it generates is bounded in time (and, for the short
@@ -23,6 +24,7 @@ commands:
   short    connect, send, read the echo, close; as often as possible
   sink     accept connections and splice what they send into /dev/null
   source   sendfile memory to an address for a while: "gbit_per_s bytes"
+  respond  answer HTTP/1.1 requests with a fixed response, as cheaply as Go's net allows
   wrk      parse wrk --latency output from stdin: "rps p50_ms p99_ms requests"
   iperf    parse iperf3 -J output from stdin: "gbit_per_s bytes"
   report   print result records (table, row, column, value) as tables
@@ -35,15 +37,16 @@ func main() {
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
-		"echo":   runEcho,
-		"hold":   runHold,
-		"short":  runShort,
-		"sink":   runSink,
-		"source": runSource,
-		"wrk":    runWrk,
-		"iperf":  runIperf,
-		"report": runReport,
-		"goals":  runGoals,
+		"echo":    runEcho,
+		"hold":    runHold,
+		"short":   runShort,
+		"sink":    runSink,
+		"source":  runSource,
+		"respond": runRespond,
+		"wrk":     runWrk,
+		"iperf":   runIperf,
+		"report":  runReport,
+		"goals":   runGoals,
 	}
 	run, ok := cmds[os.Args[1]]
 	if !ok {
