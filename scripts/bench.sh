@@ -98,6 +98,14 @@ wait_port() { # host:port
 
 tree() { echo "$1" $(pgrep -P "$1" || true); } # a process and its children (nginx workers)
 
+# nginx_main NAME: the main context every nginx here starts with: one
+# worker in the foreground, pid and error log under $WORK/NAME, 20,000
+# descriptors.
+nginx_main() {
+  printf '%s\n' "worker_processes 1; daemon off; pid $WORK/$1.pid; error_log $WORK/$1.err;" \
+    "worker_rlimit_nofile 20000;" "events { worker_connections 20000; }"
+}
+
 cpu_ticks() { # PID: utime+stime of it and its children, in clock ticks
   local t=0 p v
   for p in $(tree "$1"); do
@@ -159,9 +167,7 @@ bench_http() {
   head -c 65536 /dev/urandom >"$WORK/www/64k"
   chmod -R a+rX "$WORK/www"
   cat >"$WORK/backend.conf" <<EOF
-worker_processes 1; daemon off; pid $WORK/backend.pid; error_log $WORK/backend.err;
-worker_rlimit_nofile 20000;
-events { worker_connections 20000; }
+$(nginx_main backend)
 http {
   access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
   server {
@@ -181,9 +187,7 @@ EOF
   # default (without them nginx and haproxy skipped work vipgate did).
   local NGINX_FORWARD_HEADERS='proxy_set_header Host $http_host; proxy_set_header X-Real-IP $remote_addr; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto $scheme;'
   cat >"$WORK/nginx-http.conf" <<EOF
-worker_processes 1; daemon off; pid $WORK/nginx-http.pid; error_log $WORK/nginx-http.err;
-worker_rlimit_nofile 20000;
-events { worker_connections 20000; }
+$(nginx_main nginx-http)
 http {
   access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
   upstream be { server 127.0.0.1:9000; keepalive 64; keepalive_requests 100000000; }
@@ -305,9 +309,7 @@ EOF
   # Go's runtime and net cost beyond nginx's event loop there, every Go
   # proxy pays before it does any proxying.
   cat >"$WORK/nginx-floor.conf" <<EOF
-worker_processes 1; daemon off; pid $WORK/nginx-floor.pid; error_log $WORK/nginx-floor.err;
-worker_rlimit_nofile 20000;
-events { worker_connections 20000; }
+$(nginx_main nginx-floor)
 http {
   access_log off; keepalive_requests 100000000; keepalive_timeout 300s;
   server {
@@ -443,9 +445,7 @@ bench_stream() {
   # the proxy can send it).
   cat >"$WORK/nginx-stream.conf" <<EOF
 load_module $mod;
-worker_processes 1; daemon off; pid $WORK/nginx-stream.pid; error_log $WORK/nginx-stream.err;
-worker_rlimit_nofile 20000;
-events { worker_connections 20000; }
+$(nginx_main nginx-stream)
 stream {
   server { listen 127.0.0.1:7081; proxy_pass 127.0.0.1:5201; }
   server { listen 127.0.0.1:7121; proxy_pass 127.0.0.1:5301; }
