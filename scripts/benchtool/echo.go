@@ -3,14 +3,12 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"os/signal"
 	"sync"
 	"syscall"
 	"time"
@@ -38,9 +36,7 @@ func serveConns(listen string, duration time.Duration, handle func(net.Conn)) er
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, duration)
+	ctx, cancel := untilStopped(duration)
 	defer cancel()
 	var open sync.Map // every live connection, closed when the server stops
 	go func() {

@@ -2,17 +2,14 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -30,9 +27,7 @@ func runHold(args []string) error {
 	duration := fs.Duration("duration", 2*time.Minute, "hold at most this long")
 	fs.Parse(args)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *duration)
+	ctx, cancel := untilStopped(*duration)
 	defer cancel()
 
 	exchange := exchangeHTTP

@@ -12,8 +12,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
+	"time"
 )
 
 const usage = `usage: benchtool COMMAND [flags]
@@ -57,4 +61,12 @@ func main() {
 		fmt.Fprintf(os.Stderr, "benchtool %s: %v\n", os.Args[1], err)
 		os.Exit(1)
 	}
+}
+
+// untilStopped is the life of a server or load command: done when d has
+// passed or SIGTERM/SIGINT came (bench.sh stops its processes with TERM).
+func untilStopped(d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, cancel := context.WithTimeout(ctx, d)
+	return ctx, func() { cancel(); stop() }
 }

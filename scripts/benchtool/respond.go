@@ -2,12 +2,9 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"flag"
 	"fmt"
 	"net"
-	"os/signal"
-	"syscall"
 	"time"
 )
 
@@ -25,9 +22,7 @@ func runRespond(args []string) error {
 	duration := fs.Duration("duration", 30*time.Minute, "stop after this long")
 	fs.Parse(args)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *duration)
+	ctx, cancel := untilStopped(*duration)
 	defer cancel()
 	lc := net.ListenConfig{KeepAlive: -1}
 	ln, err := lc.Listen(ctx, "tcp", *listen)
